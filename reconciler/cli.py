@@ -1,0 +1,19 @@
+"""The `reconciler` command line. Commands stay thin: the work lives in importable functions."""
+
+from __future__ import annotations
+
+import typer
+
+from reconciler import __version__
+
+app = typer.Typer(help="GitOps reconciler for Polyaxon polyaxonfiles.", no_args_is_help=True)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
