@@ -1,0 +1,115 @@
+"""Daemon settings: one YAML file plus `RECONCILER_*` environment overrides.
+
+Secrets (forge tokens, webhook secrets) are never values in this file: only paths to files or
+names of environment variables, so the config can be committed and shown without leaking them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ForgeProvider = Literal["github", "gitlab", "gitea"]
+
+
+def default_data_dir() -> Path:
+    """Where the embedded SQLite database and logs live (XDG data dir)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "polyaxon-reconciler"
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{default_data_dir() / 'reconciler.db'}"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ForgeConfig(_Strict):
+    provider: ForgeProvider
+    project: str
+    api_url: str | None = None
+    token_file: Path | None = None
+    token_env: str | None = None
+    webhook_secret_file: Path | None = None
+    webhook_secret_env: str | None = None
+
+
+class RepoConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
+    url: str
+    branch: str = "main"
+    interval: float = Field(default=60.0, gt=0, description="seconds between polls")
+    forge: ForgeConfig | None = None
+    # HTTPS credentials for the git remote, from a file or the environment only.
+    token_file: Path | None = None
+    token_env: str | None = None
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class KubernetesConfig(_Strict):
+    kubeconfig: Path | None = None
+    context: str | None = None
+    in_cluster: bool = False
+    namespace: str = "default"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RECONCILER_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    repos: list[RepoConfig] = Field(default_factory=list)
+    backend: Literal["local", "kubernetes"] = "local"
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    database: str = Field(default_factory=default_database_url)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("repos")
+    @classmethod
+    def _unique_repo_names(cls, repos: list[RepoConfig]) -> list[RepoConfig]:
+        seen: set[str] = set()
+        for repo in repos:
+            if repo.name in seen:
+                raise ValueError(f"duplicate repo name {repo.name!r}")
+            seen.add(repo.name)
+        return repos
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file, which arrives as init kwargs.
+        return (env_settings, init_settings)
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read the YAML file (if any) and apply `RECONCILER_*` overrides on top."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: the settings file must be a mapping")
+        data = loaded
+    return Settings(**data)
