@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from reconciler import __version__
+from reconciler.commands.validate import validate
 
 app = typer.Typer(help="GitOps reconciler for Polyaxon polyaxonfiles.", no_args_is_help=True)
 
@@ -13,6 +14,9 @@ app = typer.Typer(help="GitOps reconciler for Polyaxon polyaxonfiles.", no_args_
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+app.command()(validate)
 
 
 def main() -> None:

@@ -1,0 +1,57 @@
+"""Lexical rules shared by every spec model, matching Polyaxon's parser.
+
+- Unknown keys are errors (`extra="forbid"`).
+- Keys are accepted in camelCase (the documented form) and snake_case.
+- Numbers are strict: `"3"` is not an int. Booleans are lax: `"yes"`, `"true"`, `1` are true.
+- Most typed fields also accept a reference such as `"{{ params.lr }}"`, resolved at compile time.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Union
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictFloat, StrictInt, StrictStr
+from pydantic.alias_generators import to_camel
+
+# A value that is a template reference, e.g. "{{ params.lr }}" or "{{ globals.uuid }}".
+PARAM_REGEX = re.compile(r"{{\s*(.+)\s*}}")
+NAME_REGEX = re.compile(r"^[-a-zA-Z0-9_]+\Z")
+
+
+def _must_be_ref(value: str) -> str:
+    if not PARAM_REGEX.search(value):
+        raise ValueError(f"expected a reference such as '{{{{ params.name }}}}', got {value!r}")
+    return value
+
+
+Ref = Annotated[StrictStr, AfterValidator(_must_be_ref)]
+IntOrRef = Union[StrictInt, Ref]
+FloatOrRef = Union[float, Ref]
+BoolOrRef = Union[bool, Ref]
+StrictIntOrFloat = Union[StrictInt, StrictFloat]
+
+
+def _generic_str(value: Any) -> Any:
+    # Label-like maps accept scalars and keep them as text, as Kubernetes wants strings.
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+GenericStr = Annotated[StrictStr, BeforeValidator(_generic_str)]
+
+
+class SpecModel(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        alias_generator=to_camel,
+        arbitrary_types_allowed=True,
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The model as written: camelCase keys, unset fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -1,0 +1,266 @@
+"""Check stage: what only the whole, resolved operation can tell.
+
+Params against the inputs and outputs they fill (required inputs, types, undeclared params), a
+run to execute after composing, and for DAGs: unique op names, components that exist, and a graph
+of dependencies, param refs and event refs that is acyclic and refers only to its own ops.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.errors import Located
+from reconciler.spec.compose import ComposeError, compose
+from reconciler.spec.io import IO, Param
+from reconciler.spec.load import Parsed, located_from_validation
+from reconciler.spec.polyaxonfile import Polyaxonfile
+from reconciler.spec.types import TypeCheckError, check_value
+
+_TEMPLATE_OPS = re.compile(r"{{\s*ops\.([-a-zA-Z0-9_]+)")
+
+
+class CheckError(ValueError):
+    def __init__(self, message: str, where: tuple[Any, ...] = (), stage: str = "check") -> None:
+        super().__init__(message)
+        self.where = where
+        self.stage = stage
+
+
+@dataclass
+class Checked:
+    """The effective operation of a file that passed every stage."""
+
+    effective: dict[str, Any]
+    spec: Polyaxonfile
+
+
+def upstream_of_param(param: Param) -> str | None:
+    if param.ref and param.ref.startswith("ops."):
+        return param.ref[4:].split(".")[0]
+    if isinstance(param.value, str):
+        match = _TEMPLATE_OPS.search(param.value)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _requires_params(inputs: list[IO], outputs: list[IO]) -> bool:
+    for io in inputs:
+        if not io.is_optional and not io.delay_validation:
+            return True
+    for io in outputs:
+        delay = io.delay_validation if io.delay_validation is not None else True
+        if not io.is_optional and not delay:
+            return True
+    return False
+
+
+def _matrix_covers(matrix: Any, name: str) -> bool:
+    if matrix is None:
+        return False
+    if getattr(matrix, "kind", None) == "mapping":
+        values = matrix.values
+        return isinstance(values, str) or bool(values and name in values[0])
+    params = getattr(matrix, "params", None)
+    if isinstance(params, dict) and name in params:
+        return True
+    resource = getattr(matrix, "resource", None)
+    return resource is not None and resource.name == name
+
+
+def check_params(op: Polyaxonfile, *, label: str = "") -> None:
+    """Polyaxon's rules for params of a compiled (non-template) operation."""
+    inputs = op.inputs or []
+    outputs = op.outputs or []
+    params: dict[str, Param] = dict(op.params or {})
+    # Join params take their values from the joined runs (`artifacts.x`, `outputs.y`): no literal to check.
+    join_params: set[str] = set()
+    for join in op.joins if isinstance(op.joins, list) else []:
+        if isinstance(join.params, dict):
+            for key, value in join.params.items():
+                if key not in params:
+                    params[key] = value
+                    join_params.add(key)
+    suffix = f" ({label})" if label else ""
+    if _requires_params(inputs, outputs) and not params and op.matrix is None:
+        required = [io.name for io in inputs if not io.is_optional and not io.delay_validation]
+        raise CheckError(
+            f"required inputs have no value: {', '.join(required) or 'outputs'}; pass them as params{suffix}",
+            ("inputs",),
+        )
+    processed: set[str] = set()
+    for io in inputs:
+        if io.name in params:
+            if io.name not in join_params:
+                _check_param_value(io, params[io.name], suffix)
+            processed.add(io.name)
+        elif _matrix_covers(op.matrix, io.name):
+            continue
+        elif not (io.is_optional or io.delay_validation):
+            raise CheckError(f"input {io.name!r} is required and no param gives it a value{suffix}", ("inputs",))
+    for io in outputs:
+        if io.name in params:
+            _check_param_value(io, params[io.name], suffix)
+            processed.add(io.name)
+    for name, param in params.items():
+        if name in processed:
+            continue
+        if param.context_only is False:
+            raise CheckError(f"param {name!r} has no matching input or output{suffix}", ("params", name))
+        if op.strict_params and param.context_only is not True:
+            raise CheckError(
+                f"param {name!r} is not declared (strictParams); declare an input/output or set "
+                f"contextOnly: true{suffix}",
+                ("params", name),
+            )
+
+
+def _check_param_value(io: IO, param: Param, suffix: str) -> None:
+    if param.ref is not None or (isinstance(param.value, str) and "{{" in param.value):
+        return
+    if io.type is None:
+        return
+    if param.value is None:
+        if io.is_optional:
+            return
+        raise CheckError(f"param {io.name!r} has no value and the input is not optional{suffix}", ("params", io.name))
+    try:
+        check_value(io.type, param.value, is_list=bool(io.is_list), validation=io.validation, options=io.options)
+    except TypeCheckError as e:
+        raise CheckError(f"param {io.name!r}: {e}{suffix}", ("params", io.name)) from None
+
+
+def _validated(effective: dict[str, Any]) -> Polyaxonfile:
+    return Polyaxonfile.model_validate(effective)
+
+
+def check_dag(spec_run: Any, where: tuple[Any, ...]) -> None:
+    operations = spec_run.operations
+    if isinstance(operations, str):
+        return
+    if not operations:
+        raise CheckError("the DAG has no operations", (*where, "operations"))
+    components: dict[str, Polyaxonfile] = {}
+    for i, component in enumerate(spec_run.components if isinstance(spec_run.components, list) else []):
+        if not component.name:
+            raise CheckError("every DAG component needs a name", (*where, "components", i))
+        if component.name in components:
+            raise CheckError(f"the DAG has two components named {component.name!r}", (*where, "components", i, "name"))
+        components[component.name] = component
+    names: dict[str, int] = {}
+    effective_ops: dict[str, Polyaxonfile] = {}
+    for i, op in enumerate(operations):
+        op_where = (*where, "operations", i)
+        if not op.name:
+            raise CheckError("every DAG operation needs a name", op_where)
+        if op.name in names:
+            raise CheckError(f"the DAG has two operations named {op.name!r}", (*op_where, "name"))
+        names[op.name] = i
+        try:
+            effective = compose(op, is_dag_node=True, components=components)
+        except ComposeError as e:
+            raise CheckError(str(e), (*op_where, *e.where)) from None
+        if effective.get("run") is None:
+            raise CheckError(f"DAG operation {op.name!r} has no component to run", op_where)
+        try:
+            effective_ops[op.name] = _validated(effective)
+        except ValidationError as e:
+            raise CheckError(f"DAG operation {op.name!r} does not compile: {e.errors()[0]['msg']}", op_where) from None
+    upstream: dict[str, set[str]] = {}
+    for name, i in names.items():
+        op = operations[i]
+        ups = set(op.dependencies) if isinstance(op.dependencies, list) else set()
+        for param in (op.params or {}).values():
+            ref = upstream_of_param(param)
+            if ref:
+                ups.add(ref)
+        for event in op.events if isinstance(op.events, list) else []:
+            if event.ref.startswith("ops."):
+                ups.add(event.ref[4:])
+        upstream[name] = ups
+    for name, ups in upstream.items():
+        missing = sorted(u for u in ups if u not in names)
+        if missing:
+            raise CheckError(
+                f"operation {name!r} refers to {', '.join(map(repr, missing))}, which is not an operation of this DAG",
+                (*where, "operations", names[name]),
+            )
+    cycle = find_cycle(upstream)
+    if cycle:
+        raise CheckError(f"the DAG has a cycle: {' -> '.join(cycle)}", (*where, "operations", names[cycle[0]]))
+    for name, op in effective_ops.items():
+        check_params(op, label=f"op {name}")
+        if op.dag is not None:
+            check_dag(op.dag, (*where, "operations", names[name], "run"))
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle in `node -> upstream` edges, as a path that starts and ends at the same node."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def check(parsed: Parsed) -> tuple[Checked | None, list[Located]]:
+    """Compile and check a parsed, resolved file."""
+    spec = parsed.spec
+    assert spec is not None
+
+    def at(where: tuple[Any, ...], message: str, stage: str) -> Located:
+        mark = parsed.document.locate(where) if parsed.document else None
+        return Located(parsed.path, mark.line if mark else None, mark.column if mark else None, message, stage)
+
+    try:
+        effective = compose(spec)
+    except ComposeError as e:
+        return None, [at(e.where, str(e), "compile")]
+    if effective.get("run") is None:
+        return None, [
+            at(
+                ("kind",) if spec.kind else (),
+                "nothing to run: no run section, and no component or reference that provides one",
+                "compile",
+            )
+        ]
+    try:
+        compiled = _validated(effective)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and "[" in p))
+        return None, [at(("run",), f"the composed operation is invalid at {loc}: {first['msg']}", "compile")]
+    try:
+        check_params(compiled)
+        if compiled.dag is not None:
+            dag_where: tuple[Any, ...] = ("run",) if spec.dag is not None else ()
+            check_dag(compiled.dag, dag_where)
+    except CheckError as e:
+        where = e.where if spec.dag is not None or not e.where or e.where[0] != "run" else ()
+        return None, [at(where, str(e), e.stage)]
+    return Checked(effective, compiled), []
+
+
+__all__ = ["CheckError", "Checked", "check", "check_params", "located_from_validation"]

@@ -1,0 +1,263 @@
+"""Compile stage: an operation and the component it references become one effective spec.
+
+Works on plain dicts (the spec as written, camelCase keys), so the result is a pure function of
+the files, easy to hash and to compare with Polyaxon's own `compile_operation`.
+
+Order, as in Polyaxon: the component chain is composed first; the operation's own fields patch it
+with its `patchStrategy` (post_merge by default); the shortcuts (`container`, `cmd`, `env`,
+`resources`, `ports`, `environment`, `init`, `connections`, `sidecars`, `volumes`) patch the run;
+then `runPatch`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from reconciler.spec.polyaxonfile import Polyaxonfile
+from reconciler.spec.runs import RUN_MODELS
+
+STRATEGIES = ("replace", "isnull", "post_merge", "pre_merge")
+_NOT_PATCHED = {
+    "component",
+    "hubRef",
+    "pathRef",
+    "urlRef",
+    "dagRef",
+    "isPreset",
+    "patchStrategy",
+    "run",
+    "container",
+    "cmd",
+    "env",
+    "resources",
+    "ports",
+    "environment",
+    "init",
+    "connections",
+    "sidecars",
+    "volumes",
+    "runPatch",
+    "strictParams",
+    "version",
+}
+_DAG_NODE_FIELDS = (
+    "name",
+    "dependencies",
+    "trigger",
+    "conditions",
+    "joins",
+    "skipOnUpstreamSkip",
+    "schedule",
+)
+
+
+class ComposeError(ValueError):
+    """A compile-stage error, with the key path (as written) it concerns."""
+
+    def __init__(self, message: str, where: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+def merge(current: Any, value: Any, strategy: str) -> Any:
+    """Patch `current` with `value` the way Polyaxon's patch strategies do."""
+    if value is None:
+        return current
+    if current is None:
+        return copy.deepcopy(value)
+    if strategy == "replace":
+        return copy.deepcopy(value)
+    if strategy == "isnull":
+        return current
+    post = strategy == "post_merge"
+    if isinstance(current, dict) and isinstance(value, dict):
+        out = dict(current)
+        for key, item in value.items():
+            out[key] = merge(current.get(key), item, strategy) if key in current else copy.deepcopy(item)
+        return out
+    if isinstance(current, list) and isinstance(value, list):
+        if post:
+            return current + [copy.deepcopy(i) for i in value if i not in current]
+        return copy.deepcopy(value) + [i for i in current if i not in value]
+    return copy.deepcopy(value) if post else current
+
+
+def _dump(spec: Polyaxonfile) -> dict[str, Any]:
+    data = spec.model_dump(by_alias=True, exclude_unset=True, exclude={"component"}, mode="json")
+    return data
+
+
+def _replicas(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod-running units of a run, in place, for shortcuts and patches."""
+    model = RUN_MODELS.get(run.get("kind", ""))
+    if model is None or not model.REPLICAS:
+        return [run]
+    out: list[dict[str, Any]] = []
+    for name in model.REPLICAS:
+        key = _camel(name)
+        replica = run.get(key)
+        if name == "workers" and isinstance(replica, dict):
+            out += [r for r in replica.values() if isinstance(r, dict)]
+        elif isinstance(replica, dict):
+            out.append(replica)
+    return out
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+_REPLICA_KEYS = {"environment", "connections", "volumes", "init", "sidecars", "container", "replicas"}
+
+
+def _run_fields(model: Any) -> set[str]:
+    return {f.alias or n for n, f in model.model_fields.items()} | set(model.model_fields)
+
+
+def _patch_run(run: dict[str, Any], patch: dict[str, Any], strategy: str) -> dict[str, Any]:
+    """Apply a run patch; for distributed kinds a replica-shaped patch goes to every replica."""
+    model = RUN_MODELS.get(run.get("kind", ""))
+    patch = {k: v for k, v in patch.items() if k != "kind"}
+    per_replica = (
+        model is not None
+        and bool(model.REPLICAS)
+        and bool(patch)
+        and set(patch) <= _REPLICA_KEYS
+        and bool(set(patch) - _run_fields(model))
+    )
+    if per_replica:
+        out = copy.deepcopy(run)
+        for replica in _replicas(out):
+            replica.update(merge(replica, patch, strategy))
+        return out
+    merged = merge(run, patch, strategy)
+    return merged if isinstance(merged, dict) else run
+
+
+def _shortcuts(local: dict[str, Any], run: dict[str, Any] | None, strategy: str) -> dict[str, Any] | None:
+    if "ports" in local:
+        run = _patch_run(run or {"kind": "service"}, {"ports": local["ports"]}, strategy)
+    pairs: list[dict[str, Any]] = []
+    if "container" in local:
+        pairs.append({"container": local["container"]})
+    if local.get("cmd"):
+        lines = [local["cmd"]] if isinstance(local["cmd"], str) else local["cmd"]
+        pairs.append({"container": {"command": ["/bin/sh", "-c"], "args": ["\n".join(["set -e", *lines])]}})
+    if local.get("env") is not None:
+        pairs.append({"container": {"env": [{"name": k, "value": v} for k, v in local["env"].items()]}})
+    if local.get("resources") is not None:
+        pairs.append({"container": {"resources": lower_resources(local["resources"])}})
+    for key in ("environment", "init", "connections", "sidecars", "volumes"):
+        if local.get(key) is not None:
+            pairs.append({key: local[key]})
+    for patch in pairs:
+        if run is None:
+            run = {"kind": "job"}
+        run = _patch_run(
+            run, patch, "replace" if "args" in patch.get("container", {}) and local.get("cmd") else strategy
+        )
+    return run
+
+
+def lower_resources(resources: dict[str, Any]) -> dict[str, Any]:
+    """`{cpu: "1..2", memory: 1Gi, gpu: 1}` -> Kubernetes requests and limits."""
+    out: dict[str, dict[str, Any]] = {"requests": {}, "limits": {}}
+    for key, value in resources.items():
+        name = "nvidia.com/gpu" if key == "gpu" else key
+        is_count = key not in ("cpu", "memory")
+        if isinstance(value, str) and ".." in value:
+            low, high = (p.strip() for p in value.split("..", 1))
+            if low:
+                out["requests"][name] = int(low) if is_count else low
+            if high:
+                out["limits"][name] = int(high) if is_count else high
+            continue
+        if isinstance(value, str) and is_count:
+            value = int(value)
+        out["requests"][name] = value
+        if is_count:
+            out["limits"][name] = value
+    return {k: v for k, v in out.items() if v}
+
+
+def compose(
+    spec: Polyaxonfile,
+    *,
+    is_dag_node: bool = False,
+    components: dict[str, Polyaxonfile] | None = None,
+    _seen: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The effective polyaxonfile (as a dict) of `spec` with its component chain applied."""
+    component = spec.component
+    if component is None and spec.dag_ref and components is not None:
+        if spec.dag_ref in _seen:
+            raise ComposeError(f"component reference cycle: {' -> '.join((*_seen, spec.dag_ref))}", ("dagRef",))
+        if spec.dag_ref not in components:
+            raise ComposeError(
+                f"op {spec.name!r} requires a component named {spec.dag_ref!r}, which this DAG does not define",
+                ("dagRef",),
+            )
+        component = components[spec.dag_ref]
+        _seen = (*_seen, spec.dag_ref)
+    effective = compose(component, components=components, _seen=_seen) if component is not None else {}
+    if component is None and spec.reference is not None:
+        raise ComposeError(f"{spec.reference[0]} {spec.reference[1]!r} was not resolved")
+    local = _dump(spec)
+    if is_dag_node and spec.schedule is not None:
+        raise ComposeError(f"DAG node {spec.name!r} cannot define a schedule", ("schedule",))
+    strategy = spec.patch_strategy or "post_merge"
+    strict = bool(effective.get("strictParams")) or bool(local.get("strictParams"))
+    for key, value in local.items():
+        if key in _NOT_PATCHED or key == "kind":
+            continue
+        effective[key] = merge(effective.get(key), value, strategy)
+    if strict:
+        effective["strictParams"] = True
+    if "version" not in effective and "version" in local:
+        effective["version"] = local["version"]
+    run = effective.get("run")
+    if "run" in local:
+        local_run = local["run"]
+        if run is None:
+            run = copy.deepcopy(local_run)
+        elif local_run.get("kind", run.get("kind")) == run.get("kind"):
+            run = _patch_run(run, local_run, strategy)
+        elif strategy in ("post_merge", "replace"):
+            run = copy.deepcopy(local_run)
+    run = _shortcuts(local, run, strategy)
+    if local.get("runPatch"):
+        if run is None:
+            raise ComposeError("runPatch needs a run: the component has none", ("runPatch",))
+        run = _patch_run(run, local["runPatch"], strategy)
+    if run is not None:
+        effective["run"] = run
+    if is_dag_node:
+        for key in _DAG_NODE_FIELDS:
+            if key in local:
+                effective[key] = copy.deepcopy(local[key])
+            else:
+                effective.pop(key, None)
+    for key in (
+        "hubRef",
+        "pathRef",
+        "urlRef",
+        "dagRef",
+        "isPreset",
+        "patchStrategy",
+        "runPatch",
+        "component",
+        "container",
+        "cmd",
+        "env",
+        "resources",
+        "ports",
+        "environment",
+        "init",
+        "connections",
+        "sidecars",
+        "volumes",
+    ):
+        effective.pop(key, None)
+    return effective

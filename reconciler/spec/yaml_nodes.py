@@ -1,0 +1,175 @@
+"""Safe YAML reading that keeps every node's position, with limits for hostile input.
+
+PyYAML's constructors drop marks, so we compose the node tree ourselves and build plain Python
+values while recording, for each path of keys and indexes, where it came from. Errors anywhere in
+the spec layer are then reported at the exact line and column of the offending node.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass
+class Document:
+    """A parsed file: its plain value and where each path inside it starts."""
+
+    value: Any
+    marks: dict[Path, Mark] = field(default_factory=dict)
+    key_marks: dict[Path, Mark] = field(default_factory=dict)
+
+    def locate(self, path: Path, *, key: bool = False) -> Mark | None:
+        """The closest known position for `path`, walking up to the parent when needed."""
+        probe = path
+        while True:
+            table = self.key_marks if key else self.marks
+            if probe in table:
+                return table[probe]
+            if key and probe in self.marks:
+                return self.marks[probe]
+            if not probe:
+                return None
+            probe = probe[:-1]
+
+
+class YamlError(Exception):
+    def __init__(self, message: str, mark: Mark | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
+def _mark(node: Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Builder:
+    """Turns composed nodes into values, counting work so alias bombs stop early."""
+
+    def __init__(self) -> None:
+        self.marks: dict[Path, Mark] = {}
+        self.key_marks: dict[Path, Mark] = {}
+        self.nodes = 0
+        self._scalars = SafeConstructor()
+
+    def build(self, node: Node, path: Path, depth: int, active: frozenset[int]) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise YamlError(
+                f"document expands to more than {MAX_NODES} nodes (alias bomb or file too large)",
+                _mark(node),
+            )
+        if depth > MAX_DEPTH:
+            raise YamlError(f"nesting deeper than {MAX_DEPTH} levels", _mark(node))
+        self.marks.setdefault(path, _mark(node))
+        if id(node) in active:
+            raise YamlError("recursive alias", _mark(node))
+        if isinstance(node, ScalarNode):
+            value = self._scalars.construct_object(node, deep=True)
+            if isinstance(value, bytes):
+                raise YamlError("binary values are not supported", _mark(node))
+            return value
+        inner = active | {id(node)}
+        if isinstance(node, SequenceNode):
+            return [self.build(item, (*path, i), depth + 1, inner) for i, item in enumerate(node.value)]
+        if isinstance(node, MappingNode):
+            if node.tag == "tag:yaml.org,2002:set":
+                raise YamlError("YAML sets are not supported", _mark(node))
+            result: dict[Any, Any] = {}
+            for key_node, value_node in self._pairs(node):
+                key = self.build(key_node, (*path, "<key>"), depth + 1, inner)
+                if isinstance(key, (list, dict)):
+                    raise YamlError("mapping keys must be scalars", _mark(key_node))
+                if key in result:
+                    raise YamlError(f"duplicate key {key!r}", _mark(key_node))
+                child = (*path, key)
+                self.key_marks[child] = _mark(key_node)
+                result[key] = self.build(value_node, child, depth + 1, inner)
+            return result
+        raise YamlError(f"unsupported YAML node {node.tag}", _mark(node))
+
+    def _pairs(self, node: MappingNode) -> Iterator[tuple[Node, Node]]:
+        # `<<` merge keys: expand in place, explicit keys win as YAML 1.1 says.
+        merged: list[tuple[Node, Node]] = []
+        own: list[tuple[Node, Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+                for source in sources:
+                    if not isinstance(source, MappingNode):
+                        raise YamlError("merge key needs a mapping", _mark(source))
+                    merged.extend(source.value)
+            else:
+                own.append((key_node, value_node))
+        own_keys = {k.value for k, _ in own if isinstance(k, ScalarNode)}
+        seen: set[Any] = set()
+        for key_node, value_node in merged:
+            if isinstance(key_node, ScalarNode) and (key_node.value in own_keys or key_node.value in seen):
+                continue
+            seen.add(getattr(key_node, "value", None))
+            yield key_node, value_node
+        yield from own
+
+
+def parse(text: bytes | str, *, json_file: bool = False) -> Document:
+    """Parse one YAML (or JSON) document, raising `YamlError` with a position on any problem."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_BYTES:
+            raise YamlError(f"file is larger than {MAX_BYTES // 1024} KiB")
+        if b"\x00" in text:
+            raise YamlError("binary content (NUL bytes) is not a polyaxonfile")
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise YamlError(f"not valid UTF-8 (byte {e.start})") from None
+    elif len(text) > MAX_BYTES:
+        raise YamlError(f"file is larger than {MAX_BYTES // 1024} KiB")
+    if json_file:
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as e:
+            raise YamlError(f"invalid JSON: {e.msg}", Mark(e.lineno, e.colno)) from None
+        # JSON is YAML 1.2 but may indent with tabs, which YAML's scanner refuses.
+        text = text.replace("\t", " ")
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = Mark(mark.line + 1, mark.column + 1) if mark is not None else None
+        message = e.problem or str(e)
+        if "'\\t'" in message or "\t" in message:
+            message = "tabs are not allowed for indentation; use spaces"
+        elif e.context:
+            message = f"{e.context}: {message}" if e.problem else e.context
+        raise YamlError(message, where) from None
+    except yaml.YAMLError as e:
+        raise YamlError(f"invalid YAML: {e}") from None
+    except RecursionError:
+        raise YamlError(f"nesting deeper than {MAX_DEPTH} levels") from None
+    documents = [n for n in nodes if n is not None]
+    if not documents:
+        raise YamlError("empty file: expected a polyaxonfile mapping", Mark(1, 1))
+    if len(documents) > 1:
+        raise YamlError("more than one YAML document; put one polyaxonfile per file", _mark(documents[1]))
+    builder = _Builder()
+    value = builder.build(documents[0], (), 0, frozenset())
+    return Document(value, builder.marks, builder.key_marks)

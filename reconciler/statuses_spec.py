@@ -1,0 +1,40 @@
+"""Polyaxon's run statuses and event kinds as names (the lifecycle rules live in `statuses`)."""
+
+STATUSES = (
+    "created",
+    "resuming",
+    "on_schedule",
+    "compiled",
+    "queued",
+    "scheduled",
+    "starting",
+    "running",
+    "processing",
+    "stopping",
+    "failed",
+    "stopped",
+    "succeeded",
+    "skipped",
+    "warning",
+    "unschedulable",
+    "upstream_failed",
+    "retrying",
+    "unknown",
+    "done",
+)
+
+EVENT_KINDS = (
+    *(f"run_status_{s}" for s in STATUSES),
+    "run_approved_actor",
+    "run_invalidated_actor",
+    "run_new_artifacts",
+    "connection_git_commit",
+    "connection_dataset_version",
+    "connection_registry_image",
+    "alert_info",
+    "alert_warning",
+    "alert_critical",
+    "model_version_new_metric",
+    "project_custom_event",
+    "org_custom_event",
+)
