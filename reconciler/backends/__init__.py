@@ -1,0 +1,5 @@
+"""Run backends: where desired runs become real work (Kubernetes or local processes)."""
+
+from reconciler.backends.base import Backend, BackendError, PermanentBackendError, TransientBackendError
+
+__all__ = ["Backend", "BackendError", "PermanentBackendError", "TransientBackendError"]
