@@ -112,13 +112,13 @@ def located_from_validation(
             doc_path = doc_path + deeper
             missing = missing2 or missing
         message = _message(item, doc_path, missing)
-        if item["type"] == "k8s":
+        if subpath:
             message = f"{_dotted(doc_path)}: {item['msg']}"
         key = (doc_path, message)
         if key in seen:
             continue
         seen.add(key)
-        is_key = item["type"] == "extra_forbidden"
+        is_key = item["type"] == "extra_forbidden" or bool(isinstance(ctx, dict) and ctx.get("is_key"))
         mark = document.locate(doc_path, key=is_key)
         out.append(_at(path, mark, message))
         paths.append((doc_path, item["type"]))

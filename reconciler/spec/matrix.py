@@ -16,6 +16,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from reconciler.spec.base import BoolOrRef, FloatOrRef, IntOrRef, Ref, SpecModel, StrictIntOrFloat
 from reconciler.spec.io import Param
@@ -453,7 +454,9 @@ class Iterative(SpecModel):
 
 def _renamed_kinds(value: Any) -> Any:
     if isinstance(value, dict) and value.get("kind") == "hyperopt":
-        raise ValueError("matrix kind 'hyperopt' was renamed 'tpe' in Polyaxon 2.17; use kind: tpe")
+        raise PydanticCustomError(
+            "renamed", "matrix kind 'hyperopt' was renamed 'tpe' in Polyaxon 2.17; use kind: tpe", {"subpath": ["kind"]}
+        )
     return value
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from reconciler.spec import k8s
 from reconciler.spec.base import NAME_REGEX, BoolOrRef, FloatOrRef, Ref, SpecModel, StrictIntOrFloat
@@ -158,24 +159,22 @@ class Polyaxonfile(SpecModel):
     is_preset: bool | None = None
     run_patch: dict[str, Any] | None = None
 
-    @field_validator("run", mode="before")
-    @classmethod
-    def _run_kind(cls, run: Any) -> Any:
-        # With a kind, the run must be that kind exactly; without one it is a patch for the
-        # referenced component's run.
-        if isinstance(run, dict) and "kind" in run:
-            kind = run["kind"]
-            if kind not in RUN_MODELS:
-                raise ValueError(f"unsupported run.kind {kind!r}; expected one of {', '.join(RUN_MODELS)}")
-        return run
-
     @field_validator("run", mode="wrap")
     @classmethod
     def _run_typed(cls, run: Any, handler: Any) -> Any:
+        # With a kind, the run must be that kind exactly; without one it is a patch for the
+        # referenced component's run.
         if isinstance(run, dict) and "kind" not in run:
             return run
         if isinstance(run, dict):
-            return RUN_MODELS[run["kind"]].model_validate(run)
+            kind = run["kind"]
+            if not isinstance(kind, str) or kind not in RUN_MODELS:
+                raise PydanticCustomError(
+                    "run_kind",
+                    "unsupported run.kind '{kind}'; expected one of {kinds}",
+                    {"kind": kind, "kinds": ", ".join(RUN_MODELS), "subpath": ["kind"]},
+                )
+            return RUN_MODELS[kind].model_validate(run)
         return handler(run)
 
     @field_validator("cmd")

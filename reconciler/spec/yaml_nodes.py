@@ -130,6 +130,10 @@ class _Builder:
         yield from own
 
 
+def _is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null" and node.value in ("", "~", "null")
+
+
 def parse(text: bytes | str, *, json_file: bool = False) -> Document:
     """Parse one YAML (or JSON) document, raising `YamlError` with a position on any problem."""
     if isinstance(text, bytes):
@@ -165,7 +169,7 @@ def parse(text: bytes | str, *, json_file: bool = False) -> Document:
         raise YamlError(f"invalid YAML: {e}") from None
     except RecursionError:
         raise YamlError(f"nesting deeper than {MAX_DEPTH} levels") from None
-    documents = [n for n in nodes if n is not None]
+    documents = [n for n in nodes if n is not None and not _is_null(n)]
     if not documents:
         raise YamlError("empty file: expected a polyaxonfile mapping", Mark(1, 1))
     if len(documents) > 1:
