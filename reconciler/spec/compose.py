@@ -61,21 +61,26 @@ class ComposeError(ValueError):
 
 
 def merge(current: Any, value: Any, strategy: str) -> Any:
-    """Patch `current` with `value` the way Polyaxon's patch strategies do."""
+    """Patch `current` with `value` the way Polyaxon's patch strategies do.
+
+    Mappings (sections, Kubernetes objects) are patched key by key; the strategy decides at the
+    leaves: `replace` takes the new value, `isnull` keeps a set one, `post_merge` lets the new
+    value win and appends new list items, `pre_merge` lets the current value win and prepends.
+    """
     if value is None:
         return current
     if current is None:
         return copy.deepcopy(value)
+    if isinstance(current, dict) and isinstance(value, dict):
+        out = dict(current)
+        for key, item in value.items():
+            out[key] = merge(current.get(key), item, strategy)
+        return out
     if strategy == "replace":
         return copy.deepcopy(value)
     if strategy == "isnull":
         return current
     post = strategy == "post_merge"
-    if isinstance(current, dict) and isinstance(value, dict):
-        out = dict(current)
-        for key, item in value.items():
-            out[key] = merge(current.get(key), item, strategy) if key in current else copy.deepcopy(item)
-        return out
     if isinstance(current, list) and isinstance(value, list):
         if post:
             return current + [copy.deepcopy(i) for i in value if i not in current]

@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--hub-dir")
     ap.add_argument("--url-map", action="append", default=[])
     ap.add_argument("--compiled", action="store_true", help="also print the compiled operation")
+    ap.add_argument("--serve", action="store_true", help="read one path per stdin line, answer one JSON line each")
     ap.add_argument("files", nargs="*")
     args = ap.parse_args()
 
@@ -56,7 +57,14 @@ def main() -> None:
 
     config_spec.ConfigSpec.get_from = classmethod(get_from)  # type: ignore[method-assign]
 
-    for path in args.files:
+    def paths():  # type: ignore[no-untyped-def]
+        yield from args.files
+        if args.serve:
+            for line in sys.stdin:
+                if line.strip():
+                    yield line.strip()
+
+    for path in paths():
         row: dict[str, object] = {"path": path, "valid": True, "stage": None, "error": None}
         stage = "parse"
         try:
@@ -70,6 +78,7 @@ def main() -> None:
                 stage = "compile"
                 compiled = OperationSpecification.compile_operation(op)
                 row["compiled"] = json.loads(compiled.to_json())
+                stage = "check"
         except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
                 raise
