@@ -8,7 +8,9 @@ which is the same as `git -c` but:
 - not `.git/config` or a remote URL with userinfo, because those persist on disk in the cache;
 - not GIT_ASKPASS, which needs an executable helper on disk and answers any credential prompt
   for any host;
-- scoped to the remote's scheme and host, so a redirect to another host never receives it.
+- scoped to the remote's scheme and host, so git offers it to no other URL. A redirect to another
+  host does not carry it either (libcurl drops custom Authorization headers on a host change);
+  `test_token_is_not_sent_to_another_host_after_a_redirect` checks the combination.
 Pure: these functions build values; the adapter passes them to git.
 """
 
@@ -21,11 +23,14 @@ from urllib.parse import urlsplit
 
 REDACTED = "***"
 
+_HELPER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+.-]*::")
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 
 
 def url_problem(url: str) -> str | None:
     """Why `url` may not be used as a remote, or None."""
+    if _HELPER.match(url):
+        return "remote helper URLs (<transport>::<address>) are not supported"
     parts = urlsplit(url)
     if parts.scheme in ("http", "https") and parts.password:
         return "the URL contains a password or token; give the token by file or environment variable instead"

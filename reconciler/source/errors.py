@@ -64,11 +64,15 @@ def is_permanent(stderr: str) -> bool:
     return _PERMANENT.search(stderr) is not None
 
 
+_BOILERPLATE = (
+    "please make sure you have the correct access rights",
+    "and the repository exists.",
+)
+
+
 def summarize(stderr: str, limit: int = 300) -> str:
-    """The lines of git's error output that say what went wrong, on one line."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    useful = [
-        ln for ln in lines if ln.lower().startswith(("fatal:", "error:", "remote:", "timeout:"))
-    ] or lines
+    """git's error output on one line, without the advice lines it prints after every failure."""
+    lines = [ln.strip() for ln in stderr.splitlines()]
+    useful = [ln for ln in lines if ln and not ln.lower().startswith(_BOILERPLATE)]
     text = " | ".join(useful) or "git failed without a message"
     return text if len(text) <= limit else text[: limit - 3] + "..."
