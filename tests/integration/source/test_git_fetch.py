@@ -106,7 +106,9 @@ def test_bad_arguments_are_refused_up_front(tmp_path) -> None:
 # -- transient failures, backoff, timeouts ------------------------------------------------------
 
 
-def test_transient_failure_is_retried_until_the_remote_comes_back(remote, make_source, sleeps, caplog) -> None:
+def test_transient_failure_is_retried_until_the_remote_comes_back(
+    remote, make_source, sleeps, caplog
+) -> None:
     sha = remote.commit({"a.yaml": "1"})
     hidden = remote.path.with_name("hidden")
     remote.path.rename(hidden)
@@ -169,7 +171,9 @@ def test_ssh_transport_through_ssh_command(remote, make_source, tmp_path) -> Non
 
 
 def test_ssh_auth_failure_is_permanent(make_source, sleeps, tmp_path) -> None:
-    denied = _script(tmp_path / "denied-ssh", 'echo "git@fakehost: Permission denied (publickey)." >&2; exit 255')
+    denied = _script(
+        tmp_path / "denied-ssh", 'echo "git@fakehost: Permission denied (publickey)." >&2; exit 255'
+    )
     with pytest.raises(PermanentSourceError, match="Permission denied"):
         make_source("ssh://git@fakehost/repo.git", ssh_command=denied).fetch()
     assert sleeps.delays == []
