@@ -119,6 +119,12 @@ class GitSource:
         self._sleep = sleep
         self._repo: git.Repo | None = None
 
+    def close(self) -> None:
+        """Stop the git helper processes gitpython keeps open for object reads."""
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
     def __repr__(self) -> str:
         return f"GitSource({self.name!r}, {auth.redact(self.url)!r}, {self.ref!r})"
 

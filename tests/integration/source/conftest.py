@@ -104,5 +104,4 @@ def make_source(tmp_path: Path, sleeps: Sleeps) -> Iterator[Callable[..., GitSou
 
     yield make
     for source in made:
-        if source._repo is not None:
-            source._repo.close()
+        source.close()

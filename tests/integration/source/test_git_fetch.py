@@ -213,7 +213,7 @@ def http_server() -> Iterator[object]:
         seen: list[dict[str, str]] = []
         handler = type("Handler", (_Recorder,), {"status": status, "seen": seen, "redirect_to": redirect_to})
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}", seen
 
