@@ -15,7 +15,7 @@ from pydantic.alias_generators import to_camel, to_snake
 
 from reconciler.errors import Located
 from reconciler.spec.polyaxonfile import Polyaxonfile
-from reconciler.spec.yaml_nodes import Document, Mark, YamlError, parse
+from reconciler.yaml_nodes import Document, Mark, YamlError, parse
 
 # Top-level keys that make a mapping a polyaxonfile rather than some other YAML in the repo.
 SIGNATURE_KEYS = {

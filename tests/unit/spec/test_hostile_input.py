@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reconciler.spec import load
-from reconciler.spec.yaml_nodes import MAX_BYTES
+from reconciler.yaml_nodes import MAX_BYTES
 
 
 def errors_of(text: bytes | str, path: str = "f.yaml") -> list[str]:
@@ -59,7 +59,7 @@ def test_tabs_for_indentation() -> None:
 
 def test_duplicate_keys() -> None:
     [message] = errors_of("kind: component\nname: a\nname: b\n")
-    assert message == "f.yaml:3:1: duplicate key 'name'"
+    assert message == "f.yaml:3:1: duplicate key 'name' (first defined on line 2)"
 
 
 def test_multi_document() -> None:

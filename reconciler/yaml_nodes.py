@@ -99,9 +99,11 @@ class _Builder:
                 key = self.build(key_node, (*path, "<key>"), depth + 1, inner)
                 if isinstance(key, (list, dict)):
                     raise YamlError("mapping keys must be scalars", _mark(key_node))
-                if key in result:
-                    raise YamlError(f"duplicate key {key!r}", _mark(key_node))
                 child = (*path, key)
+                if key in result:
+                    first = self.key_marks.get(child)
+                    where = f" (first defined on line {first.line})" if first else ""
+                    raise YamlError(f"duplicate key {key!r}{where}", _mark(key_node))
                 self.key_marks[child] = _mark(key_node)
                 result[key] = self.build(value_node, child, depth + 1, inner)
             return result
@@ -134,8 +136,11 @@ def _is_null(node: Node) -> bool:
     return isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null" and node.value in ("", "~", "null")
 
 
-def parse(text: bytes | str, *, json_file: bool = False) -> Document:
-    """Parse one YAML (or JSON) document, raising `YamlError` with a position on any problem."""
+def parse(text: bytes | str, *, json_file: bool = False, allow_empty: bool = False) -> Document:
+    """Parse one YAML (or JSON) document, raising `YamlError` with a position on any problem.
+
+    An empty file (or only comments) is an error unless `allow_empty`, when its value is None.
+    """
     if isinstance(text, bytes):
         if len(text) > MAX_BYTES:
             raise YamlError(f"file is larger than {MAX_BYTES // 1024} KiB")
@@ -171,9 +176,11 @@ def parse(text: bytes | str, *, json_file: bool = False) -> Document:
         raise YamlError(f"nesting deeper than {MAX_DEPTH} levels") from None
     documents = [n for n in nodes if n is not None and not _is_null(n)]
     if not documents:
+        if allow_empty:
+            return Document(None)
         raise YamlError("empty file: expected a polyaxonfile mapping", Mark(1, 1))
     if len(documents) > 1:
-        raise YamlError("more than one YAML document; put one polyaxonfile per file", _mark(documents[1]))
+        raise YamlError("more than one YAML document; a file holds exactly one", _mark(documents[1]))
     builder = _Builder()
     value = builder.build(documents[0], (), 0, frozenset())
     return Document(value, builder.marks, builder.key_marks)

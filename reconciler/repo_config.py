@@ -1,0 +1,187 @@
+"""The per-repo config file, `.polyaxon-reconciler.yaml` at the repo root.
+
+It lives in the repo (not in the daemon settings) because it describes the repo's contents:
+which files are operations, where the component hub is, what may be pruned. Pure: bytes in,
+a model or located errors out. A missing file means defaults; a bad file means nothing from that
+commit is applied, so every error carries `file:line:col`.
+
+Daemon-side concerns (URL, credentials, poll interval) stay in `reconciler.config.RepoConfig`;
+this model is named `RepoFileConfig` to keep the two apart.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from reconciler import globs
+from reconciler.errors import Located
+from reconciler.yaml_nodes import Document, YamlError
+from reconciler.yaml_nodes import parse as parse_yaml
+
+FILENAME = ".polyaxon-reconciler.yaml"
+STAGE = "repo-config"
+
+ForcePushPolicy = Literal["reject", "allow"]
+
+DEFAULT_WATCH = ("**/*.yaml", "**/*.yml", "**/*.json")
+# Hidden files and directories (.github/workflows, .pre-commit-config.yaml, ...) are YAML too but
+# never polyaxonfiles; compiling them would only produce noise.
+DEFAULT_IGNORE = ("**/.*", "**/.*/**")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_PROJECT = re.compile(rf"^({_NAME}/)?{_NAME}$")
+
+
+class _Strict(BaseModel):
+    # strict: a YAML string "yes" or the number 1 is not silently a boolean.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PrunePolicy(_Strict):
+    """Per kind: may an operation's objects be deleted when it disappears from Git?
+
+    Long-running kinds default to yes (they would run forever otherwise); batch kinds default
+    to no so that removing a file never kills work in progress.
+    """
+
+    job: bool = False
+    service: bool = True
+    dag: bool = False
+    matrix: bool = False
+    tfjob: bool = False
+    pytorchjob: bool = False
+    mpijob: bool = False
+    mxjob: bool = False
+    xgbjob: bool = False
+    rayjob: bool = False
+    raycluster: bool = True
+    daskjob: bool = False
+    daskcluster: bool = True
+    sparkjob: bool = False
+
+    def allows(self, kind: str) -> bool:
+        """Unknown kinds are never pruned."""
+        return bool(getattr(self, kind, False)) if kind in type(self).model_fields else False
+
+
+def _check_glob(pattern: str) -> str:
+    problem = globs.glob_problem(pattern)
+    if problem:
+        raise ValueError(problem)
+    return pattern
+
+
+def _check_preview(pattern: str) -> str:
+    if not pattern or "/" in pattern:
+        raise ValueError(f"{pattern!r} must be an operation name or a glob over names (no '/')")
+    return pattern
+
+
+# Validated item by item so an error points at the offending list entry, not the whole list.
+Glob = Annotated[str, AfterValidator(_check_glob)]
+PreviewPattern = Annotated[str, AfterValidator(_check_preview)]
+
+
+def _relative_dir(value: str) -> str:
+    stripped = value.rstrip("/")
+    if globs.glob_problem(stripped) or any(ch in stripped for ch in "*?["):
+        raise ValueError(f"{value!r} must be a relative directory path inside the repo (no globs, no '..')")
+    return stripped
+
+
+class RepoFileConfig(_Strict):
+    watch: list[Glob] = Field(default_factory=lambda: list(DEFAULT_WATCH))
+    ignore: list[Glob] = Field(default_factory=lambda: list(DEFAULT_IGNORE))
+    hub_dir: str | None = None
+    project: str | None = None
+    namespace: str = "default"
+    prune: PrunePolicy = Field(default_factory=PrunePolicy)
+    force_push: ForcePushPolicy = "reject"
+    timezone: str = "UTC"
+    self_heal: bool = True
+    previews: list[PreviewPattern] = Field(default_factory=list)
+
+    @field_validator("hub_dir")
+    @classmethod
+    def _valid_hub_dir(cls, value: str | None) -> str | None:
+        return None if value is None else _relative_dir(value)
+
+    @field_validator("project")
+    @classmethod
+    def _valid_project(cls, value: str | None) -> str | None:
+        if value is not None and not _PROJECT.match(value):
+            raise ValueError(f"{value!r} is not a project name ([owner/]name of letters, digits, '-', '_', '.')")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _valid_namespace(cls, value: str) -> str:
+        if len(value) > 63 or not _DNS_LABEL.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes namespace name (DNS-1123 label, at most 63 chars)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone name (e.g. 'UTC', 'Europe/Paris')") from None
+        return value
+
+    def watches(self, path: str) -> bool:
+        """Is `path` (repo-relative) a file the compiler should read as an operation file?"""
+        if path == FILENAME:
+            return False
+        return globs.match_any(self.watch, path) and not globs.match_any(self.ignore, path)
+
+    def previewed(self, op_name: str) -> bool:
+        return globs.match_any(self.previews, op_name)
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    loc = err["loc"]
+    if kind == "extra_forbidden":
+        parent: type[BaseModel] = RepoFileConfig
+        if len(loc) == 2 and loc[0] == "prune":
+            parent = PrunePolicy
+        allowed = ", ".join(parent.model_fields)
+        return f"unknown key {loc[-1]!r} (allowed: {allowed})"
+    msg = str(err["msg"])
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    return f"{where}: {msg}" if where else msg
+
+
+def parse(data: bytes | None, path: str = FILENAME) -> RepoFileConfig | list[Located]:
+    """The config in `data` (None: the file does not exist), or every error with its location."""
+    if data is None:
+        return RepoFileConfig()
+    try:
+        doc = parse_yaml(data, allow_empty=True)
+    except YamlError as exc:
+        mark = exc.mark
+        return [Located(path, mark.line if mark else None, mark.column if mark else None, exc.message, STAGE)]
+    if doc.value is None:
+        return RepoFileConfig()
+    if not isinstance(doc.value, dict):
+        return [_at(doc, path, (), "the repo config must be a mapping of keys to values")]
+    try:
+        return RepoFileConfig.model_validate(doc.value)
+    except ValidationError as exc:
+        errors = [
+            _at(doc, path, tuple(e["loc"]), _message(e), at_key=e["type"] == "extra_forbidden") for e in exc.errors()
+        ]
+        return sorted(errors, key=lambda e: (e.line or 0, e.column or 0))
+
+
+def _at(doc: Document, path: str, loc: tuple[str | int, ...], message: str, *, at_key: bool = False) -> Located:
+    mark = doc.locate(loc, key=at_key)
+    return Located(path, mark.line if mark else None, mark.column if mark else None, message, STAGE)

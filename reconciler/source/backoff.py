@@ -1,0 +1,70 @@
+"""Capped exponential backoff, with the clock's `sleep` passed in so tests never wait.
+
+The schedule is a plain function of the policy; `retry` is the only loop, and it takes the
+classification (retry or stop) from the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    attempts: int = 4  # total tries, including the first
+    initial_s: float = 1.0
+    factor: float = 2.0
+    max_delay_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.initial_s < 0 or self.factor < 1 or self.max_delay_s < 0:
+            raise ValueError(f"invalid backoff {self}")
+
+    def delays(self) -> list[float]:
+        """Seconds to wait before try 2, 3, ...: initial * factor**n, never above max_delay_s."""
+        return [min(self.max_delay_s, self.initial_s * self.factor**n) for n in range(self.attempts - 1)]
+
+
+class RetriesExhausted(Exception):
+    """Every try failed with a retryable error; `last` is the final one."""
+
+    def __init__(self, last: Exception, attempts: int, waited_s: float) -> None:
+        super().__init__(str(last))
+        self.last = last
+        self.attempts = attempts
+        self.waited_s = waited_s
+
+
+def retry(
+    call: Callable[[], T],
+    *,
+    backoff: Backoff,
+    retryable: Callable[[Exception], bool],
+    sleep: Callable[[float], None],
+    on_retry: Callable[[Exception, int, float], None] | None = None,
+) -> T:
+    """Run `call`; on a retryable error wait per `backoff` and try again.
+
+    A non-retryable error propagates at once. When the tries run out, `RetriesExhausted` wraps
+    the last error. `on_retry(error, next_try_number, delay_s)` is called before each wait.
+    """
+    delays = backoff.delays()
+    waited = 0.0
+    for n in range(backoff.attempts):
+        try:
+            return call()
+        except Exception as err:
+            if not retryable(err):
+                raise
+            if n == backoff.attempts - 1:
+                raise RetriesExhausted(err, backoff.attempts, waited) from err
+            delay = delays[n]
+            if on_retry is not None:
+                on_retry(err, n + 2, delay)
+            sleep(delay)
+            waited += delay
+    raise AssertionError("unreachable")  # pragma: no cover
