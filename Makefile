@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 run: venv
 	$(BIN)/reconciler validate examples-repo
 
-## test: lint, type-check and the whole suite
-test: venv lint typecheck
+## test: lint, type-check and the whole suite (installs the oracle and the test servers first)
+test: venv lint typecheck oracle
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -44,8 +44,9 @@ oracle: .oracle-venv/.installed
 	.oracle-venv/bin/pip install -q -r tests/oracle/requirements.txt
 	@touch $@
 
+## bench: every benchmark in bench/, printing its figures
 bench: venv oracle
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .oracle-venv .mypy_cache .ruff_cache .pytest_cache

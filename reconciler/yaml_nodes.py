@@ -16,6 +16,10 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+# libyaml's C composer is several times faster than PyYAML's pure Python one and keeps the same
+# node marks; the pure loader is the fallback where PyYAML was built without libyaml.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 200_000
@@ -132,6 +136,13 @@ class _Builder:
         yield from own
 
 
+def _char_at(text: str, mark: Mark) -> str:
+    lines = text.splitlines()
+    if 0 < mark.line <= len(lines) and 0 < mark.column <= len(lines[mark.line - 1]):
+        return lines[mark.line - 1][mark.column - 1]
+    return ""
+
+
 def _is_null(node: Node) -> bool:
     return isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null" and node.value in ("", "~", "null")
 
@@ -160,12 +171,12 @@ def parse(text: bytes | str, *, json_file: bool = False, allow_empty: bool = Fal
         # JSON is YAML 1.2 but may indent with tabs, which YAML's scanner refuses.
         text = text.replace("\t", " ")
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = list(yaml.compose_all(text, Loader=_LOADER))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = Mark(mark.line + 1, mark.column + 1) if mark is not None else None
         message = e.problem or str(e)
-        if "'\\t'" in message or "\t" in message:
+        if where is not None and _char_at(text, where) == "\t":
             message = "tabs are not allowed for indentation; use spaces"
         elif e.context:
             message = f"{e.context}: {message}" if e.problem else e.context

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Union
 
@@ -38,6 +39,8 @@ def _generic_str(value: Any) -> Any:
         return str(value).lower()
     if isinstance(value, (int, float)):
         return str(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
     return value
 
 

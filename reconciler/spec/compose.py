@@ -142,28 +142,63 @@ def _patch_run(run: dict[str, Any], patch: dict[str, Any], strategy: str) -> dic
 
 
 def _shortcuts(local: dict[str, Any], run: dict[str, Any] | None, strategy: str) -> dict[str, Any] | None:
+    """Apply the operation's shortcut fields to the run, in Polyaxon's order."""
     if "ports" in local:
         run = _patch_run(run or {"kind": "service"}, {"ports": local["ports"]}, strategy)
-    pairs: list[dict[str, Any]] = []
     if "container" in local:
-        pairs.append({"container": local["container"]})
+        run = _patch_run(run or {"kind": "job"}, {"container": local["container"]}, strategy)
     if local.get("cmd"):
         lines = [local["cmd"]] if isinstance(local["cmd"], str) else local["cmd"]
-        pairs.append({"container": {"command": ["/bin/sh", "-c"], "args": ["\n".join(["set -e", *lines])]}})
+        pair = {"command": ["/bin/sh", "-c"], "args": ["\n".join(["set -e", *lines])]}
+        if run is not None and strategy in ("pre_merge", "isnull"):
+            # A command the component already sets wins; `cmd` only fills containers without one.
+            run = copy.deepcopy(run)
+            for replica in _replicas(run):
+                container = replica.get("container")
+                if isinstance(container, dict) and container.get("command") is None and container.get("args") is None:
+                    container.update(copy.deepcopy(pair))
+                elif container is None:
+                    replica["container"] = copy.deepcopy(pair)
+        else:
+            run = _patch_run(run or {"kind": "job"}, {"container": pair}, "replace")
+    patches: list[dict[str, Any]] = []
     if local.get("env") is not None:
-        pairs.append({"container": {"env": [{"name": k, "value": v} for k, v in local["env"].items()]}})
+        entries = [{"name": k, "value": v} for k, v in local["env"].items()]
+        if run is None or strategy not in ("post_merge", "pre_merge"):
+            patches.append({"container": {"env": entries}})
+        else:
+            run = copy.deepcopy(run)
+            for replica in _replicas(run):
+                container = replica.setdefault("container", {})
+                if not isinstance(container, dict):
+                    continue
+                original = container.get("env")
+                if original is not None and not isinstance(original, list):
+                    continue
+                ordered = (original or []) + entries if strategy == "post_merge" else entries + (original or [])
+                container["env"] = _dedupe_env(ordered)
     if local.get("resources") is not None:
-        pairs.append({"container": {"resources": lower_resources(local["resources"])}})
+        patches.append({"container": {"resources": lower_resources(local["resources"])}})
     for key in ("environment", "init", "connections", "sidecars", "volumes"):
         if local.get(key) is not None:
-            pairs.append({key: local[key]})
-    for patch in pairs:
-        if run is None:
-            run = {"kind": "job"}
-        run = _patch_run(
-            run, patch, "replace" if "args" in patch.get("container", {}) and local.get("cmd") else strategy
-        )
+            patches.append({key: local[key]})
+    for patch in patches:
+        run = _patch_run(run or {"kind": "job"}, patch, strategy)
     return run
+
+
+def _dedupe_env(entries: list[Any]) -> list[Any]:
+    """One entry per variable name; the later entry wins and keeps its place."""
+    seen: set[str] = set()
+    out: list[Any] = []
+    for entry in reversed(entries):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if name is not None:
+            if name in seen:
+                continue
+            seen.add(name)
+        out.append(entry)
+    return out[::-1]
 
 
 def lower_resources(resources: dict[str, Any]) -> dict[str, Any]:

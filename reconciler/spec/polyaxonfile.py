@@ -73,7 +73,9 @@ def _str_list(value: Any) -> Any:
 
 
 def _normalize_param(value: Any) -> Any:
-    """A param is either full form ({value: ..., ref: ...}) or just its value."""
+    """A param is either full form ({value: ..., ref: ...}) or just its value; `{}` is no value."""
+    if value == {}:
+        return {"value": None}
     if isinstance(value, dict) and PARAM_KEYS & set(value):
         return value
     return {"value": value}

@@ -121,7 +121,7 @@ _UUID = _pattern_str(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA
 
 _NAMES: dict[str, Any] = {
     "any": Any,
-    "str": Union[str, int, float, bool],
+    "str": Union[str, int, float, bool, dict[str, Any], list[Any]],
     "int": int,
     "float": float,
     "bool": bool,

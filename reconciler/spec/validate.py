@@ -124,7 +124,11 @@ def discover(paths: Iterable[str]) -> tuple[list[str], list[str]]:
         if os.path.isdir(path):
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                walked += [os.path.join(root, f) for f in sorted(files) if f.endswith(POLYAXONFILE_SUFFIXES)]
+                walked += [
+                    os.path.join(root, f)
+                    for f in sorted(files)
+                    if f.endswith(POLYAXONFILE_SUFFIXES) and not f.startswith(".")
+                ]
         else:
             explicit.append(path)
     return explicit, walked

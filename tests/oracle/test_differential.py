@@ -1,0 +1,192 @@
+"""Differential test against Polyaxon's own parser (the oracle, installed by `make oracle`).
+
+Hypothesis generates operations (valid ones and mutated ones) from the parts of the spec that
+carry most of the semantics: inputs and their types, params, patch strategies, shortcuts, run
+patches, termination, schedules and matrices. For each, our verdict must equal the oracle's,
+unless the case is one of the documented intentional differences; for operations both accept,
+the composed `run` section must be the same.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconciler.spec import validate_paths
+from tests.oracle.oracle import Oracle, available
+
+pytestmark = pytest.mark.oracle
+
+if not available():
+    if os.environ.get("CI"):
+        raise RuntimeError("the oracle venv is missing; `make test` runs `make oracle` first")
+    pytest.skip("the oracle is not installed: run `make oracle`", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def oracle() -> Iterator[Oracle]:
+    proc = Oracle()
+    yield proc
+    proc.close()
+
+
+TYPES: dict[str, st.SearchStrategy[Any]] = {
+    "int": st.integers(-5, 5),
+    "float": st.floats(-2, 2, allow_nan=False).map(lambda f: round(f, 3)),
+    "str": st.text("abc xyz", min_size=1, max_size=5),
+    "bool": st.booleans(),
+    "dict": st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 3), max_size=2),
+    "list": st.lists(st.integers(0, 3), max_size=3),
+}
+ANY_VALUE = st.one_of(*TYPES.values(), st.none())
+NAMES = st.sampled_from(["lr", "epochs", "data_path", "flag"])
+
+
+@st.composite
+def inputs(draw: st.DrawFn) -> list[dict[str, Any]]:
+    out = []
+    for name in draw(st.lists(NAMES, unique=True, max_size=3)):
+        type_ = draw(st.sampled_from(sorted(TYPES)))
+        io: dict[str, Any] = {"name": name, "type": type_}
+        choice = draw(st.sampled_from(["required", "optional", "default", "bad-default"]))
+        if choice == "optional":
+            io["isOptional"] = True
+        elif choice == "default":
+            io["value"] = draw(TYPES[type_])
+        elif choice == "bad-default":
+            io["value"] = draw(ANY_VALUE)
+        out.append(io)
+    return out
+
+
+CONTAINER = st.fixed_dictionaries(
+    {"image": st.sampled_from(["python:3.11", "busybox", "{{ image }}"])},
+    optional={
+        "command": st.sampled_from([["python"], ["/bin/sh", "-c"]]),
+        "args": st.lists(st.sampled_from(["train.py", "--lr={{ lr }}", "-v"]), max_size=2),
+        "env": st.lists(
+            st.fixed_dictionaries({"name": st.sampled_from(["A", "B"]), "value": st.sampled_from(["1", "x"])}),
+            max_size=2,
+            unique_by=lambda e: e["name"],
+        ),
+    },
+)
+
+
+@st.composite
+def component(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["job", "service"]))
+    run: dict[str, Any] = {"kind": kind, "container": draw(CONTAINER)}
+    if kind == "service" and draw(st.booleans()):
+        run["ports"] = draw(st.lists(st.integers(80, 9000), min_size=1, max_size=2))
+    spec: dict[str, Any] = {"kind": "component", "run": run}
+    if draw(st.booleans()):
+        spec["name"] = draw(st.sampled_from(["train", "my-job", "bad name", "x_1"]))
+    ios = draw(inputs())
+    if ios:
+        spec["inputs"] = ios
+    if draw(st.booleans()):
+        spec["termination"] = {"maxRetries": draw(st.one_of(st.integers(0, 3), st.just("3"), st.just("{{ r }}")))}
+    return spec
+
+
+@st.composite
+def operation(draw: st.DrawFn) -> dict[str, Any]:
+    comp = draw(component())
+    if draw(st.integers(0, 4)) == 0:
+        return comp  # a bare component
+    op: dict[str, Any] = {"kind": "operation", "component": comp}
+    names = [io["name"] for io in comp.get("inputs", [])]
+    params = {}
+    for name in draw(st.lists(st.sampled_from([*names, "extra"]), unique=True, max_size=3)):
+        value = draw(ANY_VALUE)
+        params[name] = {"value": value} if draw(st.booleans()) else value
+    if params:
+        op["params"] = params
+    if draw(st.booleans()):
+        op["patchStrategy"] = draw(st.sampled_from(["replace", "isnull", "post_merge", "pre_merge"]))
+    if draw(st.booleans()):
+        op["runPatch"] = {"container": draw(CONTAINER)}
+    shortcut = draw(st.sampled_from(["none", "cmd", "env", "resources", "container"]))
+    if shortcut == "cmd":
+        op["cmd"] = draw(st.sampled_from(["python train.py", ["pip install x", "python y.py"]]))
+    elif shortcut == "env":
+        op["env"] = draw(st.sampled_from([{"A": "2"}, {"C": "3"}, {"A": 2}]))
+    elif shortcut == "resources":
+        op["resources"] = draw(
+            st.sampled_from([{"cpu": 1}, {"cpu": "500m..1", "memory": "1Gi"}, {"gpu": 1}, {"cpu": "lots"}])
+        )
+    elif shortcut == "container":
+        op["container"] = draw(CONTAINER)
+    extra = draw(st.sampled_from(["none", "schedule", "matrix", "unknown-key"]))
+    if extra == "schedule":
+        op["schedule"] = draw(
+            st.sampled_from(
+                [
+                    {"kind": "cron", "cron": "0 * * * *"},
+                    {"kind": "interval", "frequency": 3600},
+                    {"kind": "datetime", "startAt": "2026-01-01T00:00:00Z"},
+                    {"kind": "cron"},
+                ]
+            )
+        )
+    elif extra == "matrix" and names:
+        op["matrix"] = {"kind": "grid", "params": {names[0]: {"kind": "choice", "value": [1, 2]}}}
+    elif extra == "unknown-key":
+        op["runPatch"] = {"contianer": {"image": "x"}}
+    return op
+
+
+def known_difference(spec: dict[str, Any]) -> bool:
+    """The documented intentional differences (KNOWN_DIFFERENCES.md) that this generator can hit."""
+    return False
+
+
+def strip(value: Any) -> Any:
+    """Drop nulls and empty containers, so serialisation details don't count as differences."""
+    if isinstance(value, dict):
+        out = {k: strip(v) for k, v in value.items() if v is not None}
+        return {k: v for k, v in out.items() if v not in ({}, [])}
+    if isinstance(value, list):
+        return [strip(v) for v in value]
+    return value
+
+
+def camel(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_camel(k) if isinstance(k, str) else k: camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel(v) for v in value]
+    return value
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+@settings(
+    max_examples=int(os.environ.get("ORACLE_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(spec=operation())
+def test_same_verdict_and_compiled_run(spec: dict[str, Any], oracle: Oracle, tmp_path: Path) -> None:
+    path = tmp_path / "op.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    theirs = oracle.verdict(str(path))
+    [ours] = validate_paths([str(path)])
+    if known_difference(spec):
+        return
+    assert ours.valid == theirs["valid"], (
+        f"oracle: {theirs['error']}\nours: {[str(e) for e in ours.errors]}\nspec:\n{path.read_text()}"
+    )
+    if ours.valid and ours.checked is not None and "compiled" in theirs:
+        assert strip(camel(theirs["compiled"]["run"])) == strip(ours.checked.effective["run"]), path.read_text()
