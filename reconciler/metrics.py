@@ -1,0 +1,58 @@
+"""Prometheus metrics with controller-style names, in a registry of their own.
+
+A private registry (not the process-global one) lets tests build a daemon, read its metrics, and
+throw both away without leaking series into the next test.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.reconcile_total = Counter(
+            "reconciler_reconcile_total",
+            "Reconciles by repo and result (success, error, invalid).",
+            ["repo", "result"],
+            registry=r,
+        )
+        self.reconcile_duration = Histogram(
+            "reconciler_reconcile_duration_seconds",
+            "Time of one fetch-compile-plan-apply-record cycle.",
+            ["repo"],
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.queue_depth = Gauge("reconciler_workqueue_depth", "Keys waiting in the work queue.", registry=r)
+        self.queue_retries = Counter(
+            "reconciler_workqueue_retries_total", "Requeues after a failure.", ["repo"], registry=r
+        )
+        self.git_fetch_duration = Histogram(
+            "reconciler_git_fetch_duration_seconds",
+            "Time of one git fetch.",
+            ["repo"],
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
+        self.git_fetch_errors = Counter(
+            "reconciler_git_fetch_errors_total", "Failed git fetches.", ["repo", "kind"], registry=r
+        )
+        self.runs = Gauge("reconciler_runs", "Runs by kind and current status.", ["kind", "status"], registry=r)
+        self.last_applied_commit = Gauge(
+            "reconciler_last_applied_commit_timestamp_seconds",
+            "Commit time of the last commit applied, per repo.",
+            ["repo"],
+            registry=r,
+        )
+        self.actions_total = Counter(
+            "reconciler_actions_total",
+            "Planned actions applied, by action and result.",
+            ["action", "result"],
+            registry=r,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

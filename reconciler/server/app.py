@@ -1,0 +1,93 @@
+"""A small ASGI app (Starlette) served by uvicorn in a thread of the daemon.
+
+`/healthz` says the process is alive; `/readyz` runs the readiness checks the daemon registered
+(database reachable, recent fetch per repo, backend reachable) and answers 503 naming the ones
+that fail; `/metrics` is the Prometheus exposition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from reconciler.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named readiness check: returns None when fine, or what is wrong."""
+
+    name: str
+    run: Callable[[], str | None]
+
+
+def build_app(metrics: Metrics, checks: Sequence[Check] = (), routes: Sequence[BaseRoute] = ()) -> Starlette:
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(_: Request) -> Response:
+        problems: dict[str, str] = {}
+        for check in checks:
+            try:
+                problem = await asyncio.to_thread(check.run)
+            except Exception as e:  # a check that crashes is a failing check
+                problem = f"{type(e).__name__}: {e}"
+            if problem:
+                problems[check.name] = problem
+        status = 503 if problems else 200
+        return JSONResponse({"ready": not problems, "failing": problems}, status_code=status)
+
+    async def metrics_endpoint(_: Request) -> Response:
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+            *routes,
+        ]
+    )
+
+
+class HttpServer:
+    """uvicorn in a background thread, with a stop that waits for in-flight requests."""
+
+    def __init__(self, app: Starlette, host: str, port: int) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self._thread.start()
+        ready = threading.Event()
+
+        def wait() -> None:
+            while not self._server.started and self._thread.is_alive():
+                ready.wait(0.01)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        waiter.join(timeout)
+        if not self._server.started:
+            raise RuntimeError("the HTTP server did not start (is the port in use?)")
+
+    @property
+    def port(self) -> int:
+        servers = getattr(self._server, "servers", [])
+        for server in servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return int(self._server.config.port)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout)
