@@ -138,7 +138,103 @@ def _validated(effective: dict[str, Any]) -> Polyaxonfile:
     return Polyaxonfile.model_validate(effective)
 
 
-def check_dag(spec_run: Any, where: tuple[Any, ...]) -> None:
+# What `{{ globals.* }}` offers each op (Polyaxon's GLOBALS_CONTEXTS).
+GLOBALS = (
+    "owner_name",
+    "project_name",
+    "project_unique_name",
+    "project_uuid",
+    "run_info",
+    "name",
+    "uuid",
+    "status",
+    "namespace",
+    "iteration",
+    "context_path",
+    "artifacts_path",
+    "created_at",
+    "compiled_at",
+    "schedule_at",
+    "started_at",
+    "finished_at",
+    "duration",
+    "cloning_kind",
+    "original_uuid",
+    "is_independent",
+)
+_PATH_LIKE = {"str", "path", "s3", "gcs", "wasb"}
+
+
+def _dag_context(ops: dict[str, Polyaxonfile], dag_inputs: list[IO]) -> dict[str, tuple[str | None, bool]]:
+    """Every `ref.value` a param may point at inside the DAG, with its (type, is_list)."""
+    context: dict[str, tuple[str | None, bool]] = {}
+    for prefix in ("dag",):
+        for g in GLOBALS:
+            context[f"{prefix}.globals.{g}"] = ("str", False)
+        context.update(
+            {
+                f"{prefix}.inputs": ("dict", False),
+                f"{prefix}.globals": ("str", False),
+                f"{prefix}.artifacts": ("str", False),
+            }
+        )
+    for io in dag_inputs:
+        context[f"dag.inputs.{io.name}"] = (io.type, bool(io.is_list))
+    for name, op in ops.items():
+        for section, ios in (("outputs", op.outputs or []), ("inputs", op.inputs or [])):
+            for io in ios:
+                context[f"ops.{name}.{section}.{io.name}"] = (io.type, bool(io.is_list))
+                if io.type == "artifacts":
+                    context[f"ops.{name}.artifacts.{io.name}"] = (io.type, bool(io.is_list))
+        for g in GLOBALS:
+            context[f"ops.{name}.globals.{g}"] = ("str", False)
+        for section, type_ in (
+            ("inputs", "dict"),
+            ("outputs", "dict"),
+            ("globals", "str"),
+            ("artifacts", "str"),
+            ("io", "str"),
+        ):
+            context[f"ops.{name}.{section}"] = (type_, False)
+    return context
+
+
+def _compatible(a: str | None, b: str | None) -> bool:
+    return a == b or (a in _PATH_LIKE and b in _PATH_LIKE)
+
+
+def _check_refs(op: Polyaxonfile, context: dict[str, tuple[str | None, bool]], where: tuple[Any, ...]) -> None:
+    """A param `{ref: ops.x, value: outputs.y}` must name something op x declares, of a compatible type."""
+    ios = {io.name: io for io in [*(op.inputs or []), *(op.outputs or [])]}
+    for name, param in (op.params or {}).items():
+        if param.ref is None or not isinstance(param.value, str) or param.ref.startswith("runs."):
+            continue
+        if name not in ios:
+            continue
+        value = param.value.strip()
+        match = re.search(r"{{\s*(.+?)\s*}}", value)
+        value = match.group(1).strip() if match else value
+        searchable = f"{param.ref}.{value}"
+        if searchable not in context:
+            if value.split(".")[0] == "artifacts":
+                continue
+            raise CheckError(
+                f"param {name!r} takes {value!r} from {param.ref!r}, which declares no such thing",
+                (*where, "params", name),
+            )
+        io = ios[name]
+        ref_type, ref_list = context[searchable]
+        if not _compatible(io.type, ref_type):
+            raise CheckError(
+                f"param {name!r} is of type {io.type!r} but {searchable} is of type {ref_type!r}",
+                (*where, "params", name),
+            )
+        if bool(io.is_list) != ref_list:
+            raise CheckError(f"param {name!r} and {searchable} differ in being a list", (*where, "params", name))
+
+
+def check_dag(spec_run: Any, where: tuple[Any, ...], dag_inputs: list[IO] | None = None) -> None:
+    dag_inputs = dag_inputs or []
     operations = spec_run.operations
     if isinstance(operations, str):
         return
@@ -192,10 +288,12 @@ def check_dag(spec_run: Any, where: tuple[Any, ...]) -> None:
     cycle = find_cycle(upstream)
     if cycle:
         raise CheckError(f"the DAG has a cycle: {' -> '.join(cycle)}", (*where, "operations", names[cycle[0]]))
+    context = _dag_context(effective_ops, dag_inputs)
     for name, op in effective_ops.items():
         check_params(op, label=f"op {name}")
+        _check_refs(op, context, (*where, "operations", names[name]))
         if op.dag is not None:
-            check_dag(op.dag, (*where, "operations", names[name], "run"))
+            check_dag(op.dag, (*where, "operations", names[name], "run"), op.inputs or [])
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -256,7 +354,7 @@ def check(parsed: Parsed) -> tuple[Checked | None, list[Located]]:
         check_params(compiled)
         if compiled.dag is not None:
             dag_where: tuple[Any, ...] = ("run",) if spec.dag is not None else ()
-            check_dag(compiled.dag, dag_where)
+            check_dag(compiled.dag, dag_where, compiled.inputs or [])
     except CheckError as e:
         where = e.where if spec.dag is not None or not e.where or e.where[0] != "run" else ()
         return None, [at(where, str(e), e.stage)]

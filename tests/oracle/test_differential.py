@@ -80,10 +80,19 @@ CONTAINER = st.fixed_dictionaries(
 )
 
 
+REPLICA = st.fixed_dictionaries({"container": CONTAINER}, optional={"replicas": st.sampled_from([1, 2, "2"])})
+DISTRIBUTED = {"tfjob": ["chief", "worker", "ps"], "pytorchjob": ["master", "worker"], "mpijob": ["launcher", "worker"]}
+
+
 @st.composite
 def component(draw: st.DrawFn) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["job", "service"]))
-    run: dict[str, Any] = {"kind": kind, "container": draw(CONTAINER)}
+    kind = draw(st.sampled_from(["job", "service", "tfjob", "pytorchjob", "mpijob"]))
+    run: dict[str, Any] = {"kind": kind}
+    if kind in DISTRIBUTED:
+        for replica in draw(st.lists(st.sampled_from(DISTRIBUTED[kind]), unique=True, min_size=1, max_size=2)):
+            run[replica] = draw(REPLICA)
+    else:
+        run["container"] = draw(CONTAINER)
     if kind == "service" and draw(st.booleans()):
         run["ports"] = draw(st.lists(st.integers(80, 9000), min_size=1, max_size=2))
     spec: dict[str, Any] = {"kind": "component", "run": run}
@@ -144,6 +153,35 @@ def operation(draw: st.DrawFn) -> dict[str, Any]:
     return op
 
 
+@st.composite
+def dag(draw: st.DrawFn) -> dict[str, Any]:
+    """A DAG of up to four ops over inline or named components, with dependencies and param refs."""
+    names = draw(st.lists(st.sampled_from(["a", "b", "c", "d"]), unique=True, min_size=0, max_size=4))
+    components = [{"name": "tmpl", "inputs": [{"name": "x", "type": "int", "isOptional": True, "value": 1}],
+                   "run": {"kind": "job", "container": {"image": "busybox"}}}]
+    operations = []
+    for i, name in enumerate(names):
+        op: dict[str, Any] = {"name": name}
+        how = draw(st.sampled_from(["dagRef", "dagRef-missing", "inline"]))
+        if how == "dagRef":
+            op["dagRef"] = "tmpl"
+        elif how == "dagRef-missing":
+            op["dagRef"] = "nope"
+        else:
+            op["component"] = {"run": {"kind": "job", "container": {"image": "busybox"}},
+                               "outputs": [{"name": "out", "type": "int"}]}
+        earlier = names[:i] + (["zz"] if draw(st.integers(0, 6)) == 0 else [])
+        later = names[i:] if draw(st.integers(0, 6)) == 0 else []
+        deps = draw(st.lists(st.sampled_from(earlier + later), unique=True, max_size=2)) if earlier + later else []
+        if deps:
+            op["dependencies"] = deps
+        if how == "dagRef" and earlier and draw(st.booleans()):
+            op["params"] = {"x": {"ref": f"ops.{draw(st.sampled_from(earlier))}", "value": "outputs.out"}}
+        operations.append(op)
+    return {"kind": "operation", "component": {"run": {"kind": "dag", "operations": operations,
+                                                       "components": components}}}
+
+
 def known_difference(spec: dict[str, Any]) -> bool:
     """The documented intentional differences (KNOWN_DIFFERENCES.md) that this generator can hit."""
     return False
@@ -177,7 +215,7 @@ def _camel(key: str) -> str:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(spec=operation())
+@given(spec=st.one_of(operation(), dag()))
 def test_same_verdict_and_compiled_run(spec: dict[str, Any], oracle: Oracle, tmp_path: Path) -> None:
     path = tmp_path / "op.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
