@@ -4,8 +4,10 @@
 # machine. A kube-apiserver build takes many minutes on two cores, so the result is cached under
 # ~/.cache keyed by the Kubernetes version, and only trusted once a completed-marker says so.
 #
-# Usage: tests/cluster/build.sh            build if needed, print the bin dir on the last line
+# Usage: tests/cluster/build.sh              build if needed, print the bin dir on the last line
 #        tests/cluster/build.sh --print-dir  print the bin dir and exit (nothing is built)
+#        tests/cluster/build.sh --check      print the bin dir if the cache is complete, else say
+#                                            why not on stderr and exit 1 (nothing is built)
 #
 # Environment: RECONCILER_CACHE_DIR (default ${XDG_CACHE_HOME:-~/.cache}/polyaxon-reconciler).
 set -euo pipefail
@@ -29,6 +31,8 @@ kube_minor="${BASH_REMATCH[2]}"
 dest="$cache_root/k8s-$kube_version"
 bin="$dest/bin"
 marker="$dest/.complete"
+log="$dest/build.log"
+failed="$dest/.failed"
 
 if [[ "${1:-}" == "--print-dir" ]]; then
   echo "$bin"
@@ -54,11 +58,30 @@ is_complete() {
   for b in "${binaries[@]}"; do [[ -x "$bin/$b" ]] || return 1; done
 }
 
+if [[ "${1:-}" == "--check" ]]; then
+  if is_complete; then
+    echo "$bin"
+    exit 0
+  elif [[ -f "$failed" ]]; then
+    echo "build of the Kubernetes $kube_version test binaries failed ($(cat "$failed")); see $log" >&2
+  else
+    echo "Kubernetes $kube_version test binaries are not built in $dest (run: make k8s-binaries)" >&2
+  fi
+  exit 1
+fi
+
 if is_complete; then
   echo "build.sh: cached control-plane binaries are complete"
   echo "$bin"
   exit 0
 fi
+
+mkdir -p "$dest"
+# Anything that stops the build from here on is recorded, so that the test suite can say why it
+# skipped the cluster tests instead of only that it did.
+exec > >(tee -a "$log") 2>&1
+step="checking the Go toolchain"
+trap 'rc=$?; if ((rc != 0)); then echo "$step: exit $rc" >"$failed"; fi' EXIT
 
 if ! command -v go >/dev/null 2>&1; then
   echo "build.sh: no 'go' on PATH; cannot build the Kubernetes test binaries" >&2
@@ -71,7 +94,7 @@ if [[ "$(printf '%s\n%s\n' "go$go_need" "$go_have" | sort -V | head -n1)" != "go
   exit 3
 fi
 
-mkdir -p "$dest"
+step="waiting for the build lock"
 # One builder per machine: a second invocation waits here, then finds the marker and leaves.
 exec 9>"$dest.lock"
 if ! flock -n 9; then
@@ -84,7 +107,8 @@ if is_complete; then
   exit 0
 fi
 
-rm -f "$marker"
+rm -f "$marker" "$failed"
+echo "build.sh: $(date -u +%Y-%m-%dT%H:%M:%SZ) building into $dest"
 # Binaries left from another fingerprint are stale; those from this one (an interrupted build)
 # are kept, because each was moved into place only after its build succeeded.
 if [[ ! -f "$bin/.fingerprint" || "$(cat "$bin/.fingerprint")" != "$fingerprint" ]]; then
@@ -116,6 +140,7 @@ build() {
     return 0
   fi
   local start=$SECONDS
+  step="building $name"
   echo "build.sh: building $name ($pkg)"
   (cd "$tools/$module" && nice -n 10 go build -trimpath -pgo=off -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg")
   mv -f "$bin/.$name.tmp" "$bin/$name"
@@ -123,6 +148,7 @@ build() {
 }
 
 total_start=$SECONDS
+step="downloading Go modules"
 (cd "$tools/kubernetes" && go mod download)
 (cd "$tools/etcd" && go mod download)
 (cd "$tools/kwok" && go mod download)
@@ -133,6 +159,7 @@ build kube-controller-manager kubernetes k8s.io/kubernetes/cmd/kube-controller-m
 build kube-scheduler kubernetes k8s.io/kubernetes/cmd/kube-scheduler "$kube_ldflags"
 build kubectl kubernetes k8s.io/kubernetes/cmd/kubectl "$kube_ldflags"
 
+step="finishing"
 echo "$fingerprint" >"$marker.tmp"
 mv -f "$marker.tmp" "$marker"
 echo "build.sh: control-plane binaries complete in $((SECONDS - total_start))s"
