@@ -32,7 +32,7 @@ from typing import IO, Any
 from reconciler.backends.base import PermanentBackendError, TransientBackendError
 from reconciler.backends.local import lifecycle
 from reconciler.backends.local.launch import LaunchSpec, build_launch, check_kind
-from reconciler.backends.local.lifecycle import ALIVE, Action, Exit, Observed, Policy, RunState
+from reconciler.backends.local.lifecycle import ALIVE, BOOTING, Action, Exit, Observed, Policy, RunState
 from reconciler.backends.local.outputs import read_outputs
 from reconciler.backends.local.procs import identify
 from reconciler.backends.local.store import RunDir, safe_name
@@ -348,7 +348,7 @@ class LocalBackend:
         else:
             wrapper_alive = wrapper is not None and wrapper.alive()
         if wrapper_alive:
-            return ALIVE
+            return ALIVE if child is not None else BOOTING
         recorded = entry.dir.exit(attempt)
         if recorded is not None:
             return recorded

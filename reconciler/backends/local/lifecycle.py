@@ -104,8 +104,10 @@ class Step:
 
 
 ALIVE = "alive"
-# What the backend saw of the current attempt's process: alive, ended (with what it knows of
-# the exit), or nothing (no attempt yet, or between attempts).
+# The wrapper runs but has not started the command yet: alive for termination, not yet `running`.
+BOOTING = "booting"
+# What the backend saw of the current attempt's process: alive (or booting), ended (with what
+# it knows of the exit), or nothing (no attempt yet, or between attempts).
 Observed = Exit | str | None
 
 
@@ -151,8 +153,8 @@ def decide(state: RunState, policy: Policy, observed: Observed, now: float) -> S
         return Step(state)
     if state.status in AWAITING_LAUNCH:
         return _awaiting_launch(state, policy, now)
-    if observed == ALIVE:
-        return _alive(state, policy, now)
+    if observed in (ALIVE, BOOTING):
+        return _alive(state, policy, now, running=observed == ALIVE)
     if isinstance(observed, Exit):
         return _ended(state, policy, observed, now)
     # A process was expected but there is no trace of it: treat as an unknown end.
@@ -200,10 +202,10 @@ def _awaiting_launch(state: RunState, policy: Policy, now: float) -> Step:
     return Step(state)
 
 
-def _alive(state: RunState, policy: Policy, now: float) -> Step:
+def _alive(state: RunState, policy: Policy, now: float, *, running: bool) -> Step:
     changes: list[Change] = []
     actions: list[Action] = []
-    if state.status == STARTING:
+    if state.status == STARTING and running:
         state = replace(state, status=RUNNING)
         changes.append(Change(RUNNING, now, "running", f"attempt {state.attempt} is running"))
     if state.terminate is None and timed_out(state, policy, now):
