@@ -170,12 +170,8 @@ class LocalBackend:
             if not run_dir.path.exists():
                 return
             attempt = entry.state.attempt if entry is not None else _last_attempt(run_dir)
-            processes = [p for p in (run_dir.child(attempt), run_dir.wrapper(attempt)) if p is not None]
-            for process in processes:
-                process.signal_group(signal.SIGKILL)
-            if entry is not None and entry.popen is not None:
-                entry.popen.wait(timeout=10)
-            _wait_until(lambda: not any(p.alive() for p in processes), 10.0)
+            popen = entry.popen if entry is not None else None
+            self._end_processes(run_dir, attempt, popen)
             shutil.rmtree(run_dir.path, ignore_errors=True)
 
     def observe(self, timeout: float | None = None) -> Iterator[StatusTransition]:
@@ -393,6 +389,28 @@ class LocalBackend:
                 return
         entry.popen = popen
         entry.dir.write_wrapper(attempt, identify(popen.pid))
+
+    def _end_processes(self, run_dir: RunDir, attempt: int, popen: subprocess.Popen[bytes] | None) -> None:
+        """Kill an attempt's command group and wait for its wrapper to record that and leave."""
+        wrapper = run_dir.wrapper(attempt)
+
+        def wrapper_gone() -> bool:
+            if popen is not None:
+                return popen.poll() is not None
+            return wrapper is None or not wrapper.alive()
+
+        child = run_dir.child(attempt)
+        if child is not None:
+            child.signal_group(signal.SIGKILL)
+        if wrapper is not None and not wrapper_gone():
+            # Forwarded to the command's group, even if the wrapper has not written child.json yet.
+            wrapper.signal_group(signal.SIGTERM)
+            if not _wait_until(wrapper_gone, self._policy.stop_grace):
+                child = run_dir.child(attempt)
+                if child is not None:
+                    child.signal_group(signal.SIGKILL)
+                wrapper.signal_group(signal.SIGKILL)
+                _wait_until(wrapper_gone, 10.0)
 
     def _signal(self, entry: _Run, signum: int) -> None:
         attempt = entry.state.attempt
