@@ -13,6 +13,7 @@ run is never started twice: a run directory that exists is adopted, never launch
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -39,6 +40,10 @@ from reconciler.backends.local.store import RunDir, safe_name
 from reconciler.model import ObservedObject, RunRequest, StatusTransition
 
 log = logging.getLogger(__name__)
+
+# Where runs live under the daemon's data dir.
+STATE_SUBDIR = "local-runs"
+EVENT_BUFFER = 10_000
 
 # Run by path, so the wrapper needs nothing but the interpreter (see its docstring).
 WRAPPER = Path(__file__).with_name("wrapper.py")
@@ -81,7 +86,7 @@ class LocalBackend:
             stop_grace=stop_grace, backoff_base=backoff_base, backoff_cap=backoff_cap, stable_after=stable_after
         )
         self._mutex = threading.RLock()
-        self._events: queue.Queue[StatusTransition | None] = queue.Queue()
+        self._events: queue.Queue[StatusTransition | None] = queue.Queue(maxsize=EVENT_BUFFER)
         self._runs: dict[str, _Run] = {}
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -98,6 +103,11 @@ class LocalBackend:
         if supervise:
             self._thread = threading.Thread(target=self._supervise, name="local-backend", daemon=True)
             self._thread.start()
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path, **options: Any) -> LocalBackend:
+        """The backend the daemon uses: runs under `<data_dir>/local-runs/`."""
+        return cls(Path(data_dir) / STATE_SUBDIR, **options)
 
     # --- Backend protocol --------------------------------------------------------------------
 
@@ -313,9 +323,20 @@ class LocalBackend:
             message=message,
         )
         entry.dir.append_event(transition)
-        self._events.put(transition)
+        self._enqueue(transition)
         log.info("local run %s: %s (%s) %s", transition.run, transition.status, transition.reason, message)
         return transition
+
+    def _enqueue(self, transition: StatusTransition) -> None:
+        # Nobody may be calling observe() (a caller driving poll() itself): drop the oldest
+        # rather than grow without bound; every transition is in the run's events.jsonl anyway.
+        while True:
+            try:
+                self._events.put_nowait(transition)
+                return
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self._events.get_nowait()
 
     def _step(self, entry: _Run, now: float) -> list[StatusTransition]:
         step = lifecycle.decide(entry.state, entry.policy, self._observe(entry), now)

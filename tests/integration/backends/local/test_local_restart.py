@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from local_backend_helpers import Backends, final_status, make_request, statuses, wait_until
@@ -101,3 +103,42 @@ def test_service_that_died_while_down_is_restarted(backends: Backends, tmp_path:
     wait_until(lambda: (run_dir / "attempts" / "2.child.json").exists(), what="second attempt")
     wait_until(lambda: second.status("svc-down") == "running", what="running again")
     assert starts.read_text().count("up") == 2
+
+
+DAEMON = """
+import sys
+from pathlib import Path
+from local_backend_helpers import make_request, wait_until
+from reconciler.backends.local import LocalBackend
+
+backend = LocalBackend(Path(sys.argv[1]), interval=0.05)
+backend.submit(make_request("crash-survivor", sys.argv[2]))
+wait_until(lambda: (backend.run_dir("crash-survivor") / "attempts" / "1.child.json").exists())
+print("running", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_daemon_killed_outright_then_a_new_one_adopts_and_reads_the_exit(backends: Backends, tmp_path: Path) -> None:
+    flag, counter = tmp_path / "go", tmp_path / "count"
+    helpers_dir = Path(__file__).parent
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", DAEMON, str(backends.state_dir), waiting_script(flag, counter, code=4)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(helpers_dir), os.environ.get("PYTHONPATH", "")])},
+    )
+    try:
+        assert daemon.stdout is not None
+        assert daemon.stdout.readline().strip() == "running"
+    finally:
+        daemon.kill()  # SIGKILL: no close(), no cleanup, as in a crash
+        daemon.wait(timeout=10)
+
+    backend = backends.open()
+    assert backend.status("crash-survivor") == "running"
+    flag.touch()
+    assert final_status(backend, "crash-survivor") == "failed"
+    assert "exit code 4" in backend.history("crash-survivor")[-1]["message"]
+    assert counter.read_text().count("start") == 1
