@@ -89,8 +89,11 @@ def main(argv: list[str]) -> int:
     _write_json(child_file, {"pid": child.pid, "start": start_time(child.pid)})
     for signum in pending:
         forward(signum, None)
-    # Wait without reaping, so the group id cannot be reused before the leftovers are killed.
-    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    if hasattr(os, "waitid"):
+        # Wait without reaping, so the group id cannot be reused before the leftovers are killed.
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    else:  # macOS before Python 3.13: reap first; the group id is reused only if nothing is left
+        child.wait()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(child.pid, signal.SIGKILL)
     returncode = child.wait()
