@@ -143,6 +143,8 @@ def request_replace(state: RunState, now: float) -> RunState:
 def describe_exit(exit_: Exit) -> str:
     if exit_.code is None:
         return exit_.detail or "exit code unknown"
+    if exit_.code < 0:
+        return exit_.detail or f"killed by signal {-exit_.code}"
     text = f"exit code {exit_.code}"
     return f"{text} ({exit_.detail})" if exit_.detail else text
 

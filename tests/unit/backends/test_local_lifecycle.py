@@ -12,6 +12,7 @@ from reconciler.backends.local.lifecycle import (
     Terminate,
     backoff,
     decide,
+    describe_exit,
     request_replace,
     request_stop,
 )
@@ -183,3 +184,11 @@ def test_booting_wrapper_is_not_yet_running_but_can_be_stopped() -> None:
     step = decide(request_stop(state, T0 + 0.02), JOB, BOOTING, T0 + 0.02)
     assert step.actions == (Action.TERMINATE,)
     assert statuses(step) == ["stopping"]
+
+
+def test_exit_descriptions() -> None:
+    assert describe_exit(Exit(3)) == "exit code 3"
+    assert describe_exit(Exit(127, detail="cannot start foo")) == "exit code 127 (cannot start foo)"
+    assert describe_exit(Exit(-9, detail="killed by SIGKILL")) == "killed by SIGKILL"
+    assert describe_exit(Exit(-9)) == "killed by signal 9"
+    assert describe_exit(Exit(None)) == "exit code unknown"
