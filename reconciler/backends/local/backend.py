@@ -1,0 +1,465 @@
+"""The local-process backend: runs jobs and services as processes on this machine.
+
+The embedded default, so the daemon does useful work on a laptop without a cluster. Decisions
+live in `lifecycle.decide` (pure); this module only observes processes, carries out the actions
+and keeps the run directories (`store`) current. One lock guards all state: the supervisor
+thread and API calls (submit, stop, ...) take turns, and each step is short.
+
+Processes outlive the daemon: `close()` detaches without stopping them, and a new backend over
+the same state dir re-attaches to what still runs (pid + start time), reads the exit code the
+wrapper recorded for what ended meanwhile, and only says `unknown` when nothing recorded it. A
+run is never started twice: a run directory that exists is adopted, never launched again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from reconciler.backends.base import PermanentBackendError, TransientBackendError
+from reconciler.backends.local import lifecycle
+from reconciler.backends.local.launch import LaunchSpec, build_launch, check_kind
+from reconciler.backends.local.lifecycle import ALIVE, BOOTING, Action, Exit, Observed, Policy, RunState
+from reconciler.backends.local.outputs import read_outputs
+from reconciler.backends.local.procs import identify
+from reconciler.backends.local.store import RunDir, safe_name
+from reconciler.model import ObservedObject, RunRequest, StatusTransition
+
+log = logging.getLogger(__name__)
+
+# Where runs live under the daemon's data dir.
+STATE_SUBDIR = "local-runs"
+EVENT_BUFFER = 10_000
+
+# Run by path, so the wrapper needs nothing but the interpreter (see its docstring).
+WRAPPER = Path(__file__).with_name("wrapper.py")
+
+
+@dataclass
+class _Run:
+    dir: RunDir
+    request: RunRequest
+    launch: LaunchSpec
+    state: RunState
+    policy: Policy
+    popen: subprocess.Popen[bytes] | None = None  # the current attempt's wrapper, if we started it
+
+
+class LocalBackend:
+    """`Backend` for processes on this machine. See the module docstring and `store` for layout."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        supervise: bool = True,
+        interval: float = 0.2,
+        stop_grace: float = 10.0,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 60.0,
+        stable_after: float = 60.0,
+        python: str = sys.executable,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._python = python
+        self._clock = clock
+        self._interval = interval
+        self._policy = Policy(
+            stop_grace=stop_grace, backoff_base=backoff_base, backoff_cap=backoff_cap, stable_after=stable_after
+        )
+        self._mutex = threading.RLock()
+        self._events: queue.Queue[StatusTransition | None] = queue.Queue(maxsize=EVENT_BUFFER)
+        self._runs: dict[str, _Run] = {}
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Two daemons supervising one state dir would both launch retries: refuse the second.
+        self._lock_handle: IO[str] | None = (self.state_dir / ".lock").open("w")
+        try:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            self._lock_handle.close()
+            self._lock_handle = None
+            raise TransientBackendError(f"{self.state_dir} is in use by another local backend") from error
+        self._reattach()
+        self.poll()
+        if supervise:
+            self._thread = threading.Thread(target=self._supervise, name="local-backend", daemon=True)
+            self._thread.start()
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path, **options: Any) -> LocalBackend:
+        """The backend the daemon uses: runs under `<data_dir>/local-runs/`."""
+        return cls(Path(data_dir) / STATE_SUBDIR, **options)
+
+    # --- Backend protocol --------------------------------------------------------------------
+
+    def submit(self, run: RunRequest) -> str:
+        """Start `run` as a process. The same name again is the same run: adopted, not restarted."""
+        self._check_name(run.name)
+        check_kind(run.kind)
+        with self._mutex:
+            existing = self._runs.get(run.name)
+            if existing is not None:
+                return str(existing.dir.path)
+            run_dir = RunDir(self.state_dir / run.name)
+            if run_dir.exists():
+                # Recorded on disk but not loaded (e.g. created by an earlier backend since): adopt.
+                self._load(run_dir)
+                return str(run_dir.path)
+            launch = build_launch(run, run_dir.paths)
+            run_dir.create(run)
+            run_dir.write_launch(launch)
+            state = RunState()
+            run_dir.write_state(state)
+            entry = _Run(run_dir, run, launch, state, self._policy_for(launch))
+            self._runs[run.name] = entry
+            now = self._clock()
+            self._emit(entry, lifecycle.Change(lifecycle.CREATED, now, "created", launch.note()))
+            self._step(entry, now)
+            return str(run_dir.path)
+
+    def apply(self, run: RunRequest) -> str:
+        """Converge a service to `run`: start it if absent; restart it on a new spec hash.
+
+        A run that is done (stopped, failed, succeeded) stays done: reviving it is a new run."""
+        self._check_name(run.name)
+        check_kind(run.kind)
+        with self._mutex:
+            entry = self._runs.get(run.name)
+            if entry is None:
+                return self.submit(run)
+            if entry.state.status in lifecycle.FINAL or run.spec_hash == entry.request.spec_hash:
+                return str(entry.dir.path)
+            launch = build_launch(run, entry.dir.paths)
+            entry.dir.write_request(run)
+            entry.dir.write_launch(launch)
+            entry.request, entry.launch, entry.policy = run, launch, self._policy_for(launch)
+            now = self._clock()
+            self._set_state(entry, lifecycle.request_replace(entry.state, now))
+            self._step(entry, now)
+            return str(entry.dir.path)
+
+    def stop(self, run_name: str) -> None:
+        """SIGTERM the run's process group now, SIGKILL after the grace period; stopping -> stopped.
+
+        Stopping a run this backend does not know, or one already done, does nothing."""
+        with self._mutex:
+            entry = self._runs.get(run_name)
+            if entry is None:
+                log.info("stop: no local run named %s", run_name)
+                return
+            now = self._clock()
+            self._set_state(entry, lifecycle.request_stop(entry.state, now))
+            self._step(entry, now)
+
+    def delete(self, run_name: str) -> None:
+        """Kill whatever still runs and remove the run's directory (its logs and outputs too)."""
+        if not safe_name(run_name):
+            return
+        with self._mutex:
+            entry = self._runs.pop(run_name, None)
+            run_dir = entry.dir if entry is not None else RunDir(self.state_dir / run_name)
+            if not run_dir.path.exists():
+                return
+            attempt = entry.state.attempt if entry is not None else _last_attempt(run_dir)
+            popen = entry.popen if entry is not None else None
+            self._end_processes(run_dir, attempt, popen)
+            shutil.rmtree(run_dir.path, ignore_errors=True)
+
+    def observe(self, timeout: float | None = None) -> Iterator[StatusTransition]:
+        """Transitions in the order they happened; returns after `timeout` seconds without one."""
+        while not self._closed.is_set():
+            try:
+                item = self._events.get(timeout=timeout)
+            except queue.Empty:
+                return
+            if item is None:
+                return
+            yield item
+
+    def list_owned(self) -> list[ObservedObject]:
+        with self._mutex:
+            return [
+                ObservedObject(
+                    run=name,
+                    op_slug=entry.request.op.slug,
+                    kind=entry.request.kind,
+                    spec_hash=entry.request.spec_hash,
+                    status=entry.state.status,
+                    annotations=entry.request.annotations(),
+                )
+                for name, entry in sorted(self._runs.items())
+            ]
+
+    def logs(self, run_name: str, tail: int | None = None) -> str:
+        """stdout and stderr of every attempt, interleaved as written; `tail` keeps the last lines."""
+        run_dir = self._known_dir(run_name)
+        try:
+            text = run_dir.log_file.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+        if tail is None:
+            return text
+        lines = text.splitlines(keepends=True)
+        return "".join(lines[-tail:]) if tail > 0 else ""
+
+    def close(self) -> None:
+        """Stop supervising. Running processes are left running for the next backend to adopt."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._events.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    # --- beyond the protocol -----------------------------------------------------------------
+
+    def outputs(self, run_name: str) -> dict[str, Any]:
+        """What the run reported in `$POLYAXON_RUN_OUTPUTS_PATH` so far (see `outputs`)."""
+        return read_outputs(self._known_dir(run_name).outputs_file)
+
+    def status(self, run_name: str) -> str | None:
+        with self._mutex:
+            entry = self._runs.get(run_name)
+            return entry.state.status if entry is not None else None
+
+    def history(self, run_name: str) -> list[dict[str, Any]]:
+        """Every transition this backend emitted for the run, from its `events.jsonl`."""
+        return self._known_dir(run_name).events()
+
+    def run_dir(self, run_name: str) -> Path:
+        return self._known_dir(run_name).path
+
+    def poll(self, now: float | None = None) -> list[StatusTransition]:
+        """One supervision step over every live run (the supervisor thread calls this)."""
+        emitted: list[StatusTransition] = []
+        with self._mutex:
+            for entry in list(self._runs.values()):
+                if entry.state.status in lifecycle.FINAL:
+                    continue
+                try:
+                    emitted += self._step(entry, self._clock() if now is None else now)
+                except Exception:  # one run's trouble must not stop the others (safety rule 4)
+                    log.exception("local run %s: supervision step failed", entry.request.name)
+        return emitted
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while not self._closed.wait(self._interval):
+            self.poll()
+
+    def _check_name(self, name: str) -> None:
+        if not safe_name(name):
+            raise PermanentBackendError(f"run name {name!r} cannot name a directory", status="failed")
+
+    def _known_dir(self, run_name: str) -> RunDir:
+        with self._mutex:
+            entry = self._runs.get(run_name)
+        if entry is not None:
+            return entry.dir
+        raise PermanentBackendError(f"no local run named {run_name!r}", status=None)
+
+    def _policy_for(self, launch: LaunchSpec) -> Policy:
+        return replace(
+            self._policy, long_running=launch.long_running, max_retries=launch.max_retries, timeout=launch.timeout
+        )
+
+    def _reattach(self) -> None:
+        for path in sorted(self.state_dir.iterdir()):
+            run_dir = RunDir(path)
+            if path.is_dir() and run_dir.exists():
+                try:
+                    self._load(run_dir)
+                except Exception:
+                    log.exception("local run directory %s could not be loaded; left alone", path)
+
+    def _load(self, run_dir: RunDir) -> _Run:
+        request = run_dir.request()
+        launch = run_dir.launch()
+        if launch is None:
+            launch = build_launch(request, run_dir.paths)
+            run_dir.write_launch(launch)
+        state = run_dir.state() or RunState()
+        entry = _Run(run_dir, request, launch, state, self._policy_for(launch))
+        self._runs[request.name] = entry
+        return entry
+
+    def _set_state(self, entry: _Run, state: RunState) -> None:
+        if state != entry.state:
+            entry.state = state
+            entry.dir.write_state(state)
+
+    def _emit(self, entry: _Run, change: lifecycle.Change) -> StatusTransition:
+        message = change.message
+        if change.status == lifecycle.STARTING:
+            message = f"{message}; {entry.launch.note()}" if message else entry.launch.note()
+        transition = StatusTransition(
+            run=entry.request.name,
+            status=change.status,
+            at=datetime.fromtimestamp(change.at, UTC),
+            reason=change.reason,
+            message=message,
+        )
+        entry.dir.append_event(transition)
+        self._enqueue(transition)
+        log.info("local run %s: %s (%s) %s", transition.run, transition.status, transition.reason, message)
+        return transition
+
+    def _enqueue(self, transition: StatusTransition) -> None:
+        # Nobody may be calling observe() (a caller driving poll() itself): drop the oldest
+        # rather than grow without bound; every transition is in the run's events.jsonl anyway.
+        while True:
+            try:
+                self._events.put_nowait(transition)
+                return
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self._events.get_nowait()
+
+    def _step(self, entry: _Run, now: float) -> list[StatusTransition]:
+        step = lifecycle.decide(entry.state, entry.policy, self._observe(entry), now)
+        self._set_state(entry, step.state)
+        emitted = [self._emit(entry, change) for change in step.changes]
+        for action in step.actions:
+            if action == Action.LAUNCH:
+                self._launch(entry)
+            elif action == Action.TERMINATE:
+                self._signal(entry, signal.SIGTERM)
+            elif action == Action.KILL:
+                self._signal(entry, signal.SIGKILL)
+        if step.state.status in lifecycle.FINAL:
+            entry.popen = None
+        return emitted
+
+    def _observe(self, entry: _Run) -> Observed:
+        state = entry.state
+        if state.status in lifecycle.FINAL or state.status in lifecycle.AWAITING_LAUNCH or state.attempt == 0:
+            return None
+        attempt = state.attempt
+        wrapper = entry.dir.wrapper(attempt)
+        child = entry.dir.child(attempt)
+        if entry.popen is not None:
+            wrapper_alive = entry.popen.poll() is None
+        else:
+            wrapper_alive = wrapper is not None and wrapper.alive()
+        if wrapper_alive:
+            return ALIVE if child is not None else BOOTING
+        recorded = entry.dir.exit(attempt)
+        if recorded is not None:
+            return recorded
+        # The wrapper is gone without a record: never leave its command running unsupervised.
+        if child is not None and child.alive():
+            child.signal_group(signal.SIGKILL)
+        if entry.popen is not None:
+            return Exit(
+                None, detail=f"the wrapper process ended ({entry.popen.returncode}) without recording the exit code"
+            )
+        if wrapper is None:
+            return Exit(None, detail=f"no record of attempt {attempt}'s process (the daemon stopped while starting it)")
+        return Exit(
+            None,
+            detail="the process ended while the daemon was not running, and its exit code was not recorded",
+        )
+
+    def _launch(self, entry: _Run) -> None:
+        attempt = entry.state.attempt
+        launch = entry.launch
+        prefix = entry.dir.attempt_prefix(attempt)
+        command = [self._python, "-I", str(WRAPPER), str(prefix), "--", *launch.argv]
+        with entry.dir.log_file.open("ab") as log_file:
+            if attempt > 1:
+                log_file.write(f"[reconciler] attempt {attempt}\n".encode())
+                log_file.flush()
+            try:
+                popen = subprocess.Popen(
+                    command,
+                    cwd=launch.cwd,
+                    env={**os.environ, **launch.env},
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as error:
+                # The wrapper itself could not start (interpreter gone, cwd vanished): that attempt failed.
+                log_file.write(f"[reconciler] cannot start the process: {error}\n".encode())
+                entry.dir.write_exit(attempt, Exit(126, at=self._clock(), detail=f"cannot start: {error}"))
+                return
+        entry.popen = popen
+        entry.dir.write_wrapper(attempt, identify(popen.pid))
+
+    def _end_processes(self, run_dir: RunDir, attempt: int, popen: subprocess.Popen[bytes] | None) -> None:
+        """Kill an attempt's command group and wait for its wrapper to record that and leave."""
+        wrapper = run_dir.wrapper(attempt)
+
+        def wrapper_gone() -> bool:
+            if popen is not None:
+                return popen.poll() is not None
+            return wrapper is None or not wrapper.alive()
+
+        child = run_dir.child(attempt)
+        if child is not None:
+            child.signal_group(signal.SIGKILL)
+        if wrapper is not None and not wrapper_gone():
+            # Forwarded to the command's group, even if the wrapper has not written child.json yet.
+            wrapper.signal_group(signal.SIGTERM)
+            if not _wait_until(wrapper_gone, self._policy.stop_grace):
+                child = run_dir.child(attempt)
+                if child is not None:
+                    child.signal_group(signal.SIGKILL)
+                wrapper.signal_group(signal.SIGKILL)
+                _wait_until(wrapper_gone, 10.0)
+
+    def _signal(self, entry: _Run, signum: int) -> None:
+        attempt = entry.state.attempt
+        child = entry.dir.child(attempt)
+        if signum == signal.SIGTERM:
+            # The wrapper forwards SIGTERM to the command's group, even before it wrote child.json.
+            wrapper = entry.dir.wrapper(attempt)
+            if wrapper is not None and wrapper.signal_group(signum):
+                return
+            if child is not None:
+                child.signal_group(signum)
+            return
+        if child is not None and child.signal_group(signum):
+            return
+        wrapper = entry.dir.wrapper(attempt)
+        if wrapper is not None:
+            wrapper.signal_group(signum)
+
+
+def _last_attempt(run_dir: RunDir) -> int:
+    state = run_dir.state()
+    return state.attempt if state is not None else 0
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
