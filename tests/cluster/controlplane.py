@@ -141,9 +141,7 @@ class ControlPlane:
         """A new client authenticated as the cluster admin (system:masters); close it when done."""
         return k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
 
-    def kubectl(
-        self, *args: str, check: bool = True, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run the cluster's own kubectl against it; raises with stderr when it fails and check."""
         assert self.dir is not None
         result = subprocess.run(
@@ -214,9 +212,7 @@ class ControlPlane:
         self._kubeconfig = self._write_kubeconfig(pki)
 
         self._start_etcd()
-        self._wait_http(
-            "etcd", f"{self.etcd_url}/health", lambda body: json.loads(body).get("health") == "true"
-        )
+        self._wait_http("etcd", f"{self.etcd_url}/health", lambda body: json.loads(body).get("health") == "true")
 
         self._start_apiserver(pki)
         self._wait_https_admin("kube-apiserver", "/readyz", pki)

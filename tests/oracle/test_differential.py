@@ -157,8 +157,13 @@ def operation(draw: st.DrawFn) -> dict[str, Any]:
 def dag(draw: st.DrawFn) -> dict[str, Any]:
     """A DAG of up to four ops over inline or named components, with dependencies and param refs."""
     names = draw(st.lists(st.sampled_from(["a", "b", "c", "d"]), unique=True, min_size=0, max_size=4))
-    components = [{"name": "tmpl", "inputs": [{"name": "x", "type": "int", "isOptional": True, "value": 1}],
-                   "run": {"kind": "job", "container": {"image": "busybox"}}}]
+    components = [
+        {
+            "name": "tmpl",
+            "inputs": [{"name": "x", "type": "int", "isOptional": True, "value": 1}],
+            "run": {"kind": "job", "container": {"image": "busybox"}},
+        }
+    ]
     operations = []
     for i, name in enumerate(names):
         op: dict[str, Any] = {"name": name}
@@ -168,8 +173,10 @@ def dag(draw: st.DrawFn) -> dict[str, Any]:
         elif how == "dagRef-missing":
             op["dagRef"] = "nope"
         else:
-            op["component"] = {"run": {"kind": "job", "container": {"image": "busybox"}},
-                               "outputs": [{"name": "out", "type": "int"}]}
+            op["component"] = {
+                "run": {"kind": "job", "container": {"image": "busybox"}},
+                "outputs": [{"name": "out", "type": "int"}],
+            }
         earlier = names[:i] + (["zz"] if draw(st.integers(0, 6)) == 0 else [])
         later = names[i:] if draw(st.integers(0, 6)) == 0 else []
         deps = draw(st.lists(st.sampled_from(earlier + later), unique=True, max_size=2)) if earlier + later else []
@@ -178,8 +185,10 @@ def dag(draw: st.DrawFn) -> dict[str, Any]:
         if how == "dagRef" and earlier and draw(st.booleans()):
             op["params"] = {"x": {"ref": f"ops.{draw(st.sampled_from(earlier))}", "value": "outputs.out"}}
         operations.append(op)
-    return {"kind": "operation", "component": {"run": {"kind": "dag", "operations": operations,
-                                                       "components": components}}}
+    return {
+        "kind": "operation",
+        "component": {"run": {"kind": "dag", "operations": operations, "components": components}},
+    }
 
 
 def known_difference(spec: dict[str, Any]) -> bool:

@@ -211,9 +211,7 @@ def test_all_operator_crds_are_established(api: k8s.ApiClient) -> None:
     ext = k8s.ApiextensionsV1Api(api)
     expected = {p.stem.split("_", 1)[1] + "." + p.stem.split("_", 1)[0] for p in CRD_DIR.glob("*.yaml")}
     installed = {
-        crd.metadata.name: crd
-        for crd in ext.list_custom_resource_definition().items
-        if crd.metadata.name in expected
+        crd.metadata.name: crd for crd in ext.list_custom_resource_definition().items if crd.metadata.name in expected
     }
     assert set(installed) == expected
     assert len(expected) == 10
@@ -224,9 +222,7 @@ def test_all_operator_crds_are_established(api: k8s.ApiClient) -> None:
         assert version.subresources.status is not None, crd.metadata.name
 
 
-def test_custom_resource_status_subresource(
-    k8s_cluster: ControlPlane, api: k8s.ApiClient, k8s_namespace: str
-) -> None:
+def test_custom_resource_status_subresource(k8s_cluster: ControlPlane, api: k8s.ApiClient, k8s_namespace: str) -> None:
     custom = k8s.CustomObjectsApi(api)
     group, version, plural = "kubeflow.org", "v1", "tfjobs"
     custom.create_namespaced_custom_object(
@@ -250,9 +246,7 @@ def test_custom_resource_status_subresource(
         "conditions": [{"type": "Running", "status": "True", "reason": "TFJobRunning"}],
         "replicaStatuses": {"Worker": {"active": 2}},
     }
-    custom.patch_namespaced_custom_object_status(
-        group, version, k8s_namespace, plural, "train", {"status": status}
-    )
+    custom.patch_namespaced_custom_object_status(group, version, k8s_namespace, plural, "train", {"status": status})
 
     read = custom.get_namespaced_custom_object(group, version, k8s_namespace, plural, "train")
     assert read["status"] == status

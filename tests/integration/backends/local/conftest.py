@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from local_backend_helpers import Backends
 
 from reconciler.backends.local import LocalBackend
+from tests.integration.backends.local.local_backend_helpers import Backends
 
 
 @pytest.fixture

@@ -9,11 +9,17 @@ import time
 from pathlib import Path
 
 import pytest
-from local_backend_helpers import Backends, final_status, make_request, statuses, wait_until
 
 from reconciler.backends.base import PermanentBackendError, TransientBackendError
 from reconciler.backends.local import LocalBackend
 from reconciler.backends.local.procs import ProcessId, identify
+from tests.integration.backends.local.local_backend_helpers import (
+    Backends,
+    final_status,
+    make_request,
+    statuses,
+    wait_until,
+)
 
 
 def child_of(backend: LocalBackend, name: str, attempt: int) -> ProcessId:

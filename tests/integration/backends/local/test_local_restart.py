@@ -10,9 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from local_backend_helpers import Backends, final_status, make_request, statuses, wait_until
-
 from reconciler.backends.local.procs import ProcessId
+from tests.integration.backends.local.local_backend_helpers import (
+    Backends,
+    final_status,
+    make_request,
+    statuses,
+    wait_until,
+)
 
 
 def waiting_script(flag: Path, counter: Path, code: int = 0) -> str:
@@ -108,7 +113,7 @@ def test_service_that_died_while_down_is_restarted(backends: Backends, tmp_path:
 DAEMON = """
 import sys
 from pathlib import Path
-from local_backend_helpers import make_request, wait_until
+from tests.integration.backends.local.local_backend_helpers import make_request, wait_until
 from reconciler.backends.local import LocalBackend
 
 backend = LocalBackend(Path(sys.argv[1]), interval=0.05)
@@ -121,13 +126,13 @@ sys.stdin.read()
 
 def test_daemon_killed_outright_then_a_new_one_adopts_and_reads_the_exit(backends: Backends, tmp_path: Path) -> None:
     flag, counter = tmp_path / "go", tmp_path / "count"
-    helpers_dir = Path(__file__).parent
+    repo_root = Path(__file__).resolve().parents[4]
     daemon = subprocess.Popen(
         [sys.executable, "-c", DAEMON, str(backends.state_dir), waiting_script(flag, counter, code=4)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(helpers_dir), os.environ.get("PYTHONPATH", "")])},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(repo_root), os.environ.get("PYTHONPATH", "")])},
     )
     try:
         assert daemon.stdout is not None
