@@ -17,6 +17,7 @@ from reconciler.errors import Located
 from reconciler.spec.compose import ComposeError, compose
 from reconciler.spec.io import IO, Param
 from reconciler.spec.load import Parsed, located_from_validation
+from reconciler.spec.params import substitute_params
 from reconciler.spec.polyaxonfile import Polyaxonfile
 from reconciler.spec.types import TypeCheckError, check_value
 
@@ -344,6 +345,7 @@ def check(parsed: Parsed) -> tuple[Checked | None, list[Located]]:
                 "compile",
             )
         ]
+    effective = substitute_params(effective)
     try:
         compiled = _validated(effective)
     except ValidationError as e:

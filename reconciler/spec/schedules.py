@@ -32,7 +32,7 @@ class CronSchedule(SpecModel):
 
     @model_validator(mode="after")
     def _valid(self) -> CronSchedule:
-        if not croniter.is_valid(self.cron):
+        if "{{" not in self.cron and not croniter.is_valid(self.cron):
             raise ValueError(
                 f"invalid cron expression {self.cron!r} (expected 5 fields: minute hour day month weekday)"
             )
