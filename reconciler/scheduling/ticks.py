@@ -93,10 +93,17 @@ def _parsed(expression: str) -> croniter:
     return croniter(expression, dt.datetime(2000, 1, 1))
 
 
-def _walker(expression: str, start: dt.datetime) -> croniter:
+@lru_cache(maxsize=65536)
+def _next_wall_time(expression: str, after: dt.datetime) -> dt.datetime:
+    """The first wall time after the naive `after` matching `expression`.
+
+    Cached: schedules sharing an expression and a zone wake up at the same instants and ask the
+    same question, and croniter's calendar walk is the dominant cost of a decision.
+    """
     it = copy.copy(_parsed(expression))
-    it.set_current(start, force=True)
-    return it
+    it.set_current(after, force=True)
+    result: dt.datetime = it.get_next(dt.datetime)
+    return result
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -190,14 +197,13 @@ def _cron_after(spec: ScheduleSpec, after: dt.datetime) -> Iterator[dt.datetime]
         (after + d).astimezone(spec.tz).utcoffset() for d in (-_MAX_ZONE_SHIFT, dt.timedelta(0), _MAX_ZONE_SHIFT)
     ]
     start = after.astimezone(UTC).replace(tzinfo=None) + min(o for o in offsets if o is not None)
-    it = _walker(spec.cron, start)
     both = not spec.fixed_hour
     # Wall times in order give instants in order, except the second pass of a fall-back overlap,
     # which comes after later first-pass instants: hold those back and merge them in.
     second_pass: list[dt.datetime] = []
     last = after
     while True:
-        naive = it.get_next(dt.datetime)
+        naive = start = _next_wall_time(spec.cron, start)
         instants = _instants(naive, spec.tz, both)
         for extra in instants[1:]:
             heapq.heappush(second_pass, extra)
