@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit oracle bench clean
+.PHONY: venv run test lint typecheck unit oracle bench clean test-assets
 
 venv: $(STAMP)
 
@@ -23,7 +23,7 @@ run: venv
 	$(BIN)/reconciler validate examples-repo
 
 ## test: lint, type-check and the whole suite
-test: venv lint typecheck
+test: venv lint typecheck test-assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -35,6 +35,10 @@ typecheck: venv
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+## test-assets: forge API descriptions (npm @octokit/openapi, Go module code.gitea.io/gitea), cached per machine
+test-assets: venv
+	$(BIN)/python -m tests.infra.openapi_assets
 
 ## oracle: the official polyaxon package, pinned, in its own venv (never a runtime dependency)
 oracle: .oracle-venv/.installed
