@@ -34,6 +34,7 @@ from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
+from tests.infra.http_body import read_body
 from tests.infra.openapi_assets import OPERATIONS, SPEC_SERVER, ensure_assets
 
 Provider = Literal["github", "gitlab", "gitea"]
@@ -352,8 +353,7 @@ class ForgeServer:
 
     def handle(self, handler: _ForgeHandler) -> None:
         raw_path, _, raw_query = handler.path.partition("?")
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
+        body = read_body(handler)
         provider = next((p for p in PROVIDERS if raw_path.startswith(BASE_PATHS[p] + "/")), None)
         path = raw_path[len(BASE_PATHS[provider]) :] if provider else raw_path
         query_pairs = parse_qsl(raw_query, keep_blank_values=True)

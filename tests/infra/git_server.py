@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
+from tests.infra.http_body import read_body
+
 # Commits get a fake clock (one minute apart) so their dates are ordered and reproducible
 # whatever the wall clock does; 2024-01-01T00:00:00Z.
 _EPOCH = 1_704_067_200
@@ -392,22 +394,6 @@ class _GitHttpHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._handle()
 
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    # trailer section ends with an empty line
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
     def _handle(self) -> None:
         path, _, query = self.path.partition("?")
         alias, _, rest = path.lstrip("/").partition("/")
@@ -415,7 +401,7 @@ class _GitHttpHandler(BaseHTTPRequestHandler):
         if repo is None:
             self._send(404, b"no such repository\n")
             return
-        body = self._read_body() if self.command == "POST" else b""
+        body = read_body(self) if self.command == "POST" else b""
 
         def record(status: int, user: str | None, injected: str | None = None) -> None:
             repo._record(HttpRequestRecord(self.command, rest, query, status, user, injected))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -204,3 +205,15 @@ def test_git_error_carries_stderr(git_repo_factory: GitRepoFactory) -> None:
     with pytest.raises(GitError) as info:
         git_repo_factory.git(None, "rev-parse", "--verify", "no-such-ref-anywhere")
     assert info.value.returncode != 0
+
+
+def test_large_push_over_http_uses_chunked_encoding(
+    git_repo_factory: GitRepoFactory, origin: GitRepo, served: PublishedRepo
+) -> None:
+    clone = git_repo_factory.clone(served.url, "chunky")
+    (clone / "blob.bin").write_bytes(os.urandom(256 * 1024))  # incompressible, > postBuffer
+    git_repo_factory.git(clone, "add", "-A")
+    git_repo_factory.git(clone, "commit", "-q", "-m", "big")
+    pushed = git_repo_factory.git(clone, "rev-parse", "HEAD")
+    git_repo_factory.git(clone, "-c", "http.postBuffer=4096", "push", "-q", "origin", "HEAD:refs/heads/main")
+    assert origin.remote_refs()["refs/heads/main"] == pushed
