@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit oracle bench clean test-assets
+.PHONY: venv run test lint typecheck unit oracle bench clean test-assets gitea
 
 venv: $(STAMP)
 
@@ -36,9 +36,13 @@ typecheck: venv
 unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-## test-assets: forge API descriptions (npm @octokit/openapi, Go module code.gitea.io/gitea), cached per machine
-test-assets: venv
+## test-assets: forge API descriptions (npm @octokit/openapi, Go module code.gitea.io/gitea) and a real
+## Gitea built from the Go module proxy, both cached per machine under ~/.cache/polyaxon-reconciler
+test-assets: venv gitea
 	$(BIN)/python -m tests.infra.openapi_assets
+
+gitea: venv
+	$(BIN)/python -m tests.infra.gitea_build
 
 ## oracle: the official polyaxon package, pinned, in its own venv (never a runtime dependency)
 oracle: .oracle-venv/.installed

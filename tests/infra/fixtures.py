@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 
 from tests.infra.forge_server import ForgeServer
 from tests.infra.git_server import GitHttpServer, GitRepoFactory, started_git_http_server
+from tests.infra.gitea_build import is_built as gitea_is_built
+from tests.infra.gitea_server import GiteaServer, started_gitea
 from tests.infra.webhooks import WebhookSender
 
 
@@ -53,3 +56,14 @@ def forge_server(forge_server_session: ForgeServer) -> Iterator[ForgeServer]:
 def webhook_sender() -> WebhookSender:
     """Signs deliveries with the secret ``webhook-secret`` and POSTs them to a URL."""
     return WebhookSender(secret="webhook-secret")
+
+
+@pytest.fixture(scope="session")
+def gitea_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GiteaServer]:
+    """A real Gitea (admin ``bot``, token in ``.token``) built by ``make gitea``, for the session."""
+    if not gitea_is_built():
+        message = "real Gitea not built: run `make gitea` (make test does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield from started_gitea(tmp_path_factory.mktemp("gitea"))

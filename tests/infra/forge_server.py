@@ -267,6 +267,30 @@ class ForgeServer:
             key = (provider, self._repo_key(provider, repo), number)
             return copy.deepcopy(self._store.comments.get(key, []))
 
+    def description_errors(
+        self,
+        provider: Provider,
+        method: str,
+        path: str,
+        status: int,
+        body: Any,
+        query: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """What ``provider``'s API description finds wrong in this answer to ``method path``.
+
+        Lets a test hold a real server's answers to the same description the fake is held to.
+        """
+        request = _OpenAPIRequest(
+            path=path,
+            method=method.lower(),
+            body=None,
+            content_type="application/json",
+            parameters=RequestParameters(query=ImmutableMultiDict(list((query or {}).items()))),
+        )
+        response = _OpenAPIResponse(status, json.dumps(body).encode(), Headers())
+        result = self._openapi[provider].unmarshal_response(request, response)
+        return [line for e in result.errors for line in _error_lines(e)]
+
     # -- state set-up --------------------------------------------------------------------------
 
     def gitlab_project_id(self, path: str) -> int:
