@@ -75,8 +75,13 @@ def cache_dir() -> Path:
     return Path(root) / "openapi"
 
 
+# Bump when the trimming changes, so cached files are rebuilt.
+TRIM_REVISION = 4
+
+
 def _ops_digest(provider: str) -> str:
-    return hashlib.sha256(json.dumps(OPERATIONS[provider]).encode()).hexdigest()[:10]
+    key = json.dumps([TRIM_REVISION, OPERATIONS[provider]])
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
 def trimmed_path(provider: str) -> Path:
@@ -133,6 +138,52 @@ def trim(spec: dict[str, Any], operations: list[tuple[str, str]], source: str) -
         result["components"].setdefault(kind, {})[name] = target
         pending |= _refs(target)
     return result
+
+
+def allow_null_in_responses(spec: dict[str, Any]) -> dict[str, Any]:
+    """Mark properties of response-only schemas ``nullable``.
+
+    Gitea's description is generated from Go structs and never says ``nullable``, yet the server
+    sends ``null`` for unset pointers and slices (``milestone``, ``merged_at``, ``assignees``...),
+    as the contract tests against a real Gitea show. Schemas also used in request bodies keep
+    their strictness, so a client sending ``null`` is still caught.
+    """
+    schemas = spec["components"].get("schemas", {})
+
+    def closure(roots: set[str]) -> set[str]:
+        names: set[str] = set()
+        pending = set(roots)
+        while pending:
+            ref = pending.pop()
+            name = ref.rsplit("/", 1)[-1]
+            if not ref.startswith("#/components/schemas/") or name in names:
+                continue
+            names.add(name)
+            pending |= _refs(schemas[name])
+        return names
+
+    request_roots: set[str] = set()
+    response_roots: set[str] = set()
+    for item in spec["paths"].values():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            request_roots |= _refs(op.get("requestBody", {})) | _refs(op.get("parameters", []))
+            response_roots |= _refs(op.get("responses", {}))
+    for ref in list(response_roots):
+        if ref.startswith("#/components/responses/"):
+            response_roots |= _refs(spec["components"]["responses"][ref.rsplit("/", 1)[-1]])
+    for name in closure(response_roots) - closure(request_roots):
+        props = schemas[name].get("properties", {})
+        for key, prop in props.items():
+            if "$ref" in prop:
+                # OpenAPI 3.0 ignores keywords beside $ref, and validators check ``nullable``
+                # per subschema, so "this or null" has to be spelled out.
+                null = {"type": "object", "nullable": True, "enum": [None]}
+                props[key] = {"anyOf": [{"$ref": prop["$ref"]}, null]}
+            else:
+                prop["nullable"] = True
+    return spec
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -205,7 +256,7 @@ def fetch_gitea(dest: Path) -> None:
         raise RuntimeError("unexpected template expression left in Gitea's OpenAPI description")
     spec = json.loads(text)
     source = f"go module {GITEA_GO_MODULE}@{GITEA_GO_VERSION} templates/swagger/v1_openapi3_json.tmpl"
-    _write_json(dest, trim(spec, OPERATIONS["gitea"], source))
+    _write_json(dest, allow_null_in_responses(trim(spec, OPERATIONS["gitea"], source)))
 
 
 def load_gitlab() -> dict[str, Any]:

@@ -187,6 +187,7 @@ def _commit(provider: Provider, repo: str, web: str, sha: str, files: dict[str, 
         commit["author"] = {"name": author["name"], "email": author["email"]}
     else:
         commit["committer"] = author
+    if provider == "github":
         commit["distinct"] = True
         commit["tree_id"] = hashlib.sha1(sha.encode()).hexdigest()
     return commit
@@ -242,7 +243,8 @@ def push_payload(
         "after": after,
         "commits": commits,
         "head_commit": commits[-1] if commits else None,
-        "pusher": {"name": "author", "email": "author@example.test"},
+        # GitHub's pusher is a name and e-mail, Gitea's a user.
+        "pusher": {"name": "author", "email": "author@example.test"} if provider == "github" else sender,
         "sender": sender,
     }
     if provider == "github":
