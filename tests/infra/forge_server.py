@@ -1,6 +1,7 @@
 """A local stand-in for the GitHub, GitLab and Gitea REST endpoints the reconciler calls.
 
-No real forge can run here (see tests/README.md), so this server is the next best thing: every
+GitHub and GitLab cannot run here (a real Gitea can: see ``gitea_server`` and the contract tests
+that hold this fake to it), so this server is the next best thing for all three: every
 request is checked against the provider's published OpenAPI description (see
 ``openapi_assets``) with ``openapi-core`` before it is answered, and every answer is checked
 against the same description, so the fake cannot drift from the real API unnoticed. It keeps
