@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.infra.forge_server import ForgeServer
 from tests.infra.git_server import GitHttpServer, GitRepoFactory, started_git_http_server
-from tests.infra.gitea_build import is_built as gitea_is_built
-from tests.infra.gitea_server import GiteaServer, started_gitea
 from tests.infra.webhooks import WebhookSender
+
+if TYPE_CHECKING:
+    # Imported inside the fixtures: openapi-core takes ~2 s to import, which unit-only runs skip.
+    from tests.infra.forge_server import ForgeServer
+    from tests.infra.gitea_server import GiteaServer
 
 
 @pytest.fixture
@@ -29,6 +32,8 @@ def git_http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHtt
 
 @pytest.fixture(scope="session")
 def forge_server_session() -> Iterator[ForgeServer]:
+    from tests.infra.forge_server import ForgeServer
+
     server = ForgeServer()
     try:
         yield server
@@ -61,6 +66,9 @@ def webhook_sender() -> WebhookSender:
 @pytest.fixture(scope="session")
 def gitea_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GiteaServer]:
     """A real Gitea (admin ``bot``, token in ``.token``) built by ``make gitea``, for the session."""
+    from tests.infra.gitea_build import is_built as gitea_is_built
+    from tests.infra.gitea_server import started_gitea
+
     if not gitea_is_built():
         message = "real Gitea not built: run `make gitea` (make test does)"
         if os.environ.get("CI") == "true":

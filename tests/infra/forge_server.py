@@ -940,4 +940,6 @@ class _ForgeHandler(BaseHTTPRequestHandler):
 
 class _ForgeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 resets bursts of parallel clients; real servers queue more.
+    request_queue_size = 128
     owner: ForgeServer

@@ -440,6 +440,8 @@ class _GitHttpHandler(BaseHTTPRequestHandler):
 
 class _GitHttpServerImpl(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 resets bursts of parallel clients; real servers queue more.
+    request_queue_size = 128
     owner: GitHttpServer
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -217,3 +218,13 @@ def test_large_push_over_http_uses_chunked_encoding(
     pushed = git_repo_factory.git(clone, "rev-parse", "HEAD")
     git_repo_factory.git(clone, "-c", "http.postBuffer=4096", "push", "-q", "origin", "HEAD:refs/heads/main")
     assert origin.remote_refs()["refs/heads/main"] == pushed
+
+
+def test_parallel_clients_are_all_served(
+    git_repo_factory: GitRepoFactory, origin: GitRepo, served: PublishedRepo
+) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: git_repo_factory.try_git(None, "ls-remote", served.url), range(8)))
+    assert [r.returncode for r in results] == [0] * 8
+    assert all(origin.head() in r.stdout for r in results)
+    assert served.count(status=200) == 8
