@@ -1,0 +1,1 @@
+"""Real test infrastructure (git server, forge API server) shared by the integration tests."""
