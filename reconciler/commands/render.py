@@ -47,10 +47,10 @@ def _operations(result: FileResult) -> list[tuple[str, dict[str, Any]]]:
     dag = result.checked.spec.dag
     if dag is None or not isinstance(dag.operations, list):
         return [(result.op_name, effective)]
-    components = {c.name: c for c in dag.components or [] if isinstance(c, object) and c.name}
+    listed = dag.components if isinstance(dag.components, list) else []
+    components = {c.name: c for c in listed if c.name}
     return [
-        (f"{result.op_name}.{op.name}", compose(op, is_dag_node=True, components=components))  # type: ignore[arg-type]
-        for op in dag.operations
+        (f"{result.op_name}.{op.name}", compose(op, is_dag_node=True, components=components)) for op in dag.operations
     ]
 
 

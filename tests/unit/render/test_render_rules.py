@@ -76,7 +76,8 @@ def test_container_shorthands() -> None:
 
 def test_snake_case_fields_are_camelised_but_user_keys_are_not() -> None:
     value = {"node_affinity": {"x_y": 1}, "labels": {"my_label": "v"}, "limits": {"nvidia.com/gpu": 1}}
-    assert k8s_object(value) == {"nodeAffinity": {"xY": 1}, "labels": {"my_label": "v"}, "limits": {"nvidia.com/gpu": "1"}}
+    expected = {"nodeAffinity": {"xY": 1}, "labels": {"my_label": "v"}, "limits": {"nvidia.com/gpu": "1"}}
+    assert k8s_object(value) == expected
 
 
 def test_ownership_labels_win_over_environment_labels() -> None:
