@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit oracle bench clean
+.PHONY: venv run test lint typecheck unit oracle bench clean k8s-binaries
 
 venv: $(STAMP)
 
@@ -23,7 +23,7 @@ run: venv
 	$(BIN)/reconciler validate examples-repo
 
 ## test: lint, type-check and the whole suite
-test: venv lint typecheck
+test: venv lint typecheck k8s-binaries
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -35,6 +35,13 @@ typecheck: venv
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+## k8s-binaries: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok for
+## the test cluster, built once per machine into ~/.cache. A failed build does not stop `make test`:
+## the tests that need the cluster are then skipped, and the summary says so and why.
+k8s-binaries:
+	@bash tests/cluster/build.sh || \
+		echo "WARNING: building the Kubernetes test binaries failed; tests marked k8s will be SKIPPED" >&2
 
 ## oracle: the official polyaxon package, pinned, in its own venv (never a runtime dependency)
 oracle: .oracle-venv/.installed

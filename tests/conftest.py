@@ -1,0 +1,3 @@
+"""Shared pytest plugins; each test-infrastructure package registers its fixtures here."""
+
+pytest_plugins = ["tests.cluster.fixtures"]
