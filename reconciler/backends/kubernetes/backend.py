@@ -36,7 +36,7 @@ from reconciler.backends.kubernetes.resources import (
     Resource,
     resource_for,
 )
-from reconciler.backends.kubernetes.statuses import STOP_ANNOTATION, Mapped, status_of, status_of_deleted
+from reconciler.backends.kubernetes.statuses import FINAL, STOP_ANNOTATION, Mapped, status_of, status_of_deleted
 from reconciler.model import (
     LABEL_MANAGED_BY,
     LABEL_OP,
@@ -182,9 +182,14 @@ class KubernetesBackend:
         primary = next((m for m in manifests if m["kind"] in PRIMARY_KINDS), manifests[0])
         return f"{primary['metadata']['namespace']}/{primary['kind']}/{primary['metadata']['name']}"
 
-    def _fail(self, error: ApiError, what: str) -> Exception:
-        if error.status == 404:
-            return PermanentBackendError(f"{what}: the API is not served ({error.message})", status="unschedulable")
+    def _fail(self, error: ApiError, what: str, resource: Resource | None = None) -> Exception:
+        if error.status == 404 and resource is not None:
+            self.informers[resource.key].wake()
+            install = f": install {resource.operator}" if resource.operator else ""
+            return PermanentBackendError(
+                f"{what}: {resource.kind} ({resource.api_version}) is not served by this cluster{install}",
+                status="unschedulable",
+            )
         if error.status in (400, 403, 422):
             return PermanentBackendError(f"{what}: {error.message}", status="failed")
         return TransientBackendError(f"{what}: {error}")
@@ -209,7 +214,7 @@ class KubernetesBackend:
                 )
             except ApiError as e:
                 if e.status != 409:
-                    raise self._fail(e, f"creating {what}") from e
+                    raise self._fail(e, f"creating {what}", resource) from e
                 created = self._adopt(resource, manifest, run, what)
             informer.upsert(created)
         if any(m["kind"] in LONG_RUNNING_KINDS for m in manifests):
@@ -273,7 +278,7 @@ class KubernetesBackend:
                         f"{what}: fields are owned by another manager ({_conflicts(e)}); "
                         "not forced (set force_conflicts to take them over)"
                     ) from e
-                raise self._fail(e, f"applying {what}") from e
+                raise self._fail(e, f"applying {what}", resource) from e
             informer.upsert(applied)
 
     def _objects_of(self, run_name: str) -> list[tuple[Resource, dict[str, Any]]]:
@@ -357,6 +362,12 @@ class KubernetesBackend:
         if obj.get("kind") not in PRIMARY_KINDS or healed:
             return out
         mapped: Mapped | None
+        if kind != "DELETED" and run in self._removing:
+            # Stopping: only a final status (the run finished meanwhile) is still news.
+            found = status_of(obj)
+            if found is not None and found.status in FINAL:
+                out.append(Transition(run, found.status, self.clock(), found.reason, found.message))
+            return out
         if kind == "DELETED":
             mapped = status_of_deleted(obj)
             if run in self._removing and mapped.reason == "Deleted":

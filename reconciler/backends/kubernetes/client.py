@@ -24,6 +24,7 @@ from reconciler.backends.base import TransientBackendError
 APPLY = "application/apply-patch+yaml"  # JSON is YAML, so the body is plain JSON
 MERGE = "application/merge-patch+json"
 RETRIES = 3
+POOL_SIZE = 32
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
@@ -47,6 +48,12 @@ class Client:
         self.timeout = timeout
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
+        # One long-lived connection per watch (a dozen kinds) plus the writes: the default pool of
+        # ten would drop connections and pay a TLS handshake on most requests.
+        pool = api_client.rest_client.pool_manager
+        if (pool.connection_pool_kw.get("maxsize") or 1) < POOL_SIZE:
+            pool.connection_pool_kw["maxsize"] = POOL_SIZE
+            pool.clear()
 
     def _count(self, verb: str) -> None:
         with self._lock:

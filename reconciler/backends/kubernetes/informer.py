@@ -75,10 +75,14 @@ class Informer:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self.interrupt()
+        self._thread.join(timeout=10)
+
+    def interrupt(self) -> None:
+        """End the current watch; the loop resumes it from the last resourceVersion."""
         for response in list(self._response):
             with contextlib.suppress(Exception):
                 response.shutdown()
-        self._thread.join(timeout=10)
 
     def wake(self) -> None:
         """Look for a missing API again (a run of this kind is about to be submitted)."""
@@ -121,7 +125,11 @@ class Informer:
                 if e.status == 410:
                     self.resource_version = ""
                     continue
-                if e.status == 404 and not self.resource_version:
+                if e.status == 404:
+                    # The API went away (CRD deleted) or never was: look again by listing.
+                    if self.resource_version:
+                        self.resource_version = ""
+                        continue
                     self._park()
                     continue
                 log.warning("%s: %s; retrying in %.1fs", self.resource.kind, e, delay)
