@@ -1,0 +1,1 @@
+"""Benchmarks run against real components (`make bench`); each module is runnable with `python -m`."""
