@@ -62,6 +62,8 @@ if [[ "${1:-}" == "--check" ]]; then
   if is_complete; then
     echo "$bin"
     exit 0
+  elif [[ -f "$dest.lock" ]] && ! flock -n "$dest.lock" true; then
+    echo "Kubernetes $kube_version test binaries are being built right now by another build.sh; see $log" >&2
   elif [[ -f "$failed" ]]; then
     echo "build of the Kubernetes $kube_version test binaries failed ($(cat "$failed")); see $log" >&2
   else
