@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit oracle bench clean k8s-binaries test-assets gitea
+.PHONY: venv run test lint typecheck unit oracle bench clean k8s-binaries test-assets gitea bench-k8s
 
 venv: $(STAMP)
 
@@ -60,8 +60,12 @@ oracle: .oracle-venv/.installed
 	@touch $@
 
 ## bench: every benchmark in bench/, printing its figures
-bench: venv oracle
+bench: venv oracle k8s-binaries
 	$(BIN)/python -m bench $(BENCH)
+
+## bench-k8s: 500 Jobs through the Kubernetes backend vs `kubectl apply --server-side`; idle API calls
+bench-k8s: venv k8s-binaries
+	$(BIN)/python -m bench.k8s_apply
 
 clean:
 	rm -rf $(VENV) .oracle-venv .mypy_cache .ruff_cache .pytest_cache

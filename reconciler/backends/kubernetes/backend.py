@@ -1,0 +1,480 @@
+"""The Kubernetes backend: runs become objects (rendered, then created or server-side applied),
+and watches on those objects become status transitions.
+
+- submit: create, or adopt what a crash left behind (same name, our run label); never touch an
+  object that is not ours.
+- apply: server-side apply with field manager `polyaxon-reconciler`; a conflict with another
+  manager is reported (`ConflictError`), not forced, unless `force_conflicts`.
+- observe: events from one informer per kind (`informer.py`), read with `statuses.py`. At steady
+  state the only calls are the watches themselves.
+- drift: a long-running object (service, raycluster, daskcluster) edited by someone else or
+  deleted is re-applied when the self-heal policy says so, and reported either way (`drifts()`).
+- a kind whose CRD is missing makes that run `unschedulable`, naming the operator to install.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client import ApiClient
+
+from reconciler.backends.base import PermanentBackendError, TransientBackendError
+from reconciler.backends.kubernetes.client import APPLY, MERGE, ApiError, Client
+from reconciler.backends.kubernetes.informer import Informer
+from reconciler.backends.kubernetes.resources import (
+    BY_KEY,
+    LONG_RUNNING_KINDS,
+    PRIMARY_KINDS,
+    RESOURCES,
+    Resource,
+    resource_for,
+)
+from reconciler.backends.kubernetes.statuses import FINAL, STOP_ANNOTATION, Mapped, status_of, status_of_deleted
+from reconciler.model import (
+    LABEL_MANAGED_BY,
+    LABEL_OP,
+    LABEL_RUN,
+    LABEL_SPEC_HASH,
+    MANAGED_BY,
+    ObservedObject,
+    RunRequest,
+)
+from reconciler.model import StatusTransition as Transition
+from reconciler.render import RenderError, RenderOptions, render
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = MANAGED_BY
+
+
+class ConflictError(PermanentBackendError):
+    """Server-side apply found fields owned by another manager; the run is left as it is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status="warning")
+
+
+@dataclass(frozen=True)
+class Drift:
+    run: str
+    kind: str
+    namespace: str
+    name: str
+    change: str  # "deleted" or "edited"
+    healed: bool
+    detail: str = ""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = obj.get("metadata") or {}
+    return meta
+
+
+def _labels(obj: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = _meta(obj).get("labels") or {}
+    return labels
+
+
+def _conflicts(error: ApiError) -> str:
+    causes = (error.body.get("details") or {}).get("causes") or []
+    found = "; ".join(str(c.get("message")) for c in causes if c.get("message"))
+    return found or error.message
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        api_client: ApiClient,
+        *,
+        namespace: str | None = None,
+        render_options: RenderOptions | None = None,
+        force_conflicts: bool = False,
+        self_heal: bool | Callable[[RunRequest], bool] = True,
+        clock: Callable[[], datetime] = _utc_now,
+        watch_seconds: int = 300,
+        sync_timeout: float = 30.0,
+        start: bool = True,
+    ) -> None:
+        """`namespace` None watches every namespace (needs cluster-wide list/watch rights)."""
+        self.client = Client(api_client)
+        self.namespace = namespace
+        self.render_options = render_options or RenderOptions()
+        self.force_conflicts = force_conflicts
+        self.self_heal = self_heal
+        self.clock = clock
+        self._queue: queue.Queue[tuple[str, dict[str, Any], dict[str, Any] | None] | Transition] = queue.Queue()
+        self._last: dict[str, str] = {}
+        self._long_running: dict[str, RunRequest] = {}
+        self._removing: set[str] = set()  # runs being stopped or deleted by us
+        self._healed: set[tuple[str, str, str]] = set()
+        self._drifts: list[Drift] = []
+        self._lock = threading.Lock()
+        self.informers = {
+            r.key: Informer(self.client, r, namespace, self._on_event, watch_seconds=watch_seconds) for r in RESOURCES
+        }
+        if start:
+            self.start(sync_timeout)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, sync_timeout: float = 30.0) -> None:
+        for informer in self.informers.values():
+            informer.start()
+        deadline = time.monotonic() + sync_timeout
+        for informer in self.informers.values():
+            if not informer.synced.wait(max(0.0, deadline - time.monotonic())):
+                raise TransientBackendError(f"the {informer.resource.kind} cache did not sync in {sync_timeout:.0f}s")
+
+    def close(self) -> None:
+        for informer in self.informers.values():
+            informer.stop()
+
+    def _on_event(self, kind: str, obj: dict[str, Any], before: dict[str, Any] | None) -> None:
+        self._queue.put((kind, obj, before))
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def _render(self, run: RunRequest) -> list[dict[str, Any]]:
+        if self.namespace is not None and run.namespace != self.namespace:
+            raise PermanentBackendError(
+                f"run {run.name} is for namespace {run.namespace!r}; this backend manages {self.namespace!r} only"
+            )
+        try:
+            manifests = render(run, self.render_options)
+        except RenderError as e:
+            raise PermanentBackendError(str(e), status="failed") from e
+        for manifest in manifests:
+            self._ensure_api(resource_for(manifest))
+        return manifests
+
+    def _ensure_api(self, resource: Resource) -> None:
+        informer = self.informers[resource.key]
+        if not informer.missing:
+            return
+        path = f"/apis/{resource.api_version}"
+        try:
+            served = self.client.request("GET", path, verb="DISCOVERY")
+        except ApiError as e:
+            if e.status != 404:
+                raise TransientBackendError(f"discovery of {resource.api_version}: {e}") from e
+            served = {}
+        if not any(r.get("name") == resource.plural for r in served.get("resources") or []):
+            raise PermanentBackendError(
+                f"{resource.kind} ({resource.api_version}) is not served by this cluster: install {resource.operator}",
+                status="unschedulable",
+            )
+        informer.wake()
+
+    def _ref(self, manifests: list[dict[str, Any]]) -> str:
+        primary = next((m for m in manifests if m["kind"] in PRIMARY_KINDS), manifests[0])
+        return f"{primary['metadata']['namespace']}/{primary['kind']}/{primary['metadata']['name']}"
+
+    def _fail(self, error: ApiError, what: str, resource: Resource | None = None) -> Exception:
+        if error.status == 404 and resource is not None:
+            self.informers[resource.key].wake()
+            install = f": install {resource.operator}" if resource.operator else ""
+            return PermanentBackendError(
+                f"{what}: {resource.kind} ({resource.api_version}) is not served by this cluster{install}",
+                status="unschedulable",
+            )
+        if error.status in (400, 403, 422):
+            return PermanentBackendError(f"{what}: {error.message}", status="failed")
+        return TransientBackendError(f"{what}: {error}")
+
+    def submit(self, run: RunRequest) -> str:
+        manifests = self._render(run)
+        for manifest in manifests:
+            resource = resource_for(manifest)
+            meta = manifest["metadata"]
+            what = f"{manifest['kind']} {meta['namespace']}/{meta['name']}"
+            informer = self.informers[resource.key]
+            cached = informer.get(meta["namespace"], meta["name"])
+            if cached is not None and _labels(cached).get(LABEL_RUN) == run.name:
+                continue  # already there: adopt
+            try:
+                created = self.client.request(
+                    "POST",
+                    resource.collection(meta["namespace"]),
+                    verb="CREATE",
+                    query={"fieldManager": FIELD_MANAGER},
+                    body=manifest,
+                )
+            except ApiError as e:
+                if e.status != 409:
+                    raise self._fail(e, f"creating {what}", resource) from e
+                created = self._adopt(resource, manifest, run, what)
+            informer.upsert(created)
+        if any(m["kind"] in LONG_RUNNING_KINDS for m in manifests):
+            with self._lock:
+                self._long_running[run.name] = run
+        return self._ref(manifests)
+
+    def _adopt(self, resource: Resource, manifest: dict[str, Any], run: RunRequest, what: str) -> dict[str, Any]:
+        """A 409 on create: ours from an earlier attempt (a crash before it was recorded) is
+        adopted; anything else with that name is left alone and reported."""
+        meta = manifest["metadata"]
+        try:
+            live = self.client.request("GET", resource.item(meta["namespace"], meta["name"]), verb="GET")
+        except ApiError as e:
+            raise self._fail(e, f"reading {what}") from e
+        labels = _labels(live)
+        if labels.get(LABEL_MANAGED_BY) != MANAGED_BY or labels.get(LABEL_RUN) != run.name:
+            raise PermanentBackendError(
+                f"{what} already exists and is not this run's; the reconciler will not touch it"
+            )
+        return live
+
+    def apply(self, run: RunRequest) -> str:
+        manifests = self._render(run)
+        self._apply(run, manifests, force=self.force_conflicts)
+        with self._lock:
+            self._long_running[run.name] = run
+        return self._ref(manifests)
+
+    def _apply(self, run: RunRequest, manifests: list[dict[str, Any]], *, force: bool) -> None:
+        for manifest in manifests:
+            resource = resource_for(manifest)
+            meta = manifest["metadata"]
+            what = f"{manifest['kind']} {meta['namespace']}/{meta['name']}"
+            informer = self.informers[resource.key]
+            if informer.get(meta["namespace"], meta["name"]) is None:
+                # Not in our cache: either new, or there and not ours. Server-side apply would
+                # happily take over the latter, so look first.
+                try:
+                    live = self.client.request("GET", resource.item(meta["namespace"], meta["name"]), verb="GET")
+                except ApiError as e:
+                    if e.status != 404:
+                        raise self._fail(e, f"reading {what}") from e
+                else:
+                    if _labels(live).get(LABEL_MANAGED_BY) != MANAGED_BY:
+                        raise PermanentBackendError(
+                            f"{what} already exists and is not managed by the reconciler; it will not be taken over"
+                        )
+            try:
+                applied = self.client.request(
+                    "PATCH",
+                    resource.item(meta["namespace"], meta["name"]),
+                    verb="APPLY",
+                    query={"fieldManager": FIELD_MANAGER, "force": force},
+                    body=manifest,
+                    content_type=APPLY,
+                )
+            except ApiError as e:
+                if e.status == 409:
+                    raise ConflictError(
+                        f"{what}: fields are owned by another manager ({_conflicts(e)}); "
+                        "not forced (set force_conflicts to take them over)"
+                    ) from e
+                raise self._fail(e, f"applying {what}", resource) from e
+            informer.upsert(applied)
+
+    def _objects_of(self, run_name: str) -> list[tuple[Resource, dict[str, Any]]]:
+        return [
+            (informer.resource, obj)
+            for informer in self.informers.values()
+            for obj in informer.by_label(LABEL_RUN, run_name)
+        ]
+
+    def stop(self, run_name: str) -> None:
+        objects = self._objects_of(run_name)
+        with self._lock:
+            self._long_running.pop(run_name, None)
+            self._removing.add(run_name)
+        if not objects:
+            self._queue.put(Transition(run_name, "stopped", self.clock(), "NotFound", "nothing to stop"))
+            return
+        self._queue.put(Transition(run_name, "stopping", self.clock(), "StopRequested", ""))
+        for resource, obj in objects:
+            meta = _meta(obj)
+            path = resource.item(meta["namespace"], meta["name"])
+            try:
+                if obj["kind"] in PRIMARY_KINDS:
+                    patch = {"metadata": {"annotations": {STOP_ANNOTATION: "true"}}}
+                    self.client.request("PATCH", path, verb="PATCH", body=patch, content_type=MERGE)
+                self._delete(path)
+            except ApiError as e:
+                if e.status != 404:
+                    raise self._fail(e, f"stopping {obj['kind']} {meta['namespace']}/{meta['name']}") from e
+
+    def _delete(self, path: str) -> None:
+        try:
+            self.client.request("DELETE", path, verb="DELETE", body={"propagationPolicy": "Background"})
+        except ApiError as e:
+            if e.status != 404:
+                raise
+
+    def delete(self, run_name: str) -> None:
+        with self._lock:
+            self._long_running.pop(run_name, None)
+            self._removing.add(run_name)
+        for resource, obj in self._objects_of(run_name):
+            meta = _meta(obj)
+            try:
+                self._delete(resource.item(meta["namespace"], meta["name"]))
+            except ApiError as e:
+                raise self._fail(e, f"deleting {obj['kind']} {meta['namespace']}/{meta['name']}") from e
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def observe(self, timeout: float | None = None) -> Iterator[Transition]:
+        while True:
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                return
+            if isinstance(item, Transition):
+                found: list[Transition] = [item]
+            else:
+                found = self._process(*item)
+            for transition in found:
+                if self._last.get(transition.run) == transition.status and transition.reason != "Drift":
+                    continue
+                self._last[transition.run] = transition.status
+                yield transition
+
+    def _process(self, kind: str, obj: dict[str, Any], before: dict[str, Any] | None) -> list[Transition]:
+        labels = _labels(obj)
+        run = labels.get(LABEL_RUN)
+        if not run:
+            return []
+        out: list[Transition] = []
+        healed = False
+        if obj.get("kind") in LONG_RUNNING_KINDS:
+            drift = self._drift(kind, obj)
+            if drift is not None:
+                healed = drift.healed
+                if not healed:
+                    message = f"{drift.kind} {drift.namespace}/{drift.name} was {drift.change} in the cluster"
+                    out.append(Transition(run, "warning", self.clock(), "Drift", f"{message}; {drift.detail}"))
+        if obj.get("kind") not in PRIMARY_KINDS or healed:
+            return out
+        mapped: Mapped | None
+        if kind != "DELETED" and run in self._removing:
+            # Stopping: only a final status (the run finished meanwhile) is still news.
+            found = status_of(obj)
+            if found is not None and found.status in FINAL:
+                out.append(Transition(run, found.status, self.clock(), found.reason, found.message))
+            return out
+        if kind == "DELETED":
+            mapped = status_of_deleted(obj)
+            if run in self._removing and mapped.reason == "Deleted":
+                mapped = Mapped("stopped", "DeletedByReconciler", "deleted by the reconciler")
+        else:
+            mapped = status_of(obj)
+        if mapped is not None:
+            out.append(Transition(run, mapped.status, self.clock(), mapped.reason, mapped.message))
+        return out
+
+    def _foreign_edit(self, obj: dict[str, Any]) -> tuple[str, str] | None:
+        """(manager, time) of a spec change by another field manager after our last apply."""
+        ours = ""
+        foreign: tuple[str, str] | None = None
+        for entry in _meta(obj).get("managedFields") or []:
+            manager, at = str(entry.get("manager") or ""), str(entry.get("time") or "")
+            if manager == FIELD_MANAGER:
+                ours = max(ours, at)
+            elif not entry.get("subresource") and "f:spec" in (entry.get("fieldsV1") or {}):
+                foreign = max(foreign or (manager, at), (manager, at), key=lambda p: p[1])
+        if foreign is None or foreign[1] < ours:
+            return None
+        return foreign
+
+    def _drift(self, kind: str, obj: dict[str, Any]) -> Drift | None:
+        meta = _meta(obj)
+        run_name = _labels(obj).get(LABEL_RUN, "")
+        with self._lock:
+            run = self._long_running.get(run_name)
+        if run is None or run_name in self._removing:
+            return None
+        if kind == "DELETED":
+            if STOP_ANNOTATION in (meta.get("annotations") or {}):
+                return None
+            change = "deleted"
+        elif kind == "MODIFIED":
+            edit = self._foreign_edit(obj)
+            if edit is None:
+                return None
+            key = (str(meta.get("uid")), *edit)
+            if key in self._healed:
+                return None
+            self._healed.add(key)
+            change = f"edited (by {edit[0]})"
+        else:
+            return None
+        heal = self.self_heal(run) if callable(self.self_heal) else self.self_heal
+        detail = "self-heal is off for this run"
+        healed = False
+        if heal:
+            try:
+                self._apply(run, render(run, self.render_options), force=True)
+                healed, detail = True, "re-applied"
+            except (PermanentBackendError, TransientBackendError, RenderError) as e:
+                detail = f"re-apply failed: {e}"
+        drift = Drift(
+            run_name, str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")), change, healed, detail
+        )
+        log.info("drift: %s", drift)
+        with self._lock:
+            self._drifts.append(drift)
+        return drift
+
+    def drifts(self) -> list[Drift]:
+        """Drift seen since the last call (healed or not), oldest first."""
+        with self._lock:
+            found, self._drifts = self._drifts, []
+        return found
+
+    def list_owned(self) -> list[ObservedObject]:
+        out: list[ObservedObject] = []
+        for informer in self.informers.values():
+            for obj in informer.objects():
+                labels = _labels(obj)
+                mapped = status_of(obj)
+                out.append(
+                    ObservedObject(
+                        run=labels.get(LABEL_RUN, ""),
+                        op_slug=labels.get(LABEL_OP, ""),
+                        kind=str(obj.get("kind")),
+                        spec_hash=labels.get(LABEL_SPEC_HASH, ""),
+                        status=mapped.status if mapped else None,
+                        annotations=dict(_meta(obj).get("annotations") or {}),
+                    )
+                )
+        return out
+
+    def missing_apis(self) -> list[Resource]:
+        return [i.resource for i in self.informers.values() if i.missing]
+
+    def logs(self, run_name: str, tail: int | None = None) -> str:
+        namespaces = sorted({_meta(o)["namespace"] for _, o in self._objects_of(run_name)})
+        texts: list[str] = []
+        for namespace in namespaces:
+            query: dict[str, Any] = {"labelSelector": f"{LABEL_RUN}={run_name}"}
+            pods = self.client.request("GET", f"/api/v1/namespaces/{namespace}/pods", verb="LIST", query=query)
+            for pod in pods.get("items") or []:
+                name = _meta(pod)["name"]
+                container = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name", "")
+                log_query: dict[str, Any] = {"container": container}
+                if tail is not None:
+                    log_query["tailLines"] = tail
+                try:
+                    texts.append(self.client.text(f"/api/v1/namespaces/{namespace}/pods/{name}/log", log_query))
+                except (ApiError, TransientBackendError) as e:  # best effort: the pod may be gone
+                    texts.append(f"[logs of {name} unavailable: {e}]")
+        return "".join(texts)
+
+
+__all__ = ["BY_KEY", "FIELD_MANAGER", "ConflictError", "Drift", "KubernetesBackend"]
