@@ -194,11 +194,6 @@ def test_distributed_kind_is_created_and_its_status_followed(
     backend: KubernetesBackend, api: ApiClient, k8s_namespace: str, kind: str
 ) -> None:
     run = run_for(CASES / f"{kind}.yaml", namespace=k8s_namespace)
-    if kind == "daskcluster":
-        # The test cluster has no DaskAutoscaler CRD (its absence is covered by the missing-CRD
-        # test); without min/max replicas the DaskCluster stands alone.
-        spec = {k: v for k, v in run.effective["run"].items() if k not in ("minReplicas", "maxReplicas")}
-        run = replace(run, effective={**run.effective, "run": spec})
     manifests = render(run)
     primary = manifests[0]
     backend.submit(run)

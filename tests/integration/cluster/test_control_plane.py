@@ -214,7 +214,7 @@ def test_all_operator_crds_are_established(api: k8s.ApiClient) -> None:
         crd.metadata.name: crd for crd in ext.list_custom_resource_definition().items if crd.metadata.name in expected
     }
     assert set(installed) == expected
-    assert len(expected) == 10
+    assert len(expected) == 11
     for crd in installed.values():
         conditions = {c.type: c.status for c in crd.status.conditions}
         assert conditions["Established"] == "True", crd.metadata.name
