@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from reconciler import __version__
+from reconciler.commands.plan import plan
 from reconciler.commands.validate import validate
 
 app = typer.Typer(help="GitOps reconciler for Polyaxon polyaxonfiles.", no_args_is_help=True)
@@ -17,6 +18,7 @@ def version() -> None:
 
 
 app.command()(validate)
+app.command()(plan)
 
 
 def main() -> None:

@@ -58,6 +58,8 @@ class CompileResult:
     dependents: Mapping[str, frozenset[str]]  # path read -> files whose resolution read it
     options: CompileOptions
     recompiled: frozenset[str] = frozenset()  # files compiled (not reused) by this call
+    # Referenced files as parsed, reused by the next compile while their content is unchanged.
+    parsed: Mapping[str, Parsed] = field(default_factory=dict, compare=False, repr=False)
 
 
 def mode_of(effective: Mapping[str, Any]) -> Mode:
@@ -91,7 +93,12 @@ def _reader(files: Mapping[str, bytes]) -> Any:
 
 
 def _compile_file(
-    path: str, data: bytes, files: Mapping[str, bytes], options: CompileOptions, commit: str
+    path: str,
+    data: bytes,
+    files: Mapping[str, bytes],
+    options: CompileOptions,
+    commit: str,
+    parse_cache: dict[str, Parsed],
 ) -> FileEntry:
     digest = _digest(data)
     parsed = load(path, data)
@@ -103,7 +110,9 @@ def _compile_file(
     role = FileRole.LIBRARY if library else FileRole.OPERATION
     if parsed.errors or parsed.spec is None:
         return FileEntry(path, digest, role, tuple(parsed.errors))
-    resolver = _RecordingResolver(hub_dir=options.hub_dir, url_maps=list(options.url_maps), read=_reader(files))
+    resolver = _RecordingResolver(
+        hub_dir=options.hub_dir, url_maps=list(options.url_maps), read=_reader(files), _cache=parse_cache
+    )
     errors = resolver.resolve(parsed)
     deps = frozenset(resolver.touched - {path})
     if errors or library:
@@ -184,6 +193,10 @@ def compile_repo(
     digests. Either way the result equals a cold compile of `files`.
     """
     entries: dict[str, FileEntry] = {}
+    # Referenced files are parsed once, shared by every file that references them, and reused by
+    # the next compile while unchanged; the resolver copies what it attaches, so these values are
+    # never modified.
+    parse_cache: dict[str, Parsed] = {}
     if previous is None or previous.options != options:
         todo = set(files)
     else:
@@ -194,7 +207,9 @@ def compile_repo(
             modified = {p for p in files if p in old and old[p].digest != _digest(files[p])}
         else:
             modified = {p for p in changed if p in files}
-        todo = _affected(added | removed | modified, previous.dependents) & set(files)
+        seeds = added | removed | modified
+        todo = _affected(seeds, previous.dependents) & set(files)
+        parse_cache.update((p, parsed) for p, parsed in previous.parsed.items() if p in files and p not in seeds)
         for path in files:
             if path not in todo:
                 entry = old[path]
@@ -202,7 +217,7 @@ def compile_repo(
                     entry = replace(entry, op=replace(entry.op, commit=commit))
                 entries[path] = entry
     for path in sorted(todo):
-        entries[path] = _compile_file(path, files[path], files, options, commit)
+        entries[path] = _compile_file(path, files[path], files, options, commit, parse_cache)
 
     dependents: dict[str, set[str]] = {}
     for path, entry in entries.items():
@@ -238,4 +253,5 @@ def compile_repo(
         dependents={k: frozenset(v) for k, v in dependents.items()},
         options=options,
         recompiled=frozenset(todo),
+        parsed=parse_cache,
     )

@@ -47,7 +47,7 @@ def _top_level(model: type[Any]) -> Callable[[Any], Any]:
             if not isinstance(key, str) or (key not in known and to_snake(key) not in known):
                 raise PydanticCustomError(
                     "k8s",
-                    "unknown field {key!r} (Kubernetes {model})",
+                    "unknown field '{key}' (Kubernetes {model})",
                     {"key": key, "model": model.__name__, "subpath": [key]},
                 )
         return value
