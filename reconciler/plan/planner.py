@@ -286,6 +286,9 @@ class _Planner:
     def scheduled(self, op: DesiredOp) -> None:
         schedule = op.schedule or {}
         current = self.tracked.schedules.get(op.key)
+        if current is not None and same_hash(current.spec_hash, op.spec_hash):
+            self.add(ActionKind.NOOP, op.key, op.kind, "schedule registered with this spec")
+            return
         ticks = next_ticks(schedule, self.now, self.options.ticks, self.options.tz)
         if current is None:
             self.add(
@@ -297,7 +300,7 @@ class _Planner:
                 ticks=ticks,
                 spec_hash=op.spec_hash,
             )
-        elif not same_hash(current.spec_hash, op.spec_hash):
+        else:
             diff = field_diff(current.schedule, schedule)
             reason = "schedule changed" if diff else "spec changed; ticks use the new spec"
             self.add(
@@ -310,8 +313,6 @@ class _Planner:
                 diff=diff,
                 spec_hash=op.spec_hash,
             )
-        else:
-            self.add(ActionKind.NOOP, op.key, op.kind, "schedule registered with this spec")
 
     def subscribed(self, op: DesiredOp) -> None:
         current = self.tracked.subscriptions.get(op.key)
