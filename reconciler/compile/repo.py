@@ -47,7 +47,7 @@ class FileEntry:
     digest: str
     role: FileRole
     errors: tuple[Located, ...]  # the file's own errors; repo-wide checks are redone every compile
-    op: DesiredOp | None = None
+    op: DesiredOp | None = None  # as compiled: its commit is the one it was compiled at
     deps: frozenset[str] = frozenset()
     # The parse result, for the repo-wide event-ref check; never mutated after compile.
     result: FileResult | None = field(default=None, compare=False, repr=False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reconciler.compile import CompileOptions, CompileResult, FileRole, compile_repo
 from reconciler.model import Mode, OpKey
@@ -146,10 +148,18 @@ def test_event_ref_to_a_missing_operation_is_an_error() -> None:
 
 
 def _same(a: CompileResult, b: CompileResult) -> None:
+    """Incremental equals cold: the desired state exactly, the cache entries up to their commit."""
     assert a.desired == b.desired
-    assert {p: (e.role, e.errors, e.op, e.deps) for p, e in a.entries.items()} == {
-        p: (e.role, e.errors, e.op, e.deps) for p, e in b.entries.items()
-    }
+
+    def entries(result: CompileResult) -> dict[str, object]:
+        return {
+            p: (e.role, e.errors, e.deps, e.op and (e.op.key, e.op.spec_hash, e.op.effective))
+            for p, e in result.entries.items()
+        }
+
+    assert entries(a) == entries(b)
+    assert a.dependents == b.dependents
+    assert a.subscribers == b.subscribers
 
 
 @pytest.mark.parametrize("with_changed", [True, False])
@@ -207,3 +217,52 @@ def test_previews_are_marked_by_glob() -> None:
     desired = compile_repo(repo(), options, "c1").desired
     previews = {k.name for k, op in desired.ops.items() if op.preview}
     assert previews == {"web", "nightly"}
+
+
+# --- incremental == cold, over random edit sequences ------------------------------------------
+
+LIB_VARIANTS = {
+    "lib/base.yaml": [COMPONENT, COMPONENT.replace(b"3.11", b"3.12"), b"kind: component\nrun: [\n"],
+    # A component that itself references the base: a two-level dependency.
+    "lib/wrapped.yaml": [
+        b"kind: component\nname: wrapped\npathRef: base.yaml\n",
+        b"kind: component\nname: wrapped\npathRef: missing.yaml\n",
+    ],
+}
+OP_VARIANTS = [
+    b"kind: operation\npathRef: ../lib/base.yaml\nparams: {lr: 0.1}\n",
+    b"kind: operation\npathRef: ../lib/wrapped.yaml\nparams: {lr: 0.2}\n",
+    b"kind: operation\npathRef: ../lib/missing.yaml\n",
+    JOB,
+    SUBSCRIBER,
+    BROKEN,
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["lib/base.yaml", "lib/wrapped.yaml", "lib/missing.yaml", "ops/a.yaml", "ops/b.yaml"]),
+            st.integers(0, 6),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_incremental_equals_cold_over_random_edits(edits: list[tuple[str, int]], tell: bool) -> None:
+    files: dict[str, bytes] = {"lib/base.yaml": COMPONENT, "ops/a.yaml": OP_VARIANTS[0]}
+    result = compile_repo(files, OPTIONS, "c0")
+    for n, (path, choice) in enumerate(edits, start=1):
+        variants = LIB_VARIANTS.get(path, [COMPONENT] if path == "lib/missing.yaml" else OP_VARIANTS)
+        if choice >= len(variants):
+            files.pop(path, None)  # delete (or no-op when absent)
+        else:
+            files[path] = variants[choice]
+        result = compile_repo(dict(files), OPTIONS, f"c{n}", previous=result, changed={path} if tell else None)
+        cold = compile_repo(dict(files), OPTIONS, f"c{n}")
+        assert result.desired.ops.keys() - result.desired.kept == cold.desired.ops.keys()
+        assert result.desired.invalid == cold.desired.invalid
+        assert {k: v for k, v in result.desired.ops.items() if k not in result.desired.kept} == cold.desired.ops
+        assert result.dependents == cold.dependents
