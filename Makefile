@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit oracle bench clean
+.PHONY: venv run test lint typecheck unit oracle bench bench-plan clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,10 @@ oracle: .oracle-venv/.installed
 
 bench: venv oracle
 	$(BIN)/python -m bench
+
+## bench-plan: compile+plan cost on a synthetic 10,000-operation repo, cold and after one change
+bench-plan: venv
+	$(BIN)/python -m bench.plan_bench
 
 clean:
 	rm -rf $(VENV) .oracle-venv .mypy_cache .ruff_cache .pytest_cache

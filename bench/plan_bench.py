@@ -1,7 +1,7 @@
 """Compile + plan cost on a synthetic repo: cold, then after a one-file change.
 
 The repo has 1,000 DAG files of 10 operations each (10,000 operations), a tenth of them on a cron
-schedule, using 50 shared component files. Two shapes (`--shape`):
+schedule and one in fifty subscribed to another's events, using 50 shared component files. Two shapes (`--shape`):
 - `dag` (default): each DAG declares two components by pathRef to the shared files, and its
   operations use them by dagRef, the usual way to write a DAG;
 - `refs`: every operation has its own pathRef, the worst case for resolution (10 per file).
@@ -47,6 +47,8 @@ def dag_file(i: int, ops: int, components: int, variant: int = 0, shape: str = "
     ]
     if i % 10 == 0:
         lines += ["schedule:", "  kind: cron", f'  cron: "{i % 60} 2 * * *"']
+    elif i % 50 == 1:
+        lines += ["events:", f"  - {{kinds: [run_status_succeeded], ref: ops.pipeline-{i - 1:04d}}}"]
     lines += ["run:", "  kind: dag"]
     if shape == "dag":
         lines += ["  components:"]

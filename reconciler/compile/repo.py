@@ -30,6 +30,7 @@ from reconciler.errors import Located
 from reconciler.model import DesiredOp, DesiredState, InvalidFile, Mode, OpKey, spec_hash
 from reconciler.spec import FileResult, Resolver, check, check_event_refs, load, looks_like_polyaxonfile
 from reconciler.spec.load import Parsed
+from reconciler.spec.polyaxonfile import Polyaxonfile
 from reconciler.spec.runs import LONG_RUNNING_KINDS
 
 
@@ -49,7 +50,8 @@ class FileEntry:
     errors: tuple[Located, ...]  # the file's own errors; repo-wide checks are redone every compile
     op: DesiredOp | None = None  # as compiled: its commit is the one it was compiled at
     deps: frozenset[str] = frozenset()
-    # The parse result, for the repo-wide event-ref check; never mutated after compile.
+    # For the repo-wide event-ref check: a subscriber's parse result (to locate errors), or for
+    # other operations a stand-in that carries only the name. Never mutated after compile.
     result: FileResult | None = field(default=None, compare=False, repr=False)
 
 
@@ -141,6 +143,10 @@ def _compile_file(
         events=tuple(events) if isinstance(events, list) else (),
         preview=options.is_preview(path, key.name),
     )
+    if not op.events:
+        # Only its name matters to the event-ref check; keeping the whole parse result would hold
+        # every document and model of the repo in memory.
+        result = FileResult(path, parsed=Parsed(path, None, Polyaxonfile.model_construct(name=key.name)))
     return FileEntry(path, digest, role, (), op=op, deps=deps, result=result)
 
 
@@ -177,8 +183,8 @@ def _affected(seeds: Iterable[str], dependents: Mapping[str, frozenset[str]]) ->
 def _event_errors(entries: Mapping[str, FileEntry]) -> dict[str, list[Located]]:
     """Event refs name operations of the repo: a repo-wide check, redone on every compile.
 
-    Only files that subscribe to events can get errors, so only they are copied; the others are
-    passed as they are and are not modified by the check.
+    Only subscribers can get errors, so only their results are copied (the check appends to
+    them); the others are passed as they are and the check leaves them unchanged.
     """
     results: list[FileResult] = []
     copies: dict[str, FileResult] = {}
@@ -192,8 +198,6 @@ def _event_errors(entries: Mapping[str, FileEntry]) -> dict[str, list[Located]]:
             results.append(copy)
         else:
             results.append(entry.result)
-    if not copies:
-        return {}
     check_event_refs(results)
     return {path: r.errors for path, r in copies.items() if r.errors}
 
