@@ -87,3 +87,20 @@ def test_text_and_json_reports() -> None:
         "reason": "new cron schedule",
         "ticks": ["2024-06-01T12:00:00+00:00"],
     }
+
+
+def test_update_lines_show_the_field_diff_and_deletes_their_target() -> None:
+    web = OpKey("r", "ops/web.yaml", "web")
+    diff = field_diff({"run": {"image": "nginx:1"}}, {"run": {"image": "nginx:2"}})
+    actions = [
+        Action(ActionKind.UPDATE, web, "service", "spec changed: update web-1 in place", target="web-1", diff=diff),
+        Action(ActionKind.DELETE, OpKey("r", "ops/old.yaml", "old"), "service", "removed from Git", target="old-1"),
+    ]
+    assert to_text(actions).splitlines() == [
+        "~ update r:ops/web.yaml#web (service) [web-1]: spec changed: update web-1 in place",
+        '    ~ run.image: "nginx:1" -> "nginx:2"',
+        "- delete r:ops/old.yaml#old (service) [old-1]: removed from Git",
+        summary(actions),
+    ]
+    assert summary(actions).startswith("Plan: 0 to create, 1 to update, 1 to stop/delete/prune,")
+    assert to_json("c", actions)["actions"][0]["diff"] == [{"path": "run.image", "old": "nginx:1", "new": "nginx:2"}]
