@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit oracle bench clean k8s-binaries test-assets gitea bench-k8s
+.PHONY: venv run test lint typecheck unit oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan
 
 venv: $(STAMP)
 
@@ -66,6 +66,10 @@ bench: venv oracle k8s-binaries
 ## bench-k8s: 500 Jobs through the Kubernetes backend vs `kubectl apply --server-side`; idle API calls
 bench-k8s: venv k8s-binaries
 	$(BIN)/python -m bench.k8s_apply
+
+## bench-plan: compile+plan cost on a synthetic 10,000-operation repo, cold and after one change
+bench-plan: venv
+	$(BIN)/python -m bench.plan_bench
 
 clean:
 	rm -rf $(VENV) .oracle-venv .mypy_cache .ruff_cache .pytest_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from reconciler import __version__
+from reconciler.commands.plan import plan
 from reconciler.commands.render import render
 from reconciler.commands.validate import validate
 
@@ -19,6 +20,7 @@ def version() -> None:
 
 app.command()(validate)
 app.command()(render)
+app.command()(plan)
 
 
 def main() -> None:

@@ -16,10 +16,6 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-# libyaml's C composer is several times faster than PyYAML's pure Python one and keeps the same
-# node marks; the pure loader is the fallback where PyYAML was built without libyaml.
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 200_000
@@ -136,6 +132,21 @@ class _Builder:
         yield from own
 
 
+# libyaml composes ten times faster than the pure-Python parser, which matters when a repo of
+# thousands of files is compiled; its error messages differ, so a failing document is parsed
+# again by the pure-Python parser, whose messages (and positions) are the ones we report.
+_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", None)
+
+
+def _compose(text: str) -> list[Node | None]:
+    if _FAST_LOADER is not None:
+        try:
+            return list(yaml.compose_all(text, Loader=_FAST_LOADER))
+        except (yaml.YAMLError, RecursionError):
+            pass
+    return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+
+
 def _char_at(text: str, mark: Mark) -> str:
     lines = text.splitlines()
     if 0 < mark.line <= len(lines) and 0 < mark.column <= len(lines[mark.line - 1]):
@@ -171,7 +182,7 @@ def parse(text: bytes | str, *, json_file: bool = False, allow_empty: bool = Fal
         # JSON is YAML 1.2 but may indent with tabs, which YAML's scanner refuses.
         text = text.replace("\t", " ")
     try:
-        nodes = list(yaml.compose_all(text, Loader=_LOADER))
+        nodes = _compose(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = Mark(mark.line + 1, mark.column + 1) if mark is not None else None

@@ -1,0 +1,78 @@
+"""What the tracking DB knows, as a plain snapshot the planner can read without a session.
+
+The tracking adapter fills these from its tables; tests build them by hand. Only the fields the
+planner decides on are here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from reconciler.model import OpKey
+
+# Polyaxon's finished statuses: the run's objects are no longer expected to be working.
+DONE_STATUSES = frozenset({"succeeded", "failed", "stopped", "skipped", "upstream_failed", "done"})
+# Statuses in which the run's objects must exist in the cluster; `unknown` is excluded because
+# it is what a run becomes once its objects were found missing (reported once, not forever).
+LIVE_STATUSES = frozenset(
+    {
+        "created",
+        "resuming",
+        "on_schedule",
+        "compiled",
+        "queued",
+        "scheduled",
+        "starting",
+        "running",
+        "processing",
+        "stopping",
+        "warning",
+        "unschedulable",
+        "retrying",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    name: str
+    op: OpKey
+    kind: str
+    spec_hash: str
+    status: str
+    created_at: datetime
+    cause: str = "commit"
+    # The spec the run was created (or last applied) with, for the field diff of an update.
+    effective: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+
+@dataclass(frozen=True)
+class TrackedSchedule:
+    op: OpKey
+    spec_hash: str
+    schedule: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class TrackedSubscription:
+    op: OpKey
+    spec_hash: str
+    events: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class TrackedState:
+    runs: tuple[TrackedRun, ...] = ()
+    schedules: Mapping[OpKey, TrackedSchedule] = field(default_factory=dict)
+    subscriptions: Mapping[OpKey, TrackedSubscription] = field(default_factory=dict)

@@ -1,0 +1,253 @@
+"""`reconciler plan` against real git repositories (temp dirs, the git CLI, file:// URLs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reconciler.cli import app
+from reconciler.commands.plan import _read_repo
+from reconciler.compile import CompileOptions, compile_repo
+from reconciler.model import ObservedObject
+from reconciler.plan import Action, PlanOptions, TrackedState, apply_effects, changes, plan
+
+NOW = "2024-06-01T12:00:00+00:00"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+JOB = "kind: operation\nname: train\nrun: {kind: job, container: {image: 'python:3.11', command: [python, t.py]}}\n"
+SERVICE = "kind: operation\nrun: {kind: service, ports: [80], container: {image: 'nginx:1'}}\n"
+CRON = "kind: operation\nschedule: {kind: cron, cron: '0 2 * * *'}\nrun: {kind: job, container: {image: busybox}}\n"
+NOTIFY = (
+    "kind: operation\nevents: [{kinds: [run_status_succeeded], ref: ops.train}]\n"
+    "run: {kind: job, container: {image: busybox}}\n"
+)
+BROKEN = "kind: operation\nrun:\n  kind: job\n  container: {imag: busybox}\n"
+
+
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout.strip()
+
+
+Commit = Callable[..., str]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "demo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    return path
+
+
+def commit(repo: Path, files: dict[str, str | None], message: str = "change") -> str:
+    for name, text in files.items():
+        target = repo / name
+        if text is None:
+            git(repo, "rm", "-q", name)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        git(repo, "add", name)
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def run_plan(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["plan", *args, "--now", NOW])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_plan_of_a_valid_repo_lists_creates_schedules_subscriptions_and_a_summary(repo: Path) -> None:
+    sha = commit(
+        repo,
+        {"ops/train.yaml": JOB, "ops/web.yaml": SERVICE, "ops/nightly.yaml": CRON, "ops/notify.yaml": NOTIFY},
+    )
+    code, out, _ = run_plan("--repo", str(repo))
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0] == f"commit {sha}"
+    assert lines[1].startswith("+ create demo:ops/web.yaml#web (service) -> web-")  # services first
+    assert lines[2] == "+ schedule demo:ops/nightly.yaml#nightly (job): new cron schedule"
+    assert lines[3] == "    next: 2024-06-02T02:00:00+00:00, 2024-06-03T02:00:00+00:00, 2024-06-04T02:00:00+00:00"
+    assert lines[4] == "+ subscribe demo:ops/notify.yaml#notify (job): subscribe to ops.train"
+    assert lines[5].startswith("+ create demo:ops/train.yaml#train (job) -> train-")
+    assert lines[-1].startswith("Plan: 2 to create, 0 to update, 0 to stop/delete/prune, 1 schedule change(s)")
+
+
+def test_json_output_has_commit_actions_and_located_errors(repo: Path) -> None:
+    sha = commit(repo, {"ops/train.yaml": JOB, "ops/bad.yaml": BROKEN})
+    code, out, _ = run_plan("--repo", str(repo), "--format", "json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["commit"] == sha
+    assert [(a["action"], a["op"]) for a in report["actions"]] == [
+        ("invalid", "demo:ops/bad.yaml#bad"),
+        ("create", "demo:ops/train.yaml#train"),
+    ]
+    assert all({"action", "op", "kind", "reason"} <= set(a) for a in report["actions"])
+    (error,) = report["errors"]
+    assert (error["path"], error["line"]) == ("ops/bad.yaml", 4)
+    assert "imag" in error["message"]
+
+
+def test_invalid_file_is_printed_like_a_compiler_error_and_exits_1(repo: Path) -> None:
+    commit(repo, {"ops/bad.yaml": BROKEN})
+    code, out, _ = run_plan("--repo", str(repo))
+    assert code == 1
+    assert out.splitlines()[1].startswith("! invalid ops/bad.yaml:4:")
+
+
+def test_refs_branches_old_commits_deleted_and_renamed_files(repo: Path) -> None:
+    first = commit(repo, {"ops/train.yaml": JOB, "ops/web.yaml": SERVICE})
+    git(repo, "checkout", "-q", "-b", "feature")
+    commit(repo, {"ops/nightly.yaml": CRON})
+    git(repo, "checkout", "-q", "main")
+    git(repo, "mv", "ops/web.yaml", "ops/frontend.yaml")
+    commit(repo, {"ops/train.yaml": None})
+
+    def ops(*args: str) -> set[str]:
+        code, out, _ = run_plan("--repo", str(repo), "--format", "json", *args)
+        assert code == 0, out
+        return {a["op"] for a in json.loads(out)["actions"]}
+
+    assert ops() == {"demo:ops/frontend.yaml#frontend"}
+    assert ops("--ref", "feature") == {
+        "demo:ops/train.yaml#train",
+        "demo:ops/web.yaml#web",
+        "demo:ops/nightly.yaml#nightly",
+    }
+    assert ops("--ref", first) == {"demo:ops/train.yaml#train", "demo:ops/web.yaml#web"}
+    assert ops("--ref", "main~1") == {"demo:ops/train.yaml#train", "demo:ops/web.yaml#web"}
+
+
+def test_urls_are_cloned_and_a_force_push_is_seen(repo: Path, tmp_path: Path) -> None:
+    commit(repo, {"ops/train.yaml": JOB})
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(remote))
+    url = remote.as_uri()
+    code, out, _ = run_plan("--repo", url, "--format", "json")
+    assert code == 0
+    assert json.loads(out)["actions"][0]["op"] == "remote:ops/train.yaml#train"  # name from the URL, less .git
+    # Rewrite history and force-push: the plan follows the new tip.
+    (repo / "ops/train.yaml").write_text(JOB.replace("train", "fit"))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--amend", "-m", "rewritten")
+    new = git(repo, "rev-parse", "HEAD")
+    git(repo, "push", "-q", "--force", str(remote), "main")
+    code, out, _ = run_plan("--repo", url, "--format", "json", "--name", "ml")
+    report = json.loads(out)
+    assert report["commit"] == new
+    assert report["actions"][0]["op"] == "ml:ops/train.yaml#fit"
+    # A commit sha cannot be cloned shallowly by name; the full clone fallback reads it.
+    code, out, _ = run_plan("--repo", url, "--ref", new, "--format", "json")
+    assert code == 0 and json.loads(out)["commit"] == new
+
+
+def test_unreadable_repos_exit_2(repo: Path, tmp_path: Path) -> None:
+    commit(repo, {"ops/train.yaml": JOB})
+    code, _, err = run_plan("--repo", str(tmp_path / "missing"))
+    assert code == 2 and "no such directory" in err
+    code, _, err = run_plan("--repo", str(repo), "--ref", "no-such-branch")
+    assert code == 2 and "cannot read" in err
+    code, _, err = run_plan("--repo", (tmp_path / "nowhere.git").as_uri())
+    assert code == 2
+    plain = tmp_path / "plain"
+    (plain / "ops").mkdir(parents=True)
+    (plain / "ops/train.yaml").write_text(JOB)
+    code, _, err = run_plan("--repo", str(plain), "--ref", "main")
+    assert code == 2 and "not a git repository" in err
+    code, out, _ = run_plan("--repo", str(plain))
+    assert code == 0 and out.startswith("commit worktree")
+
+
+def test_db_option_says_what_is_not_wired(repo: Path) -> None:
+    commit(repo, {"ops/train.yaml": JOB})
+    code, out, err = run_plan("--repo", str(repo), "--db", "sqlite:///x.db")
+    assert code == 0
+    assert "--db is not wired yet" in err
+    assert "+ create" in out
+
+
+def _sync(repo: Path, state: dict[str, object], now: datetime, options: PlanOptions | None = None) -> list[Action]:
+    """One daemon cycle over real git: read HEAD, compile (incrementally), plan, apply the effects."""
+    with _read_repo(str(repo), None) as snapshot:
+        result = compile_repo(snapshot.files, CompileOptions("demo"), snapshot.commit, state.get("compiled"))  # type: ignore[arg-type]
+    observed: list[ObservedObject] = state.get("observed", [])  # type: ignore[assignment]
+    tracked: TrackedState = state.get("tracked", TrackedState())  # type: ignore[assignment]
+    actions = plan(result.desired, observed, tracked, now, options)
+    state["observed"], state["tracked"] = apply_effects(actions, observed, tracked, now)
+    state["compiled"] = result
+    return actions
+
+
+def summary_of(actions: list[Action]) -> list[tuple[str, str]]:
+    return [(a.action.value, a.op.name) for a in changes(actions)]
+
+
+def test_history_follows_the_semantics_table_and_converges(repo: Path) -> None:
+    """Each design.md §4 row across real commits, applying each plan's effects before the next."""
+    state: dict[str, object] = {}
+    t = datetime(2024, 6, 1, tzinfo=UTC)
+    commit(repo, {"ops/train.yaml": JOB, "ops/web.yaml": SERVICE, "ops/nightly.yaml": CRON, "ops/notify.yaml": NOTIFY})
+    assert summary_of(_sync(repo, state, t)) == [
+        ("create", "web"),
+        ("register_schedule", "nightly"),
+        ("subscribe", "notify"),
+        ("create", "train"),
+    ]
+    assert changes(_sync(repo, state, t)) == []  # converged
+
+    # On change in Git: new job hash -> new run; service updated in place; schedule re-registered.
+    commit(
+        repo,
+        {
+            "ops/train.yaml": JOB.replace("t.py", "t2.py"),
+            "ops/web.yaml": SERVICE.replace("nginx:1", "nginx:2"),
+            "ops/nightly.yaml": CRON.replace("0 2", "0 3"),
+            "ops/notify.yaml": NOTIFY.replace("succeeded", "done"),
+        },
+    )
+    actions = _sync(repo, state, t)
+    assert summary_of(actions) == [
+        ("update", "web"),
+        ("update_schedule", "nightly"),
+        ("subscribe", "notify"),
+        ("create", "train"),
+    ]
+    update = next(a for a in actions if a.action.value == "update")
+    assert [str(c) for c in update.diff] == ['~ run.container.image: "nginx:1" -> "nginx:2"']
+
+    # A broken file never stops what it had: the service keeps running, marked invalid.
+    commit(repo, {"ops/web.yaml": BROKEN})
+    actions = _sync(repo, state, t)
+    assert summary_of(actions) == []
+    assert [a.action.value for a in actions if a.op.name == "web"] == ["invalid", "noop"]
+
+    # Fixed, then removed from Git: service deleted (prune on by default), schedule and
+    # subscription removed, the job's finished runs left alone (prune off for jobs).
+    commit(repo, {"ops/web.yaml": SERVICE.replace("nginx:1", "nginx:2")})
+    assert changes(_sync(repo, state, t)) == []
+    commit(repo, {"ops/web.yaml": None, "ops/nightly.yaml": None, "ops/notify.yaml": None, "ops/train.yaml": None})
+    assert summary_of(_sync(repo, state, t)) == [
+        ("remove_schedule", "nightly"),
+        ("unsubscribe", "notify"),
+        ("delete", "web"),
+    ]
+    assert changes(_sync(repo, state, t)) == []
