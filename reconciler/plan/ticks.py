@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from reconciler.scheduling.ticks import ScheduleError, from_spec
+from reconciler.scheduling.ticks import ScheduleError, anchored, from_spec
 from reconciler.scheduling.ticks import next_ticks as _next_ticks
 from reconciler.spec.schedules import Schedule
 
@@ -26,8 +26,10 @@ def next_ticks(schedule: Mapping[str, Any], now: dt.datetime, n: int = 3, tz: st
         spec = from_spec(_SCHEDULE.validate_python(dict(schedule)), tz)
     except (ValidationError, ScheduleError, ValueError):
         return ()  # unresolved references or an invalid schedule: nothing to preview
+    if spec.kind == "interval" and spec.start_at is None:
+        spec = anchored(spec, now)  # a new interval schedule counts from when it is registered
     # A tick at exactly `now` is still to come (the scheduler fires ticks that are due, <= now).
     ticks = _next_ticks(spec, now - dt.timedelta(microseconds=1), n)
     if spec.max_runs is not None:
         ticks = ticks[: spec.max_runs]
-    return tuple(ticks)
+    return tuple(t.astimezone(spec.tz) for t in ticks)
