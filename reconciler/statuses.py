@@ -62,9 +62,7 @@ INITIAL: frozenset[Status] = frozenset({Status.CREATED, Status.RESUMING})
 PENDING: frozenset[Status] = frozenset({Status.CREATED, Status.ON_SCHEDULE, Status.RESUMING})
 # Not started yet: everything before the backend scheduled it.
 NOT_STARTED: frozenset[Status] = PENDING | {Status.RETRYING, Status.COMPILED, Status.QUEUED}
-RUNNING: frozenset[Status] = frozenset(
-    {Status.SCHEDULED, Status.STARTING, Status.RUNNING, Status.PROCESSING}
-)
+RUNNING: frozenset[Status] = frozenset({Status.SCHEDULED, Status.STARTING, Status.RUNNING, Status.PROCESSING})
 WARNING: frozenset[Status] = frozenset({Status.WARNING, Status.UNSCHEDULABLE, Status.UNKNOWN})
 DONE: frozenset[Status] = frozenset(
     {Status.SUCCEEDED, Status.FAILED, Status.UPSTREAM_FAILED, Status.STOPPED, Status.SKIPPED}
