@@ -142,8 +142,9 @@ class Store:
         else:
             lite = sqlite_insert(table).values(**values)
             stmt = lite.on_conflict_do_nothing(index_elements=list(conflict) or None)
-        result: CursorResult[Any] = session.connection().execute(stmt)
-        return result.rowcount == 1
+        # RETURNING says whether a row went in; rowcount is not reliable across drivers here.
+        result = session.connection().execute(stmt.returning(*table.primary_key.columns))
+        return result.first() is not None
 
     # -- repos, commits, operations --------------------------------------------------------
 
@@ -445,11 +446,13 @@ class Store:
         One correlated lookup per operation, served by the (operation_id, created_at, id) index.
         """
         r, o = _t(Run).c, _t(Operation).c
+        inner = _t(Run).alias("newer_run").c
         newest = (
-            select(r.id)
-            .where(r.operation_id == o.id)
-            .order_by(r.created_at.desc(), r.id.desc())
+            select(inner.id)
+            .where(inner.operation_id == o.id)
+            .order_by(inner.created_at.desc(), inner.id.desc())
             .limit(1)
+            .correlate(_t(Operation))
             .scalar_subquery()
         )
         stmt: Select[Any] = (
