@@ -64,9 +64,7 @@ class KubernetesConfig(_Strict):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="RECONCILER_", env_nested_delimiter="__", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="RECONCILER_", env_nested_delimiter="__", extra="forbid")
 
     repos: list[RepoConfig] = Field(default_factory=list)
     backend: Literal["local", "kubernetes"] = "local"

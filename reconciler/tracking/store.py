@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, Select, and_, exists, func, or_, select, update
+from sqlalchemy import Engine, Select, and_, exists, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
@@ -443,23 +443,41 @@ class Store:
     ) -> dict[str, LatestStatus]:
         """For each operation with runs: its newest run and that run's current status.
 
-        One correlated lookup per operation, served by the (operation_id, created_at, id) index.
+        One index probe per operation, served by the (operation_id, created_at, id) index.
         """
-        r, o = _t(Run).c, _t(Operation).c
-        inner = _t(Run).alias("newer_run").c
-        newest = (
-            select(inner.id)
-            .where(inner.operation_id == o.id)
-            .order_by(inner.created_at.desc(), inner.id.desc())
-            .limit(1)
-            .correlate(_t(Operation))
-            .scalar_subquery()
-        )
-        stmt: Select[Any] = (
-            select(o.op_key, r.name, r.status, r.updated_at)
-            .select_from(_t(Operation).join(_t(Run), r.id == newest))
-            .order_by(o.op_key)
-        )
+        o = _t(Operation).c
+        newest_first = (_t(Run).c.created_at.desc(), _t(Run).c.id.desc())
+        if self.dialect == "postgresql":
+            # LATERAL: one index probe per operation, returning the whole newest row.
+            newest = (
+                select(_t(Run).c.name, _t(Run).c.status, _t(Run).c.updated_at)
+                .where(_t(Run).c.operation_id == o.id)
+                .order_by(*newest_first)
+                .limit(1)
+                .lateral("newest")
+            )
+            stmt: Select[Any] = (
+                select(o.op_key, newest.c.name, newest.c.status, newest.c.updated_at)
+                .select_from(_t(Operation).join(newest, true()))
+                .order_by(o.op_key)
+            )
+        else:
+            # SQLite has no LATERAL: find the newest run's id per operation, then fetch it by key.
+            r = _t(Run).c
+            inner = _t(Run).alias("newer_run").c
+            newest_id = (
+                select(inner.id)
+                .where(inner.operation_id == o.id)
+                .order_by(inner.created_at.desc(), inner.id.desc())
+                .limit(1)
+                .correlate(_t(Operation))
+                .scalar_subquery()
+            )
+            stmt = (
+                select(o.op_key, r.name, r.status, r.updated_at)
+                .select_from(_t(Operation).join(_t(Run), r.id == newest_id))
+                .order_by(o.op_key)
+            )
         if repo is not None:
             stmt = stmt.where(
                 o.repo_id == select(_t(Repo).c.id).where(_t(Repo).c.name == repo).scalar_subquery()
