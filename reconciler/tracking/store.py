@@ -22,15 +22,18 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, Select, and_, exists, func, or_, select, true, update
+from sqlalchemy import Engine, Select, and_, bindparam, exists, func, insert, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import SQLModel
 
 from reconciler.statuses import RUNNING, CommitState, Status, is_done, statuses_for_trigger, transition_error
+from reconciler.tracking.coltypes import EnumText, UTCDateTime
 from reconciler.tracking.engine import READ_ONLY, create_engine_for
 from reconciler.tracking.errors import IllegalTransition, NotFound, RunNameConflict
 from reconciler.tracking.tables import (
@@ -83,6 +86,48 @@ def _t(model: type[SQLModel]) -> Any:
 
 def run_uuid(name: str) -> str:
     return str(uuidlib.uuid5(RUN_UUID_NAMESPACE, name))
+
+
+def _transition_statements() -> tuple[Any, Any, Any]:
+    """`transition` is the hottest write path (see bench/): its statements are built once, with
+    bind parameters, so SQLAlchemy compiles them once instead of on every call."""
+    r, sc = _t(Run), _t(StatusChange)
+    status_type, time_type = EnumText(Status), UTCDateTime()
+    lock = select(r.c.id, r.c.status, r.c.started_at).where(r.c.name == bindparam("b_name")).with_for_update()
+    update_run = (
+        update(r)
+        .where(r.c.id == bindparam("b_id"))
+        .values(
+            status=bindparam("b_status", type_=status_type),
+            updated_at=bindparam("b_at", type_=time_type),
+            # NULL parameters leave the column as it is.
+            started_at=func.coalesce(r.c.started_at, bindparam("b_started", type_=time_type)),
+            finished_at=func.coalesce(bindparam("b_finished", type_=time_type), r.c.finished_at),
+        )
+    )
+    # The run row is locked, so max(seq) + 1 cannot race another writer.
+    next_seq = (
+        select(func.coalesce(func.max(sc.c.seq), -1) + 1)
+        .where(sc.c.run_id == bindparam("b_run"))
+        .scalar_subquery()
+    )
+    insert_change = (
+        insert(sc)
+        .values(
+            run_id=bindparam("b_run"),
+            seq=next_seq,
+            status=bindparam("b_status", type_=status_type),
+            previous=bindparam("b_previous", type_=status_type),
+            reason=bindparam("b_reason"),
+            message=bindparam("b_message"),
+            at=bindparam("b_at", type_=time_type),
+        )
+        .returning(sc.c.id, sc.c.seq)
+    )
+    return lock, update_run, insert_change
+
+
+_LOCK_RUN, _UPDATE_RUN_STATUS, _INSERT_STATUS_CHANGE = _transition_statements()
 
 
 class Store:
@@ -376,40 +421,65 @@ class Store:
 
         Raises `IllegalTransition` for a change the lifecycle forbids (a done run never changes).
         """
+        name = run if isinstance(run, str) else run.name
         with self._tx(session) as s:
-            found = self._lock_run(s, run)
-            current = found.status
+            conn = s.connection()
+            row = conn.execute(_LOCK_RUN, {"b_name": name}).one_or_none()
+            if row is None:
+                raise NotFound(f"run {name!r} is not tracked")
+            run_id, current, started_at = int(row.id), Status(row.status), row.started_at
             if current == status:
                 return None
             why = transition_error(current, status)
             if why is not None:
-                raise IllegalTransition(found.name, current, status, why)
-            assert found.id is not None
-            last_seq = s.execute(
-                select(func.max(_t(StatusChange).c.seq)).where(_t(StatusChange).c.run_id == found.id)
-            ).scalar_one()
-            change = StatusChange(
-                run_id=found.id,
-                seq=(last_seq if last_seq is not None else -1) + 1,
+                raise IllegalTransition(name, current, status, why)
+            started = at if status in RUNNING and started_at is None else None
+            finished = at if is_done(status) else None
+            conn.execute(
+                _UPDATE_RUN_STATUS,
+                {
+                    "b_id": run_id,
+                    "b_status": status,
+                    "b_at": at,
+                    "b_started": started,
+                    "b_finished": finished,
+                },
+            )
+            inserted = conn.execute(
+                _INSERT_STATUS_CHANGE,
+                {
+                    "b_run": run_id,
+                    "b_status": status,
+                    "b_previous": current,
+                    "b_reason": reason,
+                    "b_message": message,
+                    "b_at": at,
+                },
+            ).one()
+            values: dict[str, Any] = {"status": status, "updated_at": at}
+            if started is not None:
+                values["started_at"] = started
+            if finished is not None:
+                values["finished_at"] = finished
+            self._sync_loaded_run(s, run if isinstance(run, Run) else None, run_id, values)
+            return StatusChange(
+                id=inserted.id,
+                run_id=run_id,
+                seq=inserted.seq,
                 status=status,
                 previous=current,
                 reason=reason,
                 message=message,
                 at=at,
             )
-            found.status, found.updated_at = status, at
-            if status in RUNNING and found.started_at is None:
-                found.started_at = at
-            if is_done(status):
-                found.finished_at = at
-            s.add(found)
-            s.add(change)
-            s.flush()
-            if isinstance(run, Run) and run is not found:
-                # Keep the caller's object in step with what was written.
-                run.status, run.updated_at = found.status, found.updated_at
-                run.started_at, run.finished_at = found.started_at, found.finished_at
-            return change
+
+    @staticmethod
+    def _sync_loaded_run(s: Session, given: Run | None, run_id: int, values: Mapping[str, Any]) -> None:
+        """Bring ORM copies of the run (the caller's, the session's) in line with a Core update."""
+        loaded = s.identity_map.get(identity_key(Run, run_id))
+        for obj in {id(o): o for o in (given, loaded) if o is not None}.values():
+            for key, value in values.items():
+                set_committed_value(obj, key, value)
 
     def runs_by_op(self, op_key: str, limit: int | None = None, session: Session | None = None) -> list[Run]:
         """Runs of an operation, newest first."""
