@@ -40,9 +40,7 @@ def test_done_group_is_polyaxons() -> None:
     assert is_pending(Status.QUEUED) and not is_pending(Status.RUNNING)
 
 
-@pytest.mark.parametrize(
-    ("done", "target"), [(d, t) for d in sorted(DONE) for t in Status if t != d]
-)
+@pytest.mark.parametrize(("done", "target"), [(d, t) for d in sorted(DONE) for t in Status if t != d])
 def test_a_done_run_never_goes_back(done: Status, target: Status) -> None:
     assert not can_transition(done, target)
     assert transition_error(done, target) is not None
