@@ -662,12 +662,13 @@ class Store:
                 update(o).where(o.c.id.in_(ids)).values(claimed_until=now + lease, attempts=o.c.attempts + 1)
             )
             rows = s.execute(
-                select(OutboxEntry).where(o.c.id.in_(ids)).order_by(o.c.next_attempt_at, o.c.id)
+                select(OutboxEntry)
+                .where(o.c.id.in_(ids))
+                .order_by(o.c.next_attempt_at, o.c.id)
+                # Rows this session loaded before the Core update must show the claim too.
+                .execution_options(populate_existing=True)
             ).scalars()
-            claimed = list(rows)
-            for row in claimed:
-                s.refresh(row)
-            return claimed
+            return list(rows)
 
     def mark_posted(self, entry_id: int, at: dt.datetime, session: Session | None = None) -> None:
         """The forge accepted the row: done, and older unposted states of its (sha, context) retire."""
