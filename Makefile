@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan
+.PHONY: venv run test lint typecheck unit oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan postgres bench-tracking
 
 venv: $(STAMP)
 
@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 run: venv
 	$(BIN)/reconciler validate examples-repo
 
-## test: lint, type-check and the whole suite (installs the oracle and the test servers first)
-test: venv lint typecheck oracle k8s-binaries test-assets
+## test: lint, type-check and the whole suite (installs PostgreSQL, the oracle and the test servers first)
+test: venv lint typecheck postgres oracle k8s-binaries test-assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -60,7 +60,7 @@ oracle: .oracle-venv/.installed
 	@touch $@
 
 ## bench: every benchmark in bench/, printing its figures
-bench: venv oracle k8s-binaries
+bench: venv oracle postgres k8s-binaries
 	$(BIN)/python -m bench $(BENCH)
 
 ## bench-k8s: 500 Jobs through the Kubernetes backend vs `kubectl apply --server-side`; idle API calls
@@ -70,6 +70,13 @@ bench-k8s: venv k8s-binaries
 ## bench-plan: compile+plan cost on a synthetic 10,000-operation repo, cold and after one change
 bench-plan: venv
 	$(BIN)/python -m bench.plan_bench
+
+## postgres: PostgreSQL server binaries (Debian package) for the tests' throw-away servers
+postgres:
+	bash scripts/ensure-postgres.sh
+
+bench-tracking: venv postgres
+	$(BIN)/python -m bench.tracking_bench
 
 clean:
 	rm -rf $(VENV) .oracle-venv .mypy_cache .ruff_cache .pytest_cache

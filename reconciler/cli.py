@@ -5,11 +5,13 @@ from __future__ import annotations
 import typer
 
 from reconciler import __version__
+from reconciler.commands.db import app as db_app
 from reconciler.commands.plan import plan
 from reconciler.commands.render import render
 from reconciler.commands.validate import validate
 
 app = typer.Typer(help="GitOps reconciler for Polyaxon polyaxonfiles.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 @app.command()
