@@ -331,6 +331,9 @@ class Store:
         status: Status = Status.CREATED,
         reason: str | None = None,
         message: str | None = None,
+        kind: str | None = None,
+        spec: Mapping[str, Any] | None = None,
+        parent: str | None = None,
         session: Session | None = None,
     ) -> CreatedRun:
         """The run of `op_key` for this cause, created (with its first history row) if new.
@@ -357,6 +360,9 @@ class Store:
                     "status": status,
                     "created_at": now,
                     "updated_at": now,
+                    "kind": kind,
+                    "spec": dict(spec) if spec is not None else None,
+                    "parent": parent,
                 },
             )
             c = _t(Run).c

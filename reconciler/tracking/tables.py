@@ -107,6 +107,7 @@ class Run(SQLModel, table=True):
         Index("ix_run_op_created", "operation_id", "created_at", "id"),
         Index("ix_run_commit_sha", "commit_sha"),
         Index("ix_run_status", "status"),
+        Index("ix_run_parent", "parent"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -125,6 +126,11 @@ class Run(SQLModel, table=True):
     started_at: dt.datetime | None = _utc()
     finished_at: dt.datetime | None = _utc()
     updated_at: dt.datetime = _required_utc()
+    # Run kind (job, service, dag, ...), the compiled spec it was created with, and for DAG ops
+    # and matrix trials the run they belong to.
+    kind: str | None = Field(default=None, max_length=32)
+    spec: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    parent: str | None = Field(default=None, max_length=253)
 
 
 class StatusChange(SQLModel, table=True):

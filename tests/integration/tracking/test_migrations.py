@@ -34,17 +34,15 @@ def schema_diff(url: str) -> list[object]:
     engine = create_engine_for(url)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(
-                conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
-            )
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
             return list(compare_metadata(ctx, SQLModel.metadata))
     finally:
         engine.dispose()
 
 
 def test_revisions_form_one_line() -> None:
-    assert known_revisions() == ["0001", "0002"]
-    assert head_revision() == "0002"
+    assert known_revisions() == ["0001", "0002", "0003"]
+    assert head_revision() == "0003"
 
 
 def test_upgrade_from_empty_gives_exactly_the_models(db_url: str) -> None:
@@ -170,3 +168,41 @@ def test_cli_db_rejects_config_and_db_together(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["db", "upgrade", "--config", str(config), "--db", "sqlite:///x.db"])
     assert result.exit_code != 0
     assert not (tmp_path / "x.db").exists()
+
+
+def test_upgrade_from_0002_keeps_runs_and_adds_kind_spec_parent(db_url: str) -> None:
+    assert upgrade(db_url, "0002") == "0002"
+    engine = create_engine_for(db_url)
+    t = T0.replace(tzinfo=None) if engine.dialect.name == "sqlite" else T0
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO repo (id, name, url, branch, created_at) VALUES (1, 'r', 'u', 'main', :t)"),
+                {"t": t},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO operation (id, op_key, repo_id, mode, updated_at) VALUES (1, 'r:a.yaml#a', 1,"
+                    " 'one-shot', :t)"
+                ),
+                {"t": t},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO run (name, uuid, operation_id, cause_kind, cause_id, spec_hash, backend, status,"
+                    " created_at, updated_at) VALUES ('a-1', '00000000-0000-0000-0000-000000000001', 1, 'commit',"
+                    " 'abc', 'h', 'local', 'running', :t, :t)"
+                ),
+                {"t": t},
+            )
+    finally:
+        engine.dispose()
+    assert upgrade(db_url) == head_revision()
+    assert schema_diff(db_url) == []
+    store = Store.open(db_url)
+    try:
+        run = store.run("a-1")
+        assert run is not None and run.status == "running"
+        assert (run.kind, run.spec, run.parent) == (None, None, None)
+    finally:
+        store.close()
