@@ -18,11 +18,15 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     PrimaryKeyConstraint,
+    Table,
     Text,
+    Unicode,
     UniqueConstraint,
     text,
 )
@@ -40,6 +44,12 @@ class CauseKind(enum.StrEnum):
     UPSTREAM = "upstream"
     MANUAL = "manual"
     PREVIEW = "preview"
+    # Runs the orchestration adapter creates (reconciler.orchestration): stored as text, so new
+    # values need no migration.
+    DAG = "dag"
+    MATRIX = "matrix"
+    HOOK = "hook"
+    RETRY = "retry"
 
 
 def _utc(nullable: bool = True, index: bool = False) -> Any:
@@ -160,6 +170,14 @@ class ScheduleState(SQLModel, table=True):
     last_tick_at: dt.datetime | None = _utc()
     run_count: int = Field(default=0)
     updated_at: dt.datetime = _required_utc()
+    # Added in revision 0004: what the schedule runs, so a tick builds its run without Git.
+    spec_hash: str | None = Field(default=None, max_length=64)
+    commit_sha: str | None = Field(default=None, max_length=64)
+    kind: str | None = Field(default=None, max_length=32)
+    schedule: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    spec: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    # When this schedule (as it is now) was registered: no tick before it fires.
+    registered_at: dt.datetime | None = _utc()
 
 
 class ScheduleTick(SQLModel, table=True):
@@ -173,6 +191,13 @@ class ScheduleTick(SQLModel, table=True):
     tick_at: dt.datetime = _required_utc()
     claimed_at: dt.datetime = _required_utc()
     run_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("run.id"), nullable=True))
+    # Added in revision 0004: a tick is fired, skipped (concurrency, dependsOnPast) or missed; a
+    # missed row stands for `missed_count` ticks from `tick_at` to `missed_until`.
+    outcome: str = Field(default="fired", max_length=16, sa_column_kwargs={"server_default": "fired"})
+    reason: str | None = Field(default=None, max_length=255)
+    message: str | None = Field(default=None, sa_type=Text)
+    missed_until: dt.datetime | None = _utc()
+    missed_count: int | None = Field(default=None)
 
 
 class Subscription(SQLModel, table=True):
@@ -207,6 +232,59 @@ class ConsumedTransition(SQLModel, table=True):
     )
     consumed_at: dt.datetime = _required_utc()
     run_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("run.id"), nullable=True))
+
+
+class Subscriber(SQLModel, table=True):
+    """An operation with `events`: its compiled spec, so a transition builds its run without Git."""
+
+    __tablename__ = "subscriber"
+
+    operation_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("operation.id", ondelete="CASCADE"), primary_key=True)
+    )
+    spec_hash: str = Field(max_length=64)
+    commit_sha: str | None = Field(default=None, max_length=64)
+    kind: str = Field(max_length=32)
+    events: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON, nullable=False)
+    spec: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    registered_at: dt.datetime = _required_utc()
+    updated_at: dt.datetime = _required_utc()
+
+
+class OrchestratedRun(SQLModel, table=True):
+    """What the orchestration adapter knows of a run it created or expanded.
+
+    The parent link is `run.parent`; this row adds why the run exists (`origin`), whether it is a
+    DAG or matrix expanded into children (`container`), a DAG op's name or a trial's index, the
+    params it was given, and the outputs read once it finished, so DAG and matrix progress is a
+    function of rows and survives restarts.
+    """
+
+    __tablename__ = "orchestrated_run"
+
+    run_id: int = Field(sa_column=Column(Integer, ForeignKey("run.id", ondelete="CASCADE"), primary_key=True))
+    origin: str = Field(max_length=16)  # schedule | event | dag | matrix | hook | start
+    cause: str = Field(max_length=16)  # reconciler.model.Cause, finer than cause_kind
+    container: str | None = Field(default=None, max_length=16)  # dag | matrix once expanded
+    node: str | None = Field(default=None, max_length=255)
+    trial_index: int | None = Field(default=None)
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    meta: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    seed: int | None = Field(default=None)
+    namespace: str = Field(default="default", max_length=253)
+    outputs: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    created_at: dt.datetime = _required_utc()
+
+
+# APScheduler 3's job table, declared here so migrations create it (the job store then finds it and
+# creates nothing) and the schema check covers it. Column types are exactly APScheduler's.
+APSCHEDULER_JOBS = Table(
+    "apscheduler_jobs",
+    SQLModel.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)
 
 
 class WebhookDelivery(SQLModel, table=True):
@@ -263,4 +341,6 @@ ALL_TABLES = (
     ConsumedTransition,
     WebhookDelivery,
     OutboxEntry,
+    Subscriber,
+    OrchestratedRun,
 )

@@ -1,0 +1,322 @@
+"""Runs that contain runs: creating a run, and advancing a DAG or a matrix from its children's rows.
+
+A DAG or matrix run is never submitted to a backend. `launch` records a run and, when it is a
+container, expands it at once into its first children (recursively: a DAG op may be a matrix);
+`advance` is one step of `scheduling.dag.next_step` or `scheduling.matrix.progress` over the
+children as the tracking DB has them. Each step runs in one transaction holding the parent's row
+lock, so two daemons advancing the same parent serialise, and a child is created once whoever
+gets there first (its cause id is `dag:<parent>:<op>` or `matrix:<parent>:<index>`).
+
+DAG ops the step marks (skipped, upstream_failed, or failed for an op that cannot be composed)
+become runs that never start, recorded with their final status here, so the DAG's history shows
+every op. The parent's own status (running, then the derived final one) comes back as a
+`StatusUpdate` for the daemon to record, because recording a status is where the daemon hangs its
+side effects (commit statuses, subscriptions, hooks, the grandparent's progress).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from reconciler.model import Cause, OpKey, RunRequest
+from reconciler.orchestration import records
+from reconciler.orchestration.specs import (
+    DAG,
+    MATRIX,
+    ScheduleOptions,
+    child_key,
+    container_of,
+    dag_node_effective,
+    dag_operations,
+    fallback_seed,
+    request_for,
+    trial_effective,
+    with_params,
+)
+from reconciler.orchestration.work import NewRun, StatusUpdate, Work
+from reconciler.render.templates import param_values
+from reconciler.scheduling.dag import DagError, NodeState, graph_from_spec, next_step
+from reconciler.scheduling.lifecycle import ACTIVE, FAILED, RUNNING, SUCCEEDED, is_final
+from reconciler.scheduling.matrix import MatrixError, Trial, effective_seed, progress
+from reconciler.scheduling.refs import RefError
+from reconciler.spec.compose import ComposeError
+from reconciler.spec.polyaxonfile import Polyaxonfile
+from reconciler.statuses import NOT_STARTED, Status
+from reconciler.tracking import Store
+from reconciler.tracking.tables import OrchestratedRun, Run
+
+log = logging.getLogger(__name__)
+
+_SPEC_ERRORS = (DagError, MatrixError, ComposeError, ValidationError, RefError, KeyError, TypeError)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every orchestration step needs: the DB, the backend's name and the daemon's callbacks."""
+
+    store: Store
+    backend: str
+    options_for: Callable[[OpKey], ScheduleOptions]
+    outputs_of: Callable[[str], Mapping[str, Any]]
+    resolve_hub: Callable[[OpKey, str], dict[str, Any] | None] | None = None
+
+    def outputs(self, run: str) -> dict[str, Any]:
+        """A finished run's outputs; a backend that cannot say yields none (logged), never an error."""
+        try:
+            return dict(self.outputs_of(run))
+        except Exception:  # the backend's failure must not stop the parent's progress
+            log.warning("cannot read the outputs of run %s", run, exc_info=True)
+            return {}
+
+
+def launch(
+    ctx: Context,
+    s: Session,
+    request: RunRequest,
+    *,
+    origin: str,
+    now: dt.datetime,
+    parent: str | None = None,
+    node: str | None = None,
+    trial_index: int | None = None,
+    meta: Mapping[str, Any] | None = None,
+    child_mode: str | None = None,
+) -> tuple[Run, Work]:
+    """Record `request`; a new leaf is returned for submission, a new container is expanded."""
+    run, new = records.create_run(
+        ctx.store,
+        s,
+        request,
+        origin=origin,
+        backend=ctx.backend,
+        now=now,
+        parent=parent,
+        node=node,
+        trial_index=trial_index,
+        meta=meta,
+        child_mode=child_mode,
+    )
+    if not new:
+        return run, Work()
+    container = container_of(request.effective)
+    if container is None:
+        return run, Work(new_runs=(NewRun(request, str(run.status), parent),))
+    return run, begin(ctx, s, run, request, container, now)
+
+
+def begin(ctx: Context, s: Session, run: Run, request: RunRequest, container: str, now: dt.datetime) -> Work:
+    """Make `run` a container and take its first step."""
+    assert run.id is not None
+    row = records.orchestrated(s, run.id)
+    if row is None:
+        row = OrchestratedRun(
+            run_id=run.id,
+            origin="start",
+            cause=request.cause.value,
+            params=dict(request.params),
+            namespace=request.namespace,
+            created_at=now,
+        )
+    row.container = container
+    if run.spec is None:
+        run.spec = dict(request.effective)
+        s.add(run)
+    s.add(row)
+    s.flush()
+    return advance(ctx, s, run, row, now, {})
+
+
+def prefetch_outputs(ctx: Context, parent: str) -> dict[str, dict[str, Any]]:
+    """Outputs of the parent's succeeded children not read yet, fetched outside any transaction."""
+    with records.read(ctx.store) as s:
+        pending = [
+            run.name
+            for origin in (DAG, MATRIX)
+            for run, row in records.children(s, parent, origin)
+            if row.outputs is None and run.status == SUCCEEDED
+        ]
+    return {name: ctx.outputs(name) for name in pending}
+
+
+def advance_parent(ctx: Context, parent: str, now: dt.datetime) -> Work:
+    """One step of the container `parent` (after a child's transition, or on resume)."""
+    fetched = prefetch_outputs(ctx, parent)
+    with ctx.store.unit_of_work() as s:
+        run = records.run_by_name(s, parent, lock=True)
+        if run is None or run.id is None:
+            return Work()
+        row = records.orchestrated(s, run.id)
+        if row is None or row.container is None:
+            return Work()
+        return advance(ctx, s, run, row, now, fetched)
+
+
+def advance(
+    ctx: Context, s: Session, parent: Run, row: OrchestratedRun, now: dt.datetime, fetched: Mapping[str, dict[str, Any]]
+) -> Work:
+    if is_final(parent.status):
+        return Work()  # a finished parent (stopped by hand, settled) starts nothing more
+    try:
+        if row.container == DAG:
+            work = _advance_dag(ctx, s, parent, row, now, fetched)
+        else:
+            work = _advance_matrix(ctx, s, parent, row, now, fetched)
+    except _SPEC_ERRORS as e:
+        return Work(updates=(StatusUpdate(parent.name, FAILED, "InvalidSpec", f"cannot progress: {e}"),))
+    settled = any(u.run == parent.name for u in work.updates)
+    if not settled and parent.status in NOT_STARTED:
+        work += Work(updates=(StatusUpdate(parent.name, RUNNING, "Started", f"{row.container} children started"),))
+    return work
+
+
+def _outputs_of_child(run: Run, row: OrchestratedRun, fetched: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    if row.outputs is None and is_final(run.status):
+        # Only succeeded runs have outputs worth reading; read once, then kept on the row.
+        if run.status != SUCCEEDED:
+            row.outputs = {}
+        elif run.name in fetched:
+            row.outputs = dict(fetched[run.name])
+    return dict(row.outputs or {})
+
+
+def _advance_dag(
+    ctx: Context, s: Session, parent: Run, row: OrchestratedRun, now: dt.datetime, fetched: Mapping[str, dict[str, Any]]
+) -> Work:
+    spec_dict = dict(parent.spec or {})
+    model = Polyaxonfile.model_validate(spec_dict)
+    inputs = param_values(spec_dict, row.params)
+    graph = graph_from_spec(model.run, inputs)
+    parent_key = records.op_key_of(s, parent.operation_id)
+    states: dict[str, NodeState] = {}
+    for run, krow in records.children(s, parent.name, DAG):
+        if krow.node is not None:
+            states[krow.node] = NodeState(str(run.status), run.name, _outputs_of_child(run, krow, fetched), krow.params)
+            s.add(krow)
+    commit = parent.commit_sha or ""
+    work = Work()
+
+    def mark(node: str, status: str, reason: str, message: str) -> None:
+        try:
+            effective = dag_node_effective(spec_dict, node)
+        except (ComposeError, ValidationError):
+            effective = dict(dag_operations(spec_dict).get(node) or {"name": node})
+        request = request_for(
+            child_key(parent_key, node),
+            effective,
+            cause=Cause.DAG,
+            cause_id=f"dag:{parent.name}:{node}",
+            commit=commit,
+            namespace=row.namespace,
+        )
+        run, new = records.create_run(
+            ctx.store, s, request, origin=DAG, backend=ctx.backend, now=now, parent=parent.name, node=node,
+            child_mode="dag-op",
+        )  # fmt: skip
+        if new:
+            ctx.store.transition(run, Status(status), at=now, reason=reason, message=message, session=s)
+        states[node] = NodeState(status, run.name)
+
+    for _ in range(len(graph.order) + 1):
+        step = next_step(graph, states, now, dag_run=parent.name)
+        changed = False
+        for m in step.mark:
+            mark(m.name, m.status, m.reason, m.message)
+            changed = True
+        for start in step.start:
+            try:
+                effective = with_params(dag_node_effective(spec_dict, start.name), start.params)
+            except (ComposeError, ValidationError) as e:
+                mark(start.name, FAILED, "InvalidOperation", f"cannot compose {start.name}: {e}")
+                changed = True
+                continue
+            request = request_for(
+                child_key(parent_key, start.name),
+                effective,
+                cause=Cause.DAG,
+                cause_id=start.cause_id,
+                commit=commit,
+                namespace=row.namespace,
+                params=start.params,
+            )
+            run, started = launch(
+                ctx, s, request, origin=DAG, now=now, parent=parent.name, node=start.name, child_mode="dag-op"
+            )
+            work += started
+            states[start.name] = NodeState(str(run.status), run.name, inputs=start.params)
+        stop = tuple(states[n].run for n in step.stop if n in states)
+        work += Work(stops=stop)
+        if step.status is not None:
+            return work + Work(updates=(StatusUpdate(parent.name, step.status, step.reason, step.message),))
+        if not changed:
+            break
+    return work
+
+
+def _advance_matrix(
+    ctx: Context, s: Session, parent: Run, row: OrchestratedRun, now: dt.datetime, fetched: Mapping[str, dict[str, Any]]
+) -> Work:
+    spec_dict = dict(parent.spec or {})
+    matrix = Polyaxonfile.model_validate(spec_dict).matrix
+    if matrix is None:
+        raise MatrixError("the run has no matrix")
+    if row.seed is None:
+        row.seed = effective_seed(matrix, fallback_seed(parent.name))
+        s.add(row)
+    kids = records.children(s, parent.name, MATRIX)
+    trials = []
+    for run, krow in kids:
+        trials.append(Trial(krow.params, str(run.status), _outputs_of_child(run, krow, fetched), krow.meta))
+        s.add(krow)
+    step = progress(matrix, trials, row.seed)
+    parent_key = records.op_key_of(s, parent.operation_id)
+    work = Work()
+    for trial in step.new:
+        request = request_for(
+            child_key(parent_key, "trial"),
+            trial_effective(spec_dict, trial.params),
+            cause=Cause.MATRIX,
+            cause_id=f"matrix:{parent.name}:{trial.index}",
+            commit=parent.commit_sha or "",
+            namespace=row.namespace,
+            params=trial.params,
+        )
+        _, started = launch(
+            ctx,
+            s,
+            request,
+            origin=MATRIX,
+            now=now,
+            parent=parent.name,
+            trial_index=trial.index,
+            meta=trial.meta,
+            child_mode="matrix-trial",
+        )
+        work += started
+    work += Work(stops=tuple(kids[i][0].name for i in step.stop if i < len(kids)))
+    if step.tuner is not None:
+        message = "iterative matrices with a tuner are not supported by the reconciler"
+        return work + Work(updates=(StatusUpdate(parent.name, FAILED, "TunerUnsupported", message),))
+    if step.status is not None:
+        work += Work(updates=(StatusUpdate(parent.name, step.status, step.reason, step.message),))
+    return work
+
+
+def active_children(ctx: Context, parent: str) -> tuple[str, ...]:
+    """Children still active, to stop when their parent ended (stopped by hand, or failed)."""
+    with records.read(ctx.store) as s:
+        return tuple(
+            run.name
+            for origin in (DAG, MATRIX)
+            for run, _ in records.children(s, parent, origin)
+            if str(run.status) in ACTIVE
+        )
+
+
+__all__ = ["Context", "active_children", "advance", "advance_parent", "begin", "launch", "prefetch_outputs"]

@@ -1,0 +1,65 @@
+"""What the orchestrator hands back to the daemon: runs to submit, statuses to record, runs to stop.
+
+The orchestrator never calls a backend. Every run in `Work.new_runs` is already in the tracking
+DB (created in the same transaction that claimed its tick, consumed its transition or advanced its
+parent), so the daemon only submits it; its own `store.create_run` for the same (op, cause) is a
+no-op. Container runs (DAGs, matrices) never appear in `new_runs`: they are expanded into their
+children here, and their derived status comes back as a `StatusUpdate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.model import RunRequest
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run the daemon must submit to a backend (it is recorded already)."""
+
+    request: RunRequest
+    status: str = "created"  # or "on_schedule"
+    parent: str | None = None  # the DAG or matrix run it belongs to, or the run a hook follows
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A status the daemon must record with `store.transition` (then call `on_transition` with it)."""
+
+    run: str
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something worth logging that changes nothing: missed ticks, a hook that cannot run, ..."""
+
+    subject: str  # a run name or an op key
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Work:
+    new_runs: tuple[NewRun, ...] = ()
+    updates: tuple[StatusUpdate, ...] = ()
+    stops: tuple[str, ...] = ()  # runs to stop (replace policy, early stopping, a stopped parent)
+    notices: tuple[Notice, ...] = ()
+
+    def __add__(self, other: Work) -> Work:
+        return Work(
+            self.new_runs + other.new_runs,
+            self.updates + other.updates,
+            self.stops + tuple(s for s in other.stops if s not in self.stops),
+            self.notices + other.notices,
+        )
+
+    @property
+    def empty(self) -> bool:
+        return not (self.new_runs or self.updates or self.stops or self.notices)
+
+
+__all__ = ["NewRun", "Notice", "StatusUpdate", "Work"]
