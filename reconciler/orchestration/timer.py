@@ -68,6 +68,12 @@ class Timer:
         with _LOCK:
             _TIMERS.discard(self)
         if self._scheduler.running:
+            # APScheduler 3 marks itself stopped before taking its job-store lock, so a job being
+            # processed at that moment fails to remove itself and kills the scheduler's thread.
+            # Pausing first, then waiting for the lock, lets the processing in flight finish.
+            self._scheduler.pause()
+            with self._scheduler._jobstores_lock:
+                pass
             self._scheduler.shutdown(wait=True)
 
     def fire(self) -> None:

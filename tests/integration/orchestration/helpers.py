@@ -56,9 +56,7 @@ class Daemon:
         schedules, subscriptions = self.orch.tracked("r")
         actions = plan(desired, None, TrackedState(schedules=schedules, subscriptions=subscriptions), now)
         for op in desired.ops.values():
-            self.store.upsert_operation(
-                str(op.key), "r", op.mode.value, now, spec_hash=op.spec_hash, commit_sha=commit
-            )
+            self.store.upsert_operation(str(op.key), "r", op.mode.value, now, spec_hash=op.spec_hash, commit_sha=commit)
         self.apply(self.orch.sync(actions, desired, now), now)
         self.last_actions = actions
         return actions

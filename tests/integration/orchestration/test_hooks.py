@@ -25,7 +25,9 @@ FILES = {
           run: {kind: job, container: {image: busybox, command: [echo, hi]}}
         """
 }
-NOTIFIER: dict[str, Any] = {"run": {"kind": "job", "container": {"image": "busybox", "command": ["echo", "{{ text }}"]}}}
+NOTIFIER: dict[str, Any] = {
+    "run": {"kind": "job", "container": {"image": "busybox", "command": ["echo", "{{ text }}"]}}
+}
 
 
 def start(daemon: Daemon) -> str:

@@ -5,7 +5,9 @@ dependsOnPast and maxRuns."""
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from reconciler.plan import ActionKind, changes
 from reconciler.scheduling.ticks import ConcurrencyPolicy
 from reconciler.tracking import Store
 from tests.integration.orchestration.conftest import T0
+from tests.integration.orchestration.due_worker import fire_hours
 from tests.integration.orchestration.helpers import Daemon
 
 KEY = OpKey("r", "ops/n.yaml", "n")
@@ -213,3 +216,19 @@ def test_max_runs_ends_the_schedule(daemon: Daemon) -> None:
     ]
     assert fired == ["schedule:2025-03-03T00:10:00Z", "schedule:2025-03-03T00:20:00Z"]
     assert daemon.orch.next_wakeup() is None
+
+
+def test_two_processes_fire_each_tick_once(daemon: Daemon, db_url: str, tmp_path: Path) -> None:
+    daemon.apply_git(scheduled(HOURLY), "c1", T0)
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    outs = [tmp_path / f"fired-{n}.txt" for n in range(2)]
+    procs = [ctx.Process(target=fire_hours, args=(db_url, T0, 6, barrier, str(out))) for out in outs]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0, f"worker exited {p.exitcode}"
+    names = [n for out in outs for n in out.read_text().split()]
+    assert len(names) == len(set(names)) == 6, "a tick fired twice or not at all"
+    assert sorted(names) == sorted(r.name for r in daemon.store.runs_by_op(str(KEY)))
