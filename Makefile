@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit oracle bench clean k8s-binaries
+.PHONY: venv run test lint typecheck unit oracle bench clean k8s-binaries postgres bench-tracking
 
 venv: $(STAMP)
 
@@ -23,7 +23,7 @@ run: venv
 	$(BIN)/reconciler validate examples-repo
 
 ## test: lint, type-check and the whole suite (installs the oracle and the test servers first)
-test: venv lint typecheck oracle k8s-binaries
+test: venv lint typecheck oracle k8s-binaries postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -50,6 +50,13 @@ oracle: .oracle-venv/.installed
 	@test -x .oracle-venv/bin/python || $(PYTHON) -m venv .oracle-venv
 	.oracle-venv/bin/pip install -q -r tests/oracle/requirements.txt
 	@touch $@
+
+## postgres: PostgreSQL server binaries (Debian package) for the tests' throw-away servers
+postgres:
+	bash scripts/ensure-postgres.sh
+
+bench-tracking: venv postgres
+	$(BIN)/python -m bench.tracking_bench
 
 ## bench: every benchmark in bench/, printing its figures
 bench: venv oracle

@@ -1,3 +1,6 @@
 """Shared pytest plugins; each test-infrastructure package registers its fixtures here."""
 
-pytest_plugins = ["tests.cluster.fixtures"]
+pytest_plugins = [
+    "tests.cluster.fixtures",
+    "tests.infra.postgres",
+]

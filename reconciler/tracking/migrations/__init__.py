@@ -1,0 +1,1 @@
+"""Alembic migrations of the tracking database (shipped as package data, driven by `migrate`)."""

@@ -1,0 +1,266 @@
+"""The tracking database's tables, as sqlmodel models.
+
+The schema is what makes the reconciler idempotent: every "do this once" rule is a unique
+constraint here (one run per (operation, cause), one outbox row per (sha, context, state), one
+schedule tick per (operation, tick time), one consumption per (subscription, transition), one
+webhook per delivery id), so a crash and a retry can never do a thing twice.
+
+Migrations under `migrations/versions/` create exactly these tables; a test compares the two.
+Timestamps are timezone-aware UTC (`UTCDateTime`); enums are stored as text (`EnumText`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlmodel import Field, SQLModel
+
+from reconciler.statuses import CommitState, Status
+from reconciler.tracking.coltypes import EnumText, UTCDateTime
+
+
+class CauseKind(enum.StrEnum):
+    """Why a run exists; with the cause id it identifies the run within its operation."""
+
+    COMMIT = "commit"
+    SCHEDULE = "schedule"
+    UPSTREAM = "upstream"
+    MANUAL = "manual"
+    PREVIEW = "preview"
+
+
+def _utc(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime(), nullable=nullable, index=index)
+
+
+def _required_utc() -> Any:
+    return Field(sa_type=UTCDateTime(), nullable=False)
+
+
+class Repo(SQLModel, table=True):
+    __tablename__ = "repo"
+    __table_args__ = (UniqueConstraint("name", name="uq_repo_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=255)
+    url: str = Field(sa_type=Text)
+    branch: str = Field(max_length=255)
+    created_at: dt.datetime = _required_utc()
+
+
+class GitCommit(SQLModel, table=True):
+    """A commit seen on a tracked branch and whether its polyaxonfiles were valid there."""
+
+    __tablename__ = "git_commit"
+    __table_args__ = (
+        UniqueConstraint("repo_id", "sha", name="uq_git_commit_repo_sha"),
+        Index("ix_git_commit_repo_time", "repo_id", "committed_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    repo_id: int = Field(sa_column=Column(Integer, ForeignKey("repo.id"), nullable=False))
+    sha: str = Field(max_length=64)
+    branch: str = Field(max_length=255)
+    committed_at: dt.datetime = _required_utc()
+    recorded_at: dt.datetime = _required_utc()
+    # None until validated; errors are [{"file", "line", "message"}] located in the repo.
+    valid: bool | None = Field(default=None)
+    errors: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON, nullable=False)
+
+
+class Operation(SQLModel, table=True):
+    """One OpKey's tracked state: the last spec that compiled, and since when it is broken."""
+
+    __tablename__ = "operation"
+    __table_args__ = (UniqueConstraint("op_key", name="uq_operation_op_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    op_key: str = Field(max_length=512)
+    repo_id: int = Field(sa_column=Column(Integer, ForeignKey("repo.id"), nullable=False))
+    mode: str = Field(max_length=32)
+    last_good_spec_hash: str | None = Field(default=None, max_length=64)
+    last_good_commit_sha: str | None = Field(default=None, max_length=64)
+    invalid_since: dt.datetime | None = _utc()
+    invalid_commit_sha: str | None = Field(default=None, max_length=64)
+    updated_at: dt.datetime = _required_utc()
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "run"
+    __table_args__ = (
+        UniqueConstraint("operation_id", "cause_kind", "cause_id", name="uq_run_op_cause"),
+        UniqueConstraint("name", name="uq_run_name"),
+        UniqueConstraint("uuid", name="uq_run_uuid"),
+        Index("ix_run_op_created", "operation_id", "created_at", "id"),
+        Index("ix_run_commit_sha", "commit_sha"),
+        Index("ix_run_status", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=253)
+    uuid: str = Field(max_length=36)
+    operation_id: int = Field(sa_column=Column(Integer, ForeignKey("operation.id"), nullable=False))
+    cause_kind: CauseKind = Field(sa_type=EnumText(CauseKind), nullable=False)
+    # Commit sha, tick time (ISO), upstream run uuid, manual request id or "pr-<n>@<sha>".
+    cause_id: str = Field(max_length=255)
+    commit_sha: str | None = Field(default=None, max_length=64)
+    spec_hash: str = Field(max_length=64)
+    backend: str = Field(max_length=32)
+    backend_ref: str | None = Field(default=None, sa_type=Text)
+    status: Status = Field(sa_type=EnumText(Status), nullable=False)
+    created_at: dt.datetime = _required_utc()
+    started_at: dt.datetime | None = _utc()
+    finished_at: dt.datetime | None = _utc()
+    updated_at: dt.datetime = _required_utc()
+
+
+class StatusChange(SQLModel, table=True):
+    """One row per status a run entered, numbered per run so history order is exact."""
+
+    __tablename__ = "status_change"
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_status_change_run_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(sa_column=Column(Integer, ForeignKey("run.id", ondelete="CASCADE"), nullable=False))
+    seq: int
+    status: Status = Field(sa_type=EnumText(Status), nullable=False)
+    previous: Status | None = Field(default=None, sa_type=EnumText(Status))
+    reason: str | None = Field(default=None, max_length=255)
+    message: str | None = Field(default=None, sa_type=Text)
+    at: dt.datetime = _required_utc()
+
+
+class ScheduleState(SQLModel, table=True):
+    __tablename__ = "schedule_state"
+    __table_args__ = (Index("ix_schedule_state_next_tick", "next_tick_at"),)
+
+    operation_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("operation.id", ondelete="CASCADE"), primary_key=True)
+    )
+    next_tick_at: dt.datetime | None = _utc()
+    last_tick_at: dt.datetime | None = _utc()
+    run_count: int = Field(default=0)
+    updated_at: dt.datetime = _required_utc()
+
+
+class ScheduleTick(SQLModel, table=True):
+    """A tick that fired; its uniqueness is what prevents a double fire after a restart."""
+
+    __tablename__ = "schedule_tick"
+    __table_args__ = (UniqueConstraint("operation_id", "tick_at", name="uq_schedule_tick_op_time"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    operation_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("operation.id", ondelete="CASCADE"), nullable=False)
+    )
+    tick_at: dt.datetime = _required_utc()
+    claimed_at: dt.datetime = _required_utc()
+    run_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("run.id"), nullable=True))
+
+
+class Subscription(SQLModel, table=True):
+    """Operation `operation_id` starts a run when a run of `source_operation_id` enters `kinds`."""
+
+    __tablename__ = "subscription"
+    __table_args__ = (
+        UniqueConstraint("operation_id", "source_operation_id", name="uq_subscription_op_source"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    operation_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("operation.id", ondelete="CASCADE"), nullable=False)
+    )
+    source_operation_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("operation.id", ondelete="CASCADE"), nullable=False)
+    )
+    kinds: list[str] = Field(default_factory=list, sa_type=JSON, nullable=False)
+    # Transitions before this moment never fire the subscription (no replay of old history).
+    created_at: dt.datetime = _required_utc()
+    updated_at: dt.datetime = _required_utc()
+
+
+class ConsumedTransition(SQLModel, table=True):
+    __tablename__ = "consumed_transition"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "status_change_id", name="uq_consumed_transition_sub_change"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscription_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("subscription.id", ondelete="CASCADE"), nullable=False)
+    )
+    status_change_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("status_change.id", ondelete="CASCADE"), nullable=False)
+    )
+    consumed_at: dt.datetime = _required_utc()
+    run_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("run.id"), nullable=True))
+
+
+class WebhookDelivery(SQLModel, table=True):
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (PrimaryKeyConstraint("provider", "delivery_id", name="pk_webhook_delivery"),)
+
+    provider: str = Field(max_length=16)
+    delivery_id: str = Field(max_length=255)
+    received_at: dt.datetime = _required_utc()
+
+
+class OutboxEntry(SQLModel, table=True):
+    """A commit status to post; a row leaves the queue when posted or superseded by a newer state."""
+
+    __tablename__ = "commit_status_outbox"
+    __table_args__ = (
+        UniqueConstraint("sha", "context", "state", name="uq_outbox_sha_context_state"),
+        Index(
+            "ix_outbox_pending",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("posted_at IS NULL AND superseded_at IS NULL"),
+            sqlite_where=text("posted_at IS NULL AND superseded_at IS NULL"),
+        ),
+        Index("ix_outbox_sha_context", "sha", "context"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    repo: str = Field(max_length=255)
+    sha: str = Field(max_length=64)
+    context: str = Field(max_length=255)
+    state: CommitState = Field(sa_type=EnumText(CommitState), nullable=False)
+    description: str | None = Field(default=None, sa_type=Text)
+    target_url: str | None = Field(default=None, sa_type=Text)
+    attempts: int = Field(default=0)
+    next_attempt_at: dt.datetime = _required_utc()
+    posted_at: dt.datetime | None = _utc()
+    created_at: dt.datetime = _required_utc()
+    # Added in revision 0002: a claim is a lease, so a poster that dies frees its rows.
+    claimed_until: dt.datetime | None = _utc()
+    superseded_at: dt.datetime | None = _utc()
+    last_error: str | None = Field(default=None, sa_type=Text)
+
+
+ALL_TABLES = (
+    Repo,
+    GitCommit,
+    Operation,
+    Run,
+    StatusChange,
+    ScheduleState,
+    ScheduleTick,
+    Subscription,
+    ConsumedTransition,
+    WebhookDelivery,
+    OutboxEntry,
+)

@@ -1,0 +1,1 @@
+"""Real infrastructure the tests start themselves (databases, servers), as pytest plugins."""

@@ -1,0 +1,78 @@
+"""Steps of a reconcile that a child process performs before dying with `os._exit`.
+
+`os._exit` skips every cleanup (no rollback, no commit, no connection close), as a kill -9 or
+a power cut would; the parent then replays the whole sequence as a restarted daemon would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from reconciler.statuses import CommitState, Status
+from reconciler.tracking import CauseKind, Store
+
+CRASH_EXIT = 17
+OP = "r:a.yaml#a"
+
+
+def create_run(store: Store, now: dt.datetime, session: object = None) -> None:
+    store.create_run(
+        op_key=OP,
+        cause_kind=CauseKind.COMMIT,
+        cause_id="c1",
+        name="a-h-c1",
+        spec_hash="h",
+        backend="local",
+        commit_sha="c1",
+        now=now,
+        session=session,  # type: ignore[arg-type]
+    )
+
+
+def start_and_report(store: Store, now: dt.datetime, session: object) -> None:
+    store.transition("a-h-c1", Status.RUNNING, at=now, reason="Started", session=session)  # type: ignore[arg-type]
+    store.enqueue_commit_status(
+        repo="r",
+        sha="c1",
+        context="polyaxon/a",
+        state=CommitState.PENDING,
+        now=now,
+        session=session,  # type: ignore[arg-type]
+    )
+
+
+def crash_after_create(url: str, now: dt.datetime) -> None:
+    """Step 1 commits, the process dies before step 2."""
+    store = Store.open(url)
+    create_run(store, now)
+    os._exit(CRASH_EXIT)
+
+
+def crash_inside_unit_of_work(url: str, now: dt.datetime) -> None:
+    """Step 2 is half done (status written, outbox row written) when the process dies."""
+    store = Store.open(url)
+    with store.unit_of_work() as tx:
+        start_and_report(store, now, tx)
+        tx.flush()
+        os._exit(CRASH_EXIT)
+
+
+def crash_after_tick_before_commit(url: str, now: dt.datetime) -> None:
+    """The tick is claimed and its run recorded in one transaction; death before commit."""
+    store = Store.open(url)
+    with store.unit_of_work() as tx:
+        store.claim_tick(OP, now, now + dt.timedelta(hours=1), now, session=tx)
+        store.create_run(
+            op_key=OP,
+            cause_kind=CauseKind.SCHEDULE,
+            cause_id=now.isoformat(),
+            name="a-h-tick",
+            spec_hash="h",
+            backend="local",
+            now=now,
+            status=Status.ON_SCHEDULE,
+            session=tx,
+        )
+        tx.flush()
+        os._exit(CRASH_EXIT)

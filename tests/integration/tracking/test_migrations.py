@@ -1,0 +1,172 @@
+"""Alembic migrations: from an empty database, from the previous revision, and readiness checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+from typer.testing import CliRunner
+
+from reconciler.cli import app
+from reconciler.statuses import CommitState
+from reconciler.tracking import (
+    DatabaseNotReady,
+    Store,
+    check_ready,
+    create_engine_for,
+    current_revision,
+    ensure_ready,
+    head_revision,
+    upgrade,
+)
+from reconciler.tracking.migrate import VERSION_TABLE, known_revisions
+from tests.infra.postgres import PostgresServer
+
+T0 = dt.datetime(2025, 1, 2, tzinfo=dt.UTC)
+
+
+def schema_diff(url: str) -> list[object]:
+    engine = create_engine_for(url)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(
+                conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
+            )
+            return list(compare_metadata(ctx, SQLModel.metadata))
+    finally:
+        engine.dispose()
+
+
+def test_revisions_form_one_line() -> None:
+    assert known_revisions() == ["0001", "0002"]
+    assert head_revision() == "0002"
+
+
+def test_upgrade_from_empty_gives_exactly_the_models(db_url: str) -> None:
+    assert current_revision(db_url) is None
+    assert upgrade(db_url) == head_revision()
+    assert schema_diff(db_url) == []
+    check_ready(db_url)  # does not raise
+    assert upgrade(db_url) == head_revision()  # a second upgrade is a no-op
+
+
+def test_upgrade_from_the_previous_revision_keeps_data(db_url: str) -> None:
+    assert upgrade(db_url, "0001") == "0001"
+    engine = create_engine_for(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO commit_status_outbox (repo, sha, context, state, description, attempts,"
+                    " next_attempt_at, created_at) VALUES ('r', 'c1', 'polyaxon/a', 'pending', 'queued', 2,"
+                    " :t, :t)"
+                ),
+                {"t": T0.replace(tzinfo=None) if engine.dialect.name == "sqlite" else T0},
+            )
+    finally:
+        engine.dispose()
+    with pytest.raises(DatabaseNotReady, match="revision 0001"):
+        check_ready(db_url)
+
+    assert upgrade(db_url) == head_revision()
+    assert schema_diff(db_url) == []
+    store = Store.open(db_url)
+    try:
+        [row] = store.outbox()
+        assert (row.sha, row.state, row.attempts, row.next_attempt_at) == ("c1", CommitState.PENDING, 2, T0)
+        assert row.claimed_until is None and row.superseded_at is None
+        [claimed] = store.claim_outbox(10, T0)  # the new columns work on migrated rows
+        assert claimed.claimed_until is not None and claimed.attempts == 3
+    finally:
+        store.close()
+
+
+def test_check_ready_names_the_command_on_an_empty_database(db_url: str) -> None:
+    with pytest.raises(DatabaseNotReady) as info:
+        check_ready(db_url)
+    assert "reconciler db upgrade --config FILE" in str(info.value)
+    assert info.value.current is None and info.value.head == head_revision()
+
+
+def test_unknown_revision_says_the_reconciler_is_older(db_url: str) -> None:
+    upgrade(db_url)
+    engine = create_engine_for(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    finally:
+        engine.dispose()
+    with pytest.raises(DatabaseNotReady, match="newer release"):
+        check_ready(db_url)
+
+
+def test_passwords_stay_out_of_messages() -> None:
+    url = "postgresql://tracker:s3cret@127.0.0.1:1/nowhere"
+    from reconciler.tracking import safe_url
+
+    assert "s3cret" not in safe_url(url)
+
+
+def test_ensure_ready_creates_only_a_brand_new_sqlite_file(tmp_path: Path) -> None:
+    fresh = f"sqlite:///{tmp_path / 'data' / 'new.db'}"
+    ensure_ready(fresh)  # first start: created and migrated
+    assert current_revision(fresh) == head_revision()
+    ensure_ready(fresh)  # second start: ready
+
+    old = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(old, "0001")
+    with pytest.raises(DatabaseNotReady, match="reconciler db upgrade --config FILE"):
+        ensure_ready(old)
+    assert current_revision(old) == "0001"  # never migrated implicitly
+
+    foreign = tmp_path / "foreign.db"
+    engine = create_engine_for(f"sqlite:///{foreign}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE something_else (x INTEGER)"))
+    engine.dispose()
+    with pytest.raises(DatabaseNotReady, match="no schema yet"):
+        ensure_ready(f"sqlite:///{foreign}")
+
+
+@pytest.mark.postgres
+def test_ensure_ready_never_migrates_postgres(postgres_server: PostgresServer) -> None:
+    name = postgres_server.create_database()
+    url = postgres_server.url(name)
+    try:
+        with pytest.raises(DatabaseNotReady, match="reconciler db upgrade --config FILE"):
+            ensure_ready(url)
+        assert current_revision(url) is None
+    finally:
+        postgres_server.drop_database(name)
+
+
+def test_cli_db_upgrade_and_current_with_db_url(db_url: str) -> None:
+    runner = CliRunner()
+    before = runner.invoke(app, ["db", "current", "--db", db_url])
+    assert before.exit_code == 1 and "revision none" in before.stdout
+    result = runner.invoke(app, ["db", "upgrade", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert f"revision {head_revision()}" in result.stdout
+    after = runner.invoke(app, ["db", "current", "--db", db_url])
+    assert after.exit_code == 0 and f"revision {head_revision()}" in after.stdout
+
+
+def test_cli_db_upgrade_reads_the_config_file(db_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.yaml"
+    config.write_text(f"database: '{db_url}'\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["db", "upgrade", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert current_revision(db_url) == head_revision()
+
+
+def test_cli_db_rejects_config_and_db_together(tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.yaml"
+    config.write_text("{}\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["db", "upgrade", "--config", str(config), "--db", "sqlite:///x.db"])
+    assert result.exit_code != 0
+    assert not (tmp_path / "x.db").exists()

@@ -1,0 +1,113 @@
+"""Schedule ticks, event subscriptions and webhook deliveries: each fires exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from reconciler.statuses import Status
+from reconciler.tracking import NotFound, Store
+
+from .helpers import commit_run
+
+S = dt.timedelta(seconds=1)
+H = dt.timedelta(hours=1)
+
+
+def test_due_ticks(seeded: Store, now: dt.datetime) -> None:
+    seeded.set_schedule("r:a.yaml#a", now + H, now)
+    seeded.set_schedule("r:b.yaml#b", now + 2 * H, now)
+    assert seeded.due_ticks(now) == []
+    assert [t.op_key for t in seeded.due_ticks(now + H)] == ["r:a.yaml#a"]
+    due = seeded.due_ticks(now + 3 * H)
+    assert [(t.op_key, t.tick_at) for t in due] == [("r:a.yaml#a", now + H), ("r:b.yaml#b", now + 2 * H)]
+    assert [t.op_key for t in seeded.due_ticks(now + 3 * H, limit=1)] == ["r:a.yaml#a"]
+
+
+def test_a_tick_fires_once_and_advances_the_schedule(seeded: Store, now: dt.datetime) -> None:
+    seeded.set_schedule("r:a.yaml#a", now + H, now)
+    assert seeded.claim_tick("r:a.yaml#a", now + H, now + 2 * H, now + H)
+    # A restarted daemon that still thinks the tick is due cannot fire it again.
+    assert not seeded.claim_tick("r:a.yaml#a", now + H, now + 2 * H, now + H + S)
+    state = seeded.schedule_state("r:a.yaml#a")
+    assert state is not None
+    assert (state.last_tick_at, state.next_tick_at, state.run_count) == (now + H, now + 2 * H, 1)
+    assert seeded.due_ticks(now + H + S) == []
+
+    run = commit_run(seeded, "r:a.yaml#a", "tick-1", now + H).run
+    seeded.attach_tick_run("r:a.yaml#a", now + H, run)
+    [tick] = seeded.ticks("r:a.yaml#a")
+    assert tick.run_id == run.id and tick.claimed_at == now + H
+    with pytest.raises(NotFound):
+        seeded.attach_tick_run("r:a.yaml#a", now + 5 * H, run)
+
+
+def test_fired_ticks_survive_removing_and_re_adding_the_schedule(seeded: Store, now: dt.datetime) -> None:
+    seeded.set_schedule("r:a.yaml#a", now + H, now)
+    assert seeded.claim_tick("r:a.yaml#a", now + H, now + 2 * H, now + H)
+    seeded.remove_schedule("r:a.yaml#a")
+    assert seeded.schedule_state("r:a.yaml#a") is None
+    seeded.set_schedule("r:a.yaml#a", now + H, now + H)
+    assert not seeded.claim_tick("r:a.yaml#a", now + H, now + 2 * H, now + H)
+    assert seeded.claim_tick("r:a.yaml#a", now + 2 * H, now + 3 * H, now + 2 * H)
+    state = seeded.schedule_state("r:a.yaml#a")
+    assert state is not None and state.run_count == 1  # counting restarts with the new schedule
+
+
+def test_subscription_sees_each_matching_transition_once(seeded: Store, now: dt.datetime) -> None:
+    old = commit_run(seeded, "r:a.yaml#a", "c0", now - H).run
+    seeded.transition(old, Status.SUCCEEDED, at=now - H + S)  # before subscribing: never fires
+    sub = seeded.upsert_subscription("r:b.yaml#b", "r:a.yaml#a", [Status.SUCCEEDED, Status.FAILED], now)
+    assert sub.id is not None
+
+    ok = commit_run(seeded, "r:a.yaml#a", "c1", now + S).run
+    seeded.transition(ok, Status.RUNNING, at=now + 2 * S)
+    seeded.transition(ok, Status.SUCCEEDED, at=now + 3 * S)
+    bad = commit_run(seeded, "r:a.yaml#a", "c2", now + 4 * S).run
+    seeded.transition(bad, Status.FAILED, at=now + 5 * S)
+    other = commit_run(seeded, "r:b.yaml#b", "c1", now + S).run
+    seeded.transition(other, Status.SUCCEEDED, at=now + 6 * S)  # not the source operation
+
+    events = seeded.pending_events(sub.id)
+    assert [(e.run.name, e.change.status) for e in events] == [
+        (ok.name, Status.SUCCEEDED),
+        (bad.name, Status.FAILED),
+    ]
+    first = events[0].change.id
+    assert first is not None
+    downstream = commit_run(seeded, "r:b.yaml#b", f"upstream-{ok.uuid}", now + 7 * S).run
+    with seeded.unit_of_work() as tx:
+        assert seeded.consume_transition(sub.id, first, now + 7 * S, run=downstream, session=tx)
+    assert not seeded.consume_transition(sub.id, first, now + 8 * S)  # a second daemon, or a retry
+    assert [e.run.name for e in seeded.pending_events(sub.id)] == [bad.name]
+
+
+def test_done_subscription_matches_every_done_status(seeded: Store, now: dt.datetime) -> None:
+    sub = seeded.upsert_subscription("r:b.yaml#b", "r:a.yaml#a", [Status.DONE], now)
+    assert sub.id is not None
+    for i, status in enumerate([Status.SUCCEEDED, Status.STOPPED, Status.SKIPPED], 1):
+        run = commit_run(seeded, "r:a.yaml#a", f"c{i}", now + i * S).run
+        seeded.transition(run, status, at=now + i * S)
+    assert [e.change.status for e in seeded.pending_events(sub.id)] == [
+        Status.SUCCEEDED,
+        Status.STOPPED,
+        Status.SKIPPED,
+    ]
+
+
+def test_subscription_upsert_and_removal(seeded: Store, now: dt.datetime) -> None:
+    first = seeded.upsert_subscription("r:b.yaml#b", "r:a.yaml#a", [Status.SUCCEEDED], now)
+    again = seeded.upsert_subscription("r:b.yaml#b", "r:a.yaml#a", [Status.FAILED, Status.SUCCEEDED], now + S)
+    assert again.id == first.id and again.kinds == ["failed", "succeeded"] and again.created_at == now
+    assert [s.id for s in seeded.subscriptions("r:a.yaml#a")] == [first.id]
+    assert seeded.subscriptions("r:b.yaml#b") == []
+    seeded.remove_subscription("r:b.yaml#b", "r:a.yaml#a")
+    assert seeded.subscriptions() == []
+
+
+def test_webhook_deliveries_are_deduplicated(store: Store, now: dt.datetime) -> None:
+    assert store.record_delivery("github", "d-1", now)
+    assert not store.record_delivery("github", "d-1", now + S)
+    assert store.record_delivery("gitea", "d-1", now)  # ids are per provider
+    assert store.record_delivery("github", "d-2", now)
