@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit oracle bench clean k8s-binaries postgres bench-tracking
+.PHONY: venv run test lint typecheck unit oracle bench clean k8s-binaries postgres bench-tracking test-assets gitea
 
 venv: $(STAMP)
 
@@ -23,7 +23,7 @@ run: venv
 	$(BIN)/reconciler validate examples-repo
 
 ## test: lint, type-check and the whole suite (installs the oracle and the test servers first)
-test: venv lint typecheck oracle k8s-binaries postgres
+test: venv lint typecheck oracle k8s-binaries postgres test-assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -42,6 +42,14 @@ unit: venv
 k8s-binaries:
 	@bash tests/cluster/build.sh || \
 		echo "WARNING: building the Kubernetes test binaries failed; tests marked k8s will be SKIPPED" >&2
+
+## test-assets: forge API descriptions (npm @octokit/openapi, Go module code.gitea.io/gitea) and a real
+## Gitea built from the Go module proxy, both cached per machine under ~/.cache/polyaxon-reconciler
+test-assets: venv gitea
+	$(BIN)/python -m tests.infra.openapi_assets
+
+gitea: venv
+	$(BIN)/python -m tests.infra.gitea_build
 
 ## oracle: the official polyaxon package, pinned, in its own venv (never a runtime dependency)
 oracle: .oracle-venv/.installed

@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.cluster.fixtures",
     "tests.infra.postgres",
+    "tests.infra.fixtures",
 ]

@@ -1,1 +1,1 @@
-"""Real infrastructure the tests start themselves (databases, servers), as pytest plugins."""
+"""Real infrastructure the tests start themselves (databases, git and forge servers), as pytest plugins."""
