@@ -67,7 +67,7 @@ class PreviewManager:
 
     def start(self, repo: str, number: int, head_sha: str, ops: Sequence[PreviewOp], now: dt.datetime) -> list[str]:
         """Run `ops` as previews of `head_sha`; previews of earlier heads are retired first."""
-        self._retire(repo, number, now, keep_head=head_sha, reason="Superseded", message=f"new head {head_sha[:12]}")
+        self.retire_stale(repo, number, head_sha, now)
         names = []
         for preview in ops:
             name = preview_run_name(number, preview.op, preview.spec_hash, head_sha)
@@ -117,6 +117,12 @@ class PreviewManager:
                 self.store.set_backend_ref(name, ref, now)
             names.append(name)
         return names
+
+    def retire_stale(self, repo: str, number: int, head_sha: str, now: dt.datetime) -> list[str]:
+        """Stop and remove the previews of heads other than `head_sha` (it did not compile)."""
+        return self._retire(
+            repo, number, now, keep_head=head_sha, reason="Superseded", message=f"new head {head_sha[:12]}"
+        )
 
     def cleanup(self, repo: str, number: int, now: dt.datetime) -> list[str]:
         """Stop and remove every preview of pull request `number` (it closed or merged)."""

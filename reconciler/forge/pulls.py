@@ -125,8 +125,12 @@ class PullRequestChecks:
             )
             self.on_status_queued()
             started: tuple[str, ...] = ()
-            if self.previews is not None and result.valid and result.previews:
-                started = tuple(self.previews.start(repo, event.number, event.head_sha, result.previews, now))
+            if self.previews is not None:
+                # Only a head that compiles runs anything; older heads' previews go either way.
+                if result.valid:
+                    started = tuple(self.previews.start(repo, event.number, event.head_sha, result.previews, now))
+                else:
+                    self.previews.retire_stale(repo, event.number, event.head_sha, now)
                 self.on_status_queued()
             comment_id = self.upsert_comment(repo, event.number, comment_body(repo, event, result, started))
             return PrOutcome(validated=True, comment_id=comment_id, previews=started)
