@@ -29,6 +29,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.forge.errors import ForgeError, PermanentForgeError, RateLimited
 from reconciler.forge.statuses.base import CommitStatus, StatusProvider
@@ -55,10 +56,13 @@ class OutboxWorker:
         backoff_cap: dt.timedelta = dt.timedelta(minutes=10),
         clock: Callable[[], dt.datetime] = _utcnow,
         poll_interval: float = 1.0,
+        concurrency: int = 4,
     ) -> None:
         """`clients` maps a repo name (the outbox row's `repo`) to its forge's provider.
 
-        The lease must outlast one forge call (its timeouts) times the batch size.
+        Up to `concurrency` posts are in flight at once: a forge call is mostly waiting, and the
+        rows of one claim are distinct (sha, context) pairs, so their order does not matter.
+        The lease must outlast one forge call (its timeouts) times batch / concurrency.
         """
         self.store = store
         self.clients = dict(clients)
@@ -68,7 +72,10 @@ class OutboxWorker:
         self.backoff_cap = backoff_cap
         self.clock = clock
         self.poll_interval = poll_interval
+        self.concurrency = max(1, concurrency)
         self.paused_until: dict[str, dt.datetime] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,10 +92,23 @@ class OutboxWorker:
         """Claim the due rows and post them; returns how many reached (or were found on) the forge."""
         self.store.coalesce_outbox(now)
         rows = self.store.claim_outbox(self.batch, now, self.lease)
-        done = 0
-        for row in rows:
-            done += self._handle(row, now)
-        return done
+        if len(rows) <= 1 or self.concurrency == 1:
+            return sum(self._handle(row, now) for row in rows)
+        return sum(self._executor().map(lambda row: self._handle(row, now), rows))
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="forge-post")
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the thread (if started) and the posting pool."""
+        self.stop()
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def _handle(self, row: OutboxEntry, now: dt.datetime) -> int:
         assert row.id is not None
@@ -96,7 +116,8 @@ class OutboxWorker:
         if client is None:
             self._fail(row, now + self.backoff_cap, NOT_SENT + f"no forge configured for repo {row.repo!r}")
             return 0
-        paused = self.paused_until.get(client.rate_key)
+        with self._pool_lock:
+            paused = self.paused_until.get(client.rate_key)
         if paused is not None and paused > now:
             self.store.mark_failed(row.id, paused, NOT_SENT + f"rate limited until {paused.isoformat()}")
             return 0
@@ -109,7 +130,8 @@ class OutboxWorker:
             client.post_status(status)
         except RateLimited as e:
             until = e.retry_at(now)
-            self.paused_until[client.rate_key] = until
+            with self._pool_lock:
+                self.paused_until[client.rate_key] = max(until, self.paused_until.get(client.rate_key, until))
             self._fail(row, until, NOT_SENT + str(e))
             return 0
         except PermanentForgeError as e:

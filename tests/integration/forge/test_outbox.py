@@ -32,7 +32,10 @@ REPO = "models"
 @pytest.fixture
 def worker(store: Store, forge_server: Any, provider: Any) -> Iterator[OutboxWorker]:
     client = make_client(forge_server, provider)
-    w = OutboxWorker(store, {REPO: client}, batch=20, backoff_base=2 * S, backoff_cap=dt.timedelta(minutes=5))
+    # One post at a time, so the tests can say which request met which injected failure.
+    w = OutboxWorker(
+        store, {REPO: client}, batch=20, backoff_base=2 * S, backoff_cap=dt.timedelta(minutes=5), concurrency=1
+    )
     try:
         yield w
     finally:
@@ -239,3 +242,22 @@ def test_thread_loop_posts_promptly_when_woken(store: Store, forge_server: Any, 
     finally:
         worker.stop()
         client.close()
+
+
+def test_concurrent_posts_each_status_exactly_once(store: Store, forge_server: Any, provider: Any) -> None:
+    for i in range(40):
+        enqueue(store, f"polyaxon/op{i}", CommitState.PENDING, T0, sha=f"{i % 3:040x}")
+    forge_server.fail_next(5, status=500, provider=provider)
+    client = make_client(forge_server, provider)
+    worker = OutboxWorker(store, {REPO: client}, batch=25, concurrency=8)
+    try:
+        now = T0
+        for _ in range(10):
+            worker.run_once(now)
+            now += dt.timedelta(minutes=1)
+    finally:
+        worker.close()
+        client.close()
+    stored = [s for i in range(3) for s in on_forge(forge_server, provider, f"{i:040x}")]
+    assert len(stored) == 40 and len(set(stored)) == 40
+    assert all(r.posted_at is not None for r in store.outbox())
