@@ -26,7 +26,7 @@ from reconciler.apply import Applier, ApplyResult
 from reconciler.backends import Backend, TransientBackendError
 from reconciler.compile import CompileOptions, CompileResult, compile_repo
 from reconciler.config import RepoConfig, Settings
-from reconciler.errors import Located
+from reconciler.errors import Located, first_line
 from reconciler.metrics import Metrics
 from reconciler.model import Cause, DesiredState, ObservedObject, OpKey, RunRequest, StatusTransition
 from reconciler.plan import PlanOptions, TrackedState, plan
@@ -111,10 +111,23 @@ class Daemon:
         self.clock = clock
         self.orchestration = orchestration
         self.queue = WorkQueue()
+        from reconciler.forge_wiring import build_forge_wiring
+
+        self.forge = build_forge_wiring(
+            settings,
+            store,
+            backend,
+            on_push=self._on_push,
+            on_pull_request=self.pull_request_event,
+            check_pull_request=self.check_pull_request,
+            clock=clock,
+        )
         self.applier = Applier(
-            store, backend, orchestration=orchestration, reporter=reporter, apply_work=self.apply_work
+            store, backend, orchestration=orchestration, reporter=reporter or self.forge, apply_work=self.apply_work
         )
         self.repos: dict[str, RepoState] = {}
+        self._git_locks: dict[str, threading.Lock] = {}
+        self._pull_requests: dict[str, tuple[str, Any]] = {}
         git_dir = Path(settings.data_dir) / "git"
         for repo in settings.repos:
             source = GitSource(
@@ -126,6 +139,7 @@ class Daemon:
                 token_env=repo.token_env,
             )
             self.repos[repo.name] = RepoState(repo, source)
+            self._git_locks[repo.name] = threading.Lock()
         self.routes: list[Any] = []  # more HTTP routes (webhooks) added by whoever builds the daemon
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -134,6 +148,13 @@ class Daemon:
     # --- one reconcile --------------------------------------------------------------------------
 
     def reconcile_repo(self, name: str) -> ReconcileResult:
+        with self._git_locks[name]:
+            result = self._reconcile_repo(name)
+        if result.commit is not None and not result.skipped:
+            self.forge.validated(name, result.commit, result.invalid, self.clock())
+        return result
+
+    def _reconcile_repo(self, name: str) -> ReconcileResult:
         state = self.repos[name]
         result = ReconcileResult(name)
         started = time.monotonic()
@@ -291,6 +312,7 @@ class Daemon:
             return
         if change is None:
             return
+        self.metrics.runs_transitions.labels(status=transition.status).inc()
         if self.applier.reporter is not None:
             self.applier.reporter.run_status(None, transition.run, Status(transition.status), transition.at)
         if self.orchestration is not None:
@@ -324,11 +346,20 @@ class Daemon:
             self.metrics.queue_depth.set(self.queue.depth)
 
     def _process(self, key: str) -> None:
+        if key.startswith("pr:"):
+            self._check_pull_request(key)
+            return
         if key == "ticks":
             if self.orchestration is not None:
                 now = self.clock()
                 self.apply_work(self.orchestration.due(now), now)
             self.queue.add_after("ticks", 1.0)
+            return
+        if key == "gauges":
+            self.metrics.runs.clear()
+            for (kind, status), count in self.store.count_runs().items():
+                self.metrics.runs.labels(kind=kind, status=status).set(count)
+            self.queue.add_after("gauges", 15.0)
             return
         state = self.repos.get(key)
         if state is None:
@@ -419,11 +450,79 @@ class Daemon:
         for name in self.repos:
             self.queue.add(name)
         self.queue.add("ticks")
+        self.queue.add("gauges")
+        self.forge.start()
+
+    # --- pull requests --------------------------------------------------------------------------
+
+    def pull_request_event(self, repo: str, event: Any) -> None:
+        """A verified pull-request webhook: checked by a worker, the latest event per PR wins."""
+        key = f"pr:{repo}:{event.number}"
+        self._pull_requests[key] = (repo, event)
+        self.queue.add(key)
+
+    def _check_pull_request(self, key: str) -> None:
+        found = self._pull_requests.get(key)
+        if found is None or self.forge.pulls is None:
+            return
+        repo, event = found
+        try:
+            self.forge.pulls.handle(repo, event)
+        except Exception as e:
+            delay = self.queue.add_rate_limited(key)
+            log.warning("pull request check failed; retrying", extra={"pr": key, "error": str(e), "retry_in": delay})
+            return
+        self.queue.forget(key)
+        if self._pull_requests.get(key) == found:
+            self._pull_requests.pop(key, None)
+
+    def check_pull_request(self, repo: str, head_sha: str, base_sha: str | None) -> Any:
+        """Compile a pull request's head and plan it against what the base branch has applied."""
+        from reconciler.forge import PrCheckResult
+        from reconciler.forge_wiring import preview_ops, pull_request_ref
+        from reconciler.plan.report import to_text
+
+        state = self.repos[repo]
+        event = next((e for r, e in self._pull_requests.values() if r == repo and e.head_sha == head_sha), None)
+        provider = state.config.forge.provider if state.config.forge else "github"
+        with self._git_locks[repo]:
+            if event is not None:
+                pr = GitSource(
+                    repo,
+                    state.config.url,
+                    pull_request_ref(provider, event.number),
+                    Path(self.settings.data_dir) / "git",
+                    token_file=state.config.token_file,
+                    token_env=state.config.token_env,
+                )
+                try:
+                    pr.fetch()
+                finally:
+                    pr.close()
+            config = state.source.repo_config(head_sha)
+            if isinstance(config, list):
+                return PrCheckResult(False, first_line(config), "the repo config is invalid: nothing would change")
+            files = state.source.files_at(head_sha, list(config.watch), ignore=config.ignore)
+        options = CompileOptions(repo=repo, hub_dir=config.hub_dir, previews=tuple(config.previews))
+        desired = compile_repo(files.files, options, head_sha).desired
+        errors = [e for f in desired.invalid.values() for e in f.errors]
+        actions = plan(
+            desired,
+            None,
+            self.tracked_state(repo),
+            self.clock(),
+            PlanOptions(namespace=config.namespace, prune=config.prune.model_dump(), tz=config.timezone),
+        )
+        previews = preview_ops(desired, lambda op: list(op.effective.get("tags") or []), config)
+        return PrCheckResult(not errors, first_line(errors), to_text(actions), previews)
 
     def extra_routes(self) -> list[Any]:
         from reconciler.server.api import api_routes
 
-        return [*api_routes(self.store, self.backend, self.trigger), *self.routes]
+        return [*api_routes(self.store, self.backend, self.trigger), *self.forge.routes, *self.routes]
+
+    def _on_push(self, repo: str, _sha: str | None) -> None:
+        self.trigger(repo)
 
     def trigger(self, repo: str) -> bool:
         """Reconcile `repo` now (a push webhook); False when no such repo is configured."""
@@ -441,6 +540,7 @@ class Daemon:
             thread.join(max(0.0, end - time.monotonic()))
         if self._server is not None:
             self._server.stop()
+        self.forge.stop()
         for state in self.repos.values():
             state.source.close()
         self.backend.close()

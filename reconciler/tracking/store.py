@@ -1020,3 +1020,10 @@ class Store:
             stmt = stmt.where(r.parent.is_(None))
         with self._read(session) as s:
             return [(row[0], str(row[1])) for row in s.execute(stmt)]
+
+    def count_runs(self, session: Session | None = None) -> dict[tuple[str, str], int]:
+        """Runs by (kind, status): the `reconciler_runs` gauge."""
+        r = _t(Run).c
+        stmt = select(r.kind, r.status, func.count()).group_by(r.kind, r.status)
+        with self._read(session) as s:
+            return {(str(kind or "unknown"), str(status)): int(n) for kind, status, n in s.execute(stmt)}
