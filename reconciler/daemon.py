@@ -254,6 +254,8 @@ class Daemon:
     def tracked_state(self, repo: str) -> TrackedState:
         runs = []
         for run, op_key in self.store.list_runs(repo=repo, top_level=True):
+            if run.cause_kind == CauseKind.PREVIEW:
+                continue  # pull-request previews belong to their PR, not to the tracked branch
             runs.append(
                 TrackedRun(
                     name=run.name,
@@ -276,10 +278,16 @@ class Daemon:
     def _observed(self, repo: str) -> list[ObservedObject]:
         from reconciler.model import ANNOTATION_OP_KEY, ANNOTATION_REPO
 
-        observed = [o for o in self.backend.list_owned() if o.annotations.get(ANNOTATION_REPO) in (repo, None)]
+        runs = self.store.list_runs(repo=repo, top_level=True)
+        previews = {run.name for run, _ in runs if run.cause_kind == CauseKind.PREVIEW}
+        observed = [
+            o
+            for o in self.backend.list_owned()
+            if o.annotations.get(ANNOTATION_REPO) in (repo, None) and o.run not in previews
+        ]
         # DAG and matrix runs live in the orchestrator, and an unschedulable run has no object by
         # definition: neither is drift.
-        for run, op_key in self.store.list_runs(repo=repo, top_level=True):
+        for run, op_key in runs:
             if run.backend_ref == "orchestrated" or run.status == Status.UNSCHEDULABLE:
                 key = OpKey.parse(op_key)
                 observed.append(
