@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,8 +30,8 @@ from reconciler.errors import Located, first_line
 from reconciler.metrics import Metrics
 from reconciler.model import Cause, DesiredState, ObservedObject, OpKey, RunRequest, StatusTransition
 from reconciler.plan import PlanOptions, TrackedState, plan
-from reconciler.plan.state import TrackedRun
 from reconciler.server import Check, HttpServer, build_app
+from reconciler.snapshot import tracked_state
 from reconciler.source import GitSource, SourceError
 from reconciler.statuses import Status
 from reconciler.tracking import CauseKind, IllegalTransition, NotFound, Run, Store
@@ -252,28 +252,8 @@ class Daemon:
                 )
 
     def tracked_state(self, repo: str) -> TrackedState:
-        runs = []
-        for run, op_key in self.store.list_runs(repo=repo, top_level=True):
-            if run.cause_kind == CauseKind.PREVIEW:
-                continue  # pull-request previews belong to their PR, not to the tracked branch
-            runs.append(
-                TrackedRun(
-                    name=run.name,
-                    op=OpKey.parse(op_key),
-                    kind=run.kind or "job",
-                    spec_hash=run.spec_hash,
-                    status=str(run.status),
-                    created_at=run.created_at,
-                    cause=str(run.cause_kind),
-                    effective=run.spec,
-                )
-            )
-        runs.reverse()  # oldest first, as the planner reads "the latest" from the end
-        schedules: Mapping[OpKey, Any] = {}
-        subscriptions: Mapping[OpKey, Any] = {}
-        if self.orchestration is not None:
-            schedules, subscriptions = self.orchestration.tracked(repo)
-        return TrackedState(runs=tuple(runs), schedules=schedules, subscriptions=subscriptions)
+        registrations = self.orchestration.tracked if self.orchestration is not None else None
+        return tracked_state(self.store, repo, registrations)
 
     def _observed(self, repo: str) -> list[ObservedObject]:
         from reconciler.model import ANNOTATION_OP_KEY, ANNOTATION_REPO
