@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-## run: the main job (validate and plan examples-repo/; later, the daemon)
+## run: the daemon on examples-repo/ (a local git repo under .run/), local backend, SQLite
 run: venv
-	$(BIN)/reconciler validate examples-repo
+	@bash scripts/run-examples.sh
 
 ## test: lint, type-check and the whole suite (installs PostgreSQL, the oracle and the test servers first)
 test: venv lint typecheck postgres oracle k8s-binaries test-assets

@@ -152,9 +152,7 @@ def bench(name: str, url: str, ops: int, transitions: int, batch: int) -> dict[s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", type=int, default=10_000)
     parser.add_argument("--transitions", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000, help="transitions per unit of work")

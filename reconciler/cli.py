@@ -5,13 +5,17 @@ from __future__ import annotations
 import typer
 
 from reconciler import __version__
+from reconciler.commands.daemon import run, sync
 from reconciler.commands.db import app as db_app
 from reconciler.commands.plan import plan
 from reconciler.commands.render import render
+from reconciler.commands.runs import ops_app, runs_app
 from reconciler.commands.validate import validate
 
 app = typer.Typer(help="GitOps reconciler for Polyaxon polyaxonfiles.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(runs_app, name="runs")
+app.add_typer(ops_app, name="ops")
 
 
 @app.command()
@@ -21,6 +25,8 @@ def version() -> None:
 
 
 app.command()(validate)
+app.command()(run)
+app.command()(sync)
 app.command()(render)
 app.command()(plan)
 

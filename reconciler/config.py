@@ -54,6 +54,8 @@ class RepoConfig(_Strict):
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # How users reach this server (behind an ingress): commit statuses link to its run pages.
+    public_url: str | None = None
 
 
 class KubernetesConfig(_Strict):

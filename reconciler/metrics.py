@@ -47,6 +47,12 @@ class Metrics:
             ["repo"],
             registry=r,
         )
+        self.runs_transitions = Counter(
+            "reconciler_run_transitions_total",
+            "Run status transitions recorded, by new status.",
+            ["status"],
+            registry=r,
+        )
         self.actions_total = Counter(
             "reconciler_actions_total",
             "Planned actions applied, by action and result.",

@@ -70,6 +70,23 @@ DONE: frozenset[Status] = frozenset(
 # Every status a run can actually hold (`done` is a trigger, not a state).
 RUN_STATUSES: frozenset[Status] = frozenset(Status) - {Status.DONE}
 
+# Event kinds an operation may subscribe to (`events: [{kinds: [...]}]`), Polyaxon 2.18's.
+EVENT_KINDS: tuple[str, ...] = (
+    *(f"run_status_{s.value}" for s in Status),
+    "run_approved_actor",
+    "run_invalidated_actor",
+    "run_new_artifacts",
+    "connection_git_commit",
+    "connection_dataset_version",
+    "connection_registry_image",
+    "alert_info",
+    "alert_warning",
+    "alert_critical",
+    "model_version_new_metric",
+    "project_custom_event",
+    "org_custom_event",
+)
+
 # Position on the normal forward path; statuses absent here are handled by explicit rules.
 _PROGRESS: dict[Status, int] = {
     Status.CREATED: 0,

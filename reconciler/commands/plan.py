@@ -139,6 +139,23 @@ def _repo_name(repo: str) -> str:
     return name or "repo"
 
 
+def _tracked(db: str, repo: str) -> TrackedState:
+    """What the daemon's database says already runs for `repo` (name as in the daemon's config)."""
+    from reconciler.snapshot import tracked_state
+    from reconciler.tracking import DatabaseNotReady, Store, check_ready
+
+    try:
+        check_ready(db)
+    except DatabaseNotReady as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    store = Store.open(db)
+    try:
+        return tracked_state(store, repo)
+    finally:
+        store.close()
+
+
 def plan(
     repo: Annotated[str, typer.Option("--repo", help="Local path (git or plain directory) or git URL.")],
     ref: Annotated[str | None, typer.Option(help="Branch, tag or commit (default: HEAD).")] = None,
@@ -161,12 +178,6 @@ def plan(
         raise typer.Exit(EXIT_UNREADABLE) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    if db is not None:
-        # The tracking adapter is built separately; until it is wired here, say so plainly.
-        typer.echo(
-            "note: --db is not wired yet (needs reconciler.tracking); planning against an empty tracked state",
-            err=True,
-        )
     try:
         with _read_repo(repo, ref) as snapshot:
             options = CompileOptions(repo=name or _repo_name(repo), hub_dir=hub_dir)
@@ -174,7 +185,8 @@ def plan(
     except RepoError as e:
         typer.echo(f"error: cannot read {repo}: {e}", err=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
-    actions = make_plan(result.desired, None, TrackedState(), moment, PlanOptions(tz=tz))
+    tracked = _tracked(db, options.repo) if db is not None else TrackedState()
+    actions = make_plan(result.desired, None, tracked, moment, PlanOptions(tz=tz))
     if output_format == "json":
         typer.echo(json.dumps(to_json(snapshot.commit, actions), indent=2, default=str))
     else:

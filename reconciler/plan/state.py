@@ -12,28 +12,14 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.model import OpKey
+from reconciler.statuses import DONE, RUN_STATUSES, Status
 
-# Polyaxon's finished statuses: the run's objects are no longer expected to be working.
-DONE_STATUSES = frozenset({"succeeded", "failed", "stopped", "skipped", "upstream_failed", "done"})
+# Polyaxon's finished statuses (and the `done` trigger): the run's objects are no longer expected
+# to be working.
+DONE_STATUSES = frozenset(s.value for s in DONE) | {Status.DONE.value}
 # Statuses in which the run's objects must exist in the cluster; `unknown` is excluded because
 # it is what a run becomes once its objects were found missing (reported once, not forever).
-LIVE_STATUSES = frozenset(
-    {
-        "created",
-        "resuming",
-        "on_schedule",
-        "compiled",
-        "queued",
-        "scheduled",
-        "starting",
-        "running",
-        "processing",
-        "stopping",
-        "warning",
-        "unschedulable",
-        "retrying",
-    }
-)
+LIVE_STATUSES = frozenset(s.value for s in RUN_STATUSES - DONE - {Status.UNKNOWN})
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
-"""Groups of Polyaxon run statuses that scheduling decisions depend on.
+"""The groups of run statuses scheduling decisions read, as plain strings.
 
-Kept here, next to the only code that reads them, until a shared lifecycle module exists; the
-names are Polyaxon 2.18's (reconciler.statuses_spec).
+Derived from the shared lifecycle (`reconciler.statuses`), because the pure scheduling functions
+take statuses as the strings stored in the DB and reported by backends.
 """
 
 from __future__ import annotations
 
-from reconciler.statuses_spec import STATUSES
+from reconciler.statuses import DONE as _DONE
+from reconciler.statuses import RUN_STATUSES
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -17,10 +18,10 @@ DONE = "done"
 RETRYING = "retrying"
 RUNNING = "running"
 
-# Polyaxon's "done" values: a run in one of these never changes again.
-FINAL = frozenset({SUCCEEDED, FAILED, UPSTREAM_FAILED, STOPPED, SKIPPED, DONE})
+# Polyaxon's "done" values (and the `done` trigger): a run in one of these never changes again.
+FINAL = frozenset(s.value for s in _DONE) | {DONE}
 # Everything else counts as active: a queued or retrying run occupies its slot like a running one.
-ACTIVE = frozenset(STATUSES) - FINAL
+ACTIVE = frozenset(s.value for s in RUN_STATUSES) - FINAL
 # Trigger policies and early stopping count these as failures.
 FAILURES = frozenset({FAILED, UPSTREAM_FAILED})
 

@@ -18,15 +18,10 @@ from reconciler.spec.polyaxonfile import Polyaxonfile
 from reconciler.spec.runs import RUN_MODELS
 
 STRATEGIES = ("replace", "isnull", "post_merge", "pre_merge")
-_NOT_PATCHED = {
-    "component",
-    "hubRef",
-    "pathRef",
-    "urlRef",
-    "dagRef",
-    "isPreset",
-    "patchStrategy",
-    "run",
+# Fields that say where the run comes from, and the shortcuts that patch the run: consumed by
+# composition, never copied into the effective operation.
+_REFERENCES = ("component", "hubRef", "pathRef", "urlRef", "dagRef", "isPreset", "patchStrategy", "runPatch")
+_SHORTCUTS = (
     "container",
     "cmd",
     "env",
@@ -37,10 +32,8 @@ _NOT_PATCHED = {
     "connections",
     "sidecars",
     "volumes",
-    "runPatch",
-    "strictParams",
-    "version",
-}
+)
+_NOT_PATCHED = {*_REFERENCES, *_SHORTCUTS, "run", "strictParams", "version"}
 _DAG_NODE_FIELDS = (
     "name",
     "dependencies",
@@ -279,25 +272,6 @@ def compose(
                 effective[key] = copy.deepcopy(local[key])
             else:
                 effective.pop(key, None)
-    for key in (
-        "hubRef",
-        "pathRef",
-        "urlRef",
-        "dagRef",
-        "isPreset",
-        "patchStrategy",
-        "runPatch",
-        "component",
-        "container",
-        "cmd",
-        "env",
-        "resources",
-        "ports",
-        "environment",
-        "init",
-        "connections",
-        "sidecars",
-        "volumes",
-    ):
+    for key in (*_REFERENCES, *_SHORTCUTS):
         effective.pop(key, None)
     return effective

@@ -11,7 +11,8 @@ from pydantic import Field, StrictInt, StrictStr, field_validator, model_validat
 from reconciler.spec import k8s
 from reconciler.spec.base import BoolOrRef, GenericStr, IntOrRef, Ref, SpecModel
 from reconciler.spec.io import Param
-from reconciler.statuses_spec import EVENT_KINDS, STATUSES
+from reconciler.statuses import EVENT_KINDS
+from reconciler.statuses import Status as RunStatus
 
 
 class Environment(SpecModel):
@@ -146,7 +147,7 @@ class Termination(SpecModel):
     pod_failure_policy: k8s.PodFailurePolicy | Ref | None = None
 
 
-Status = Enum("Status", {s: s for s in STATUSES}, type=str)  # type: ignore[misc]
+Status = RunStatus
 EventKind = Enum("EventKind", {s: s for s in EVENT_KINDS}, type=str)  # type: ignore[misc]
 
 

@@ -245,7 +245,8 @@ class Store:
                 .with_for_update()
             ).scalar_one()
             if valid is not None:
-                commit.valid, commit.errors = valid, error_list
+                # Applying a commit again (a force-push back to it) makes it the last applied.
+                commit.valid, commit.errors, commit.recorded_at = valid, error_list, now
                 s.add(commit)
                 s.flush()
             return commit
@@ -966,3 +967,63 @@ class Store:
                 {"provider": provider, "delivery_id": delivery_id, "received_at": now},
                 ["provider", "delivery_id"],
             )
+
+    # -- what the daemon and the CLI read ------------------------------------------------------
+
+    def update_run_spec(
+        self, run: Run | str, spec_hash: str, spec: Mapping[str, Any], now: dt.datetime, session: Session | None = None
+    ) -> Run:
+        """A long-running run converged in place to a new spec (design.md §4: updated in place)."""
+        with self._tx(session) as s:
+            found = self._lock_run(s, run)
+            found.spec_hash, found.spec, found.updated_at = spec_hash, dict(spec), now
+            s.add(found)
+            s.flush()
+            return found
+
+    def last_commit(self, repo: str, session: Session | None = None) -> GitCommit | None:
+        """The commit most recently recorded for `repo`: the last one the daemon applied."""
+        c = _t(GitCommit).c
+        stmt = (
+            select(GitCommit)
+            .join(Repo)
+            .where(_t(Repo).c.name == repo)
+            .order_by(c.recorded_at.desc(), c.id.desc())
+            .limit(1)
+        )
+        with self._read(session) as s:
+            return s.execute(stmt).scalar_one_or_none()
+
+    def list_runs(
+        self,
+        *,
+        repo: str | None = None,
+        op_key: str | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        top_level: bool = False,
+        limit: int | None = None,
+        session: Session | None = None,
+    ) -> list[tuple[Run, str]]:
+        """Runs with their operation key, newest first; `top_level` leaves out DAG ops and trials."""
+        r, o = _t(Run).c, _t(Operation).c
+        stmt = select(Run, o.op_key).join(Operation).order_by(r.created_at.desc(), r.id.desc()).limit(limit)
+        if repo is not None:
+            stmt = stmt.where(o.repo_id == select(_t(Repo).c.id).where(_t(Repo).c.name == repo).scalar_subquery())
+        if op_key is not None:
+            stmt = stmt.where(o.op_key == op_key)
+        if status is not None:
+            stmt = stmt.where(r.status == status)
+        if name is not None:
+            stmt = stmt.where(r.name == name)
+        if top_level:
+            stmt = stmt.where(r.parent.is_(None))
+        with self._read(session) as s:
+            return [(row[0], str(row[1])) for row in s.execute(stmt)]
+
+    def count_runs(self, session: Session | None = None) -> dict[tuple[str, str], int]:
+        """Runs by (kind, status): the `reconciler_runs` gauge."""
+        r = _t(Run).c
+        stmt = select(r.kind, r.status, func.count()).group_by(r.kind, r.status)
+        with self._read(session) as s:
+            return {(str(kind or "unknown"), str(status)): int(n) for kind, status, n in s.execute(stmt)}

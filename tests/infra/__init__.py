@@ -1,1 +1,1 @@
-"""Real test infrastructure (git server, forge API server) shared by the integration tests."""
+"""Real infrastructure the tests start themselves (databases, git and forge servers), as pytest plugins."""

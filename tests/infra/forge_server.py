@@ -341,6 +341,11 @@ class ForgeServer:
         """No answer for ``seconds`` (capped at MAX_HANG_SECONDS), then the connection is closed."""
         self._inject(_Injection("hang", n, provider, seconds=min(seconds, MAX_HANG_SECONDS)))
 
+    def clear_injections(self) -> None:
+        """Drop the injections not used up yet (an outage injected as "the next N" ends now)."""
+        with self._lock:
+            self._injections.clear()
+
     def _inject(self, injection: _Injection) -> None:
         with self._lock:
             self._injections.append(injection)

@@ -177,12 +177,42 @@ def test_unreadable_repos_exit_2(repo: Path, tmp_path: Path) -> None:
     assert code == 0 and out.startswith("commit worktree")
 
 
-def test_db_option_says_what_is_not_wired(repo: Path) -> None:
-    commit(repo, {"ops/train.yaml": JOB})
-    code, out, err = run_plan("--repo", str(repo), "--db", "sqlite:///x.db")
+def test_db_option_plans_against_what_the_daemon_recorded(repo: Path, tmp_path: Path) -> None:
+    from reconciler.tracking import CauseKind, Store, upgrade
+
+    sha = commit(repo, {"ops/train.yaml": JOB})
+    db = f"sqlite:///{tmp_path / 'tracking.db'}"
+    upgrade(db)
+    code, out, _ = run_plan("--repo", str(repo), "--db", db, "--name", "demo")
+    assert code == 0 and "+ create demo:ops/train.yaml#train" in out
+
+    with _read_repo(str(repo), None) as snapshot:
+        desired = compile_repo(snapshot.files, CompileOptions(repo="demo"), snapshot.commit).desired
+    [op] = desired.ops.values()
+    store = Store.open(db)
+    try:
+        at = datetime.fromisoformat(NOW)
+        store.ensure_repo("demo", str(repo), "main", at)
+        store.upsert_operation(str(op.key), "demo", op.mode.value, at, spec_hash=op.spec_hash, commit_sha=sha)
+        store.create_run(
+            op_key=str(op.key),
+            cause_kind=CauseKind.COMMIT,
+            cause_id=sha,
+            name="train-1",
+            spec_hash=op.spec_hash,
+            backend="local",
+            now=at,
+            commit_sha=sha,
+            kind="job",
+            spec=op.effective,
+        )
+    finally:
+        store.close()
+    code, out, _ = run_plan("--repo", str(repo), "--db", db, "--name", "demo")
     assert code == 0
-    assert "--db is not wired yet" in err
-    assert "+ create" in out
+    assert "+ create" not in out, "the run the database knows is not created again"
+    code, _, err = run_plan("--repo", str(repo), "--db", f"sqlite:///{tmp_path / 'missing.db'}")
+    assert code == 2 and "reconciler db upgrade" in err
 
 
 def _sync(repo: Path, state: dict[str, object], now: datetime, options: PlanOptions | None = None) -> list[Action]:

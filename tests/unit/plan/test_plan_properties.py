@@ -23,9 +23,10 @@ from reconciler.plan import (
     changes,
     plan,
 )
-from reconciler.statuses_spec import STATUSES
+from reconciler.statuses import RUN_STATUSES
 from tests.unit.plan.plan_fixtures import NOW, REPO, desired, h, key, obj, op
 
+STATUSES = tuple(sorted(s.value for s in RUN_STATUSES))
 NAMES = ("a", "b", "c", "d", "e", "f")
 KINDS = ("job", "service", "dag", "raycluster", "tfjob")
 TAGS = ("x", "y")

@@ -1,0 +1,118 @@
+"""`reconciler run` (the daemon) and `reconciler sync` (reconcile each repo once and exit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from reconciler.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from reconciler.backends import Backend
+    from reconciler.daemon import Daemon
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Settings file (YAML).", dir_okay=False)]
+
+EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE = 0, 1, 2
+
+
+def settings_or_exit(config: Path | None) -> Settings:
+    if config is not None and not config.exists():
+        typer.echo(f"error: {config}: no such file", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        return load_settings(config)
+    except Exception as e:  # pydantic's message names the bad key and why
+        typer.echo(f"error: {config}: {e}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def build_backend(settings: Settings) -> Backend:
+    if settings.backend == "kubernetes":
+        import kubernetes
+
+        from reconciler.backends.kubernetes import KubernetesBackend
+
+        if settings.kubernetes.in_cluster:
+            kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+            api = kubernetes.client.ApiClient()
+        else:
+            api = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(settings.kubernetes.kubeconfig) if settings.kubernetes.kubeconfig else None,
+                context=settings.kubernetes.context,
+            )
+        return KubernetesBackend(api, namespace=settings.kubernetes.namespace)
+    from reconciler.backends.local import LocalBackend
+
+    return LocalBackend.in_data_dir(settings.data_dir)
+
+
+def build_daemon(settings: Settings) -> Daemon:
+    """Every adapter, wired: the one place (with reconciler.daemon) that knows them all."""
+    from reconciler.daemon import Daemon
+    from reconciler.logs import register_secret
+    from reconciler.tracking import DatabaseNotReady, Store, ensure_ready
+
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        ensure_ready(settings.database)
+    except DatabaseNotReady as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_NOT_CONVERGED) from None
+    for repo in settings.repos:
+        for path in (
+            repo.token_file,
+            repo.forge.token_file if repo.forge else None,
+            repo.forge.webhook_secret_file if repo.forge else None,
+        ):
+            if path is not None and Path(path).exists():
+                register_secret(Path(path).read_text().strip())
+    store = Store.open(settings.database)
+    backend = build_backend(settings)
+    return Daemon(settings, store, backend)
+
+
+def run(config: ConfigOption = None) -> None:
+    """Run the daemon: poll (and receive webhooks for) each repo, apply changes, until SIGTERM."""
+    from reconciler.logs import setup_logging
+
+    settings = settings_or_exit(config)
+    setup_logging(settings.log_level, settings.log_format)
+    daemon = build_daemon(settings)
+    daemon.run_forever()
+
+
+def sync(config: ConfigOption = None) -> None:
+    """Reconcile each configured repo once and exit: 0 converged, 1 invalid files or failed actions."""
+    import logging
+
+    from reconciler.logs import setup_logging
+
+    settings = settings_or_exit(config)
+    setup_logging(settings.log_level, settings.log_format)
+    daemon = build_daemon(settings)
+    log = logging.getLogger("reconciler")
+    converged = True
+    try:
+        for name in daemon.repos:
+            try:
+                result = daemon.reconcile_repo(name)
+            except Exception as e:
+                log.error("reconcile failed: %s", e, extra={"repo": name})
+                converged = False
+                continue
+            actions = {k: v for k, v in result.actions.items() if k != "noop"}
+            typer.echo(
+                f"{name}: commit {(result.commit or '')[:12]} actions {actions or 'none'}"
+                + (f" ({result.skipped})" if result.skipped else "")
+            )
+            for error in result.invalid:
+                typer.echo(f"  ! {error}")
+            for what, why in result.applied.failures:
+                typer.echo(f"  ✗ {what}: {why}")
+            converged = converged and result.converged
+    finally:
+        daemon.close_without_serving()
+    raise typer.Exit(EXIT_OK if converged else EXIT_NOT_CONVERGED)

@@ -1,0 +1,206 @@
+"""`reconciler runs list|show|logs|stop` and `reconciler ops list`: read the tracking DB.
+
+Reading needs only the database. Logs and stop act on the backend, which belongs to the running
+daemon (a local run's process group, the cluster watch), so they go through the daemon's HTTP
+API; `logs` falls back to the local backend's log files when no daemon answers.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reconciler.commands.daemon import ConfigOption, settings_or_exit
+from reconciler.config import Settings
+
+runs_app = typer.Typer(help="Runs the reconciler started, from the tracking database.", no_args_is_help=True)
+ops_app = typer.Typer(help="Operations compiled from the repos.", no_args_is_help=True)
+
+FormatOption = Annotated[str, typer.Option("--format", help="text or json")]
+
+
+def _store(settings: Settings) -> Any:
+    from reconciler.tracking import DatabaseNotReady, Store, check_ready
+
+    try:
+        check_ready(settings.database)
+    except DatabaseNotReady as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    return Store.open(settings.database)
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("text", "json"):
+        typer.echo(f"error: --format must be text or json, got {fmt!r}", err=True)
+        raise typer.Exit(2)
+
+
+@runs_app.command("list")
+def list_runs(
+    config: ConfigOption = None,
+    output_format: FormatOption = "text",
+    repo: Annotated[str | None, typer.Option(help="Only this repo's runs.")] = None,
+    op: Annotated[str | None, typer.Option(help="Only this operation's runs (repo:path#name).")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+) -> None:
+    """List runs, newest first. JSON: an array of {name, op, status, cause, commit, created_at, ...}."""
+    from reconciler.server.api import run_row
+
+    _check_format(output_format)
+    store = _store(settings_or_exit(config))
+    try:
+        rows = [run_row(run, key) for run, key in store.list_runs(repo=repo, op_key=op, status=status, limit=limit)]
+    finally:
+        store.close()
+    if output_format == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no runs")
+        return
+    typer.echo(f"{'NAME':<44} {'STATUS':<14} {'CAUSE':<9} {'COMMIT':<12} {'CREATED':<20} OP")
+    for r in rows:
+        typer.echo(
+            f"{r['name']:<44} {r['status']:<14} {r['cause']:<9} {(r['commit'] or '')[:12]:<12} "
+            f"{r['created_at'][:19]:<20} {r['op']}"
+        )
+
+
+@runs_app.command("show")
+def show_run(name: str, config: ConfigOption = None, output_format: FormatOption = "text") -> None:
+    """One run with its status history."""
+    from reconciler.server.api import run_row
+
+    _check_format(output_format)
+    store = _store(settings_or_exit(config))
+    try:
+        found = store.list_runs(name=name)
+        if not found:
+            typer.echo(f"error: no run named {name}", err=True)
+            raise typer.Exit(1)
+        [(run, key)] = found
+        row = run_row(run, key)
+        row["history"] = [
+            {"status": str(h.status), "at": h.at.isoformat(), "reason": h.reason, "message": h.message}
+            for h in store.history(name)
+        ]
+    finally:
+        store.close()
+    if output_format == "json":
+        typer.echo(json.dumps(row, indent=2))
+        return
+    for key in (
+        "name",
+        "op",
+        "kind",
+        "status",
+        "cause",
+        "cause_id",
+        "commit",
+        "parent",
+        "backend",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ):
+        if row.get(key) is not None:
+            typer.echo(f"{key + ':':<12} {row[key]}")
+    typer.echo("history:")
+    for h in row["history"]:
+        typer.echo(f"  {h['at'][:19]}  {h['status']:<14} {h['reason'] or ''} {h['message'] or ''}".rstrip())
+
+
+def _api(settings: Settings, path: str, method: str = "GET") -> tuple[int, str] | None:
+    host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "::") else settings.server.host
+    request = urllib.request.Request(f"http://{host}:{settings.server.port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None  # no daemon listening
+
+
+@runs_app.command("logs")
+def logs(name: str, config: ConfigOption = None, tail: Annotated[int | None, typer.Option()] = None) -> None:
+    """The run's logs (from the daemon; for the local backend, from its log files if no daemon runs)."""
+    settings = settings_or_exit(config)
+    answer = _api(settings, f"/api/runs/{name}/logs" + (f"?tail={tail}" if tail else ""))
+    if answer is not None and answer[0] == 200:
+        typer.echo(answer[1], nl=False)
+        return
+    if settings.backend == "local":
+        from reconciler.backends.local.backend import STATE_SUBDIR
+
+        log_file = Path(settings.data_dir) / STATE_SUBDIR / name / "stdout.log"
+        if log_file.exists():
+            lines = log_file.read_text(errors="replace").splitlines(keepends=True)
+            typer.echo("".join(lines[-tail:] if tail else lines), nl=False)
+            return
+    typer.echo(f"error: no logs for {name}" + ("" if answer else " (and no daemon is answering)"), err=True)
+    raise typer.Exit(1)
+
+
+@runs_app.command("stop")
+def stop(name: str, config: ConfigOption = None) -> None:
+    """Ask the daemon to stop a run (stopping -> stopped)."""
+    settings = settings_or_exit(config)
+    answer = _api(settings, f"/api/runs/{name}/stop", method="POST")
+    if answer is None:
+        typer.echo(
+            f"error: no daemon answers at {settings.server.host}:{settings.server.port}; "
+            "runs are stopped by the daemon that owns them",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if answer[0] != 202:
+        typer.echo(f"error: {answer[1]}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"stopping {name}")
+
+
+@ops_app.command("list")
+def list_ops(
+    config: ConfigOption = None,
+    output_format: FormatOption = "text",
+    repo: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Operations with their mode, last good spec and latest run."""
+    _check_format(output_format)
+    store = _store(settings_or_exit(config))
+    try:
+        latest = store.latest_status_per_op(repo)
+        rows = []
+        for op in store.operations(repo):
+            last = latest.get(op.op_key)
+            rows.append(
+                {
+                    "op": op.op_key,
+                    "mode": op.mode,
+                    "spec_hash": op.last_good_spec_hash,
+                    "commit": op.last_good_commit_sha,
+                    "invalid_since": op.invalid_since.isoformat() if op.invalid_since else None,
+                    "latest_run": last.run_name if last else None,
+                    "latest_status": str(last.status) if last else None,
+                }
+            )
+    finally:
+        store.close()
+    if output_format == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no operations")
+        return
+    typer.echo(f"{'OP':<56} {'MODE':<13} {'LATEST STATUS':<14} LATEST RUN")
+    for r in rows:
+        flag = " (invalid)" if r["invalid_since"] else ""
+        typer.echo(f"{r['op'] + flag:<56} {r['mode']:<13} {r['latest_status'] or '-':<14} {r['latest_run'] or '-'}")

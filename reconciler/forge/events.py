@@ -1,0 +1,220 @@
+"""Webhook payloads of the three forges, read into the few events the reconciler acts on.
+
+Pure: a verified, JSON-decoded payload and its event header in, a `PushEvent`,
+`PullRequestEvent`, `PingEvent` or `Ignored` out; `MalformedPayload` when an event we act on
+lacks a field we need. The forges name the same things differently (GitLab's merge request
+"update" is GitHub's pull request "synchronize"); these types use GitHub's words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+PrAction = Literal["opened", "synchronize", "reopened", "closed"]
+ZERO_SHA = "0" * 40
+
+
+class MalformedPayload(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PushEvent:
+    provider: str
+    projects: tuple[str, ...]  # the names the forge gives the repository (path; GitLab also id)
+    ref: str
+    before: str | None
+    after: str
+
+    @property
+    def deleted(self) -> bool:
+        return self.after == ZERO_SHA
+
+    @property
+    def branch(self) -> str | None:
+        return self.ref.removeprefix("refs/heads/") if self.ref.startswith("refs/heads/") else None
+
+
+@dataclass(frozen=True)
+class PullRequestEvent:
+    provider: str
+    projects: tuple[str, ...]
+    number: int
+    action: PrAction
+    head_sha: str
+    head_ref: str
+    base_ref: str
+    base_sha: str | None = None
+    merged: bool = False
+    title: str = ""
+
+    @property
+    def closing(self) -> bool:
+        return self.action == "closed"
+
+
+@dataclass(frozen=True)
+class PingEvent:
+    provider: str
+
+
+@dataclass(frozen=True)
+class Ignored:
+    reason: str
+
+
+Event = PushEvent | PullRequestEvent | PingEvent | Ignored
+
+
+def _get(data: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, Mapping) or key not in data:
+            raise MalformedPayload(f"missing {'.'.join(path)}")
+        data = data[key]
+    return data
+
+
+def _text(data: Any, *path: str) -> str:
+    value = _get(data, *path)
+    if not isinstance(value, str) or not value:
+        raise MalformedPayload(f"{'.'.join(path)} must be a non-empty string")
+    return value
+
+
+def _optional_text(data: Any, *path: str) -> str | None:
+    try:
+        value = _get(data, *path)
+    except MalformedPayload:
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def _number(data: Any, *path: str) -> int:
+    value = _get(data, *path)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedPayload(f"{'.'.join(path)} must be an integer")
+    return value
+
+
+def _hub_projects(payload: Any) -> tuple[str, ...]:
+    return (_text(payload, "repository", "full_name"),)
+
+
+def _gitlab_projects(payload: Any) -> tuple[str, ...]:
+    project = _get(payload, "project")
+    names = [_text(project, "path_with_namespace")]
+    if isinstance(project, Mapping) and isinstance(project.get("id"), int):
+        names.append(str(project["id"]))
+    return tuple(names)
+
+
+def _hub_push(provider: str, payload: Any) -> PushEvent:
+    return PushEvent(
+        provider=provider,
+        projects=_hub_projects(payload),
+        ref=_text(payload, "ref"),
+        before=_optional_text(payload, "before"),
+        after=_text(payload, "after"),
+    )
+
+
+def _hub_pull(provider: str, payload: Any, actions: Mapping[str, PrAction]) -> Event:
+    raw = _text(payload, "action")
+    action = actions.get(raw)
+    if action is None:
+        return Ignored(f"pull request action {raw!r}")
+    pull = _get(payload, "pull_request")
+    return PullRequestEvent(
+        provider=provider,
+        projects=_hub_projects(payload),
+        number=_number(payload, "number") if "number" in payload else _number(pull, "number"),
+        action=action,
+        head_sha=_text(pull, "head", "sha"),
+        head_ref=_text(pull, "head", "ref"),
+        base_ref=_text(pull, "base", "ref"),
+        base_sha=_optional_text(pull, "base", "sha"),
+        merged=bool(pull.get("merged")) if isinstance(pull, Mapping) else False,
+        title=_optional_text(pull, "title") or "",
+    )
+
+
+_GITHUB_ACTIONS: dict[str, PrAction] = {
+    "opened": "opened",
+    "synchronize": "synchronize",
+    "reopened": "reopened",
+    "closed": "closed",
+}
+_GITEA_ACTIONS: dict[str, PrAction] = {
+    "opened": "opened",
+    "synchronized": "synchronize",
+    "reopened": "reopened",
+    "closed": "closed",
+}
+
+
+def parse_github(event: str, payload: Any) -> Event:
+    if event == "ping":
+        return PingEvent("github")
+    if event == "push":
+        return _hub_push("github", payload)
+    if event == "pull_request":
+        return _hub_pull("github", payload, _GITHUB_ACTIONS)
+    return Ignored(f"event {event!r}")
+
+
+def parse_gitea(event: str, payload: Any) -> Event:
+    if event == "ping":
+        return PingEvent("gitea")
+    if event == "push":
+        return _hub_push("gitea", payload)
+    if event == "pull_request":
+        return _hub_pull("gitea", payload, _GITEA_ACTIONS)
+    return Ignored(f"event {event!r}")
+
+
+def parse_gitlab(event: str, payload: Any) -> Event:
+    kind = payload.get("object_kind") if isinstance(payload, Mapping) else None
+    if event == "Push Hook" or kind == "push":
+        return PushEvent(
+            provider="gitlab",
+            projects=_gitlab_projects(payload),
+            ref=_text(payload, "ref"),
+            before=_optional_text(payload, "before"),
+            after=_text(payload, "after"),
+        )
+    if event == "Merge Request Hook" or kind == "merge_request":
+        attrs = _get(payload, "object_attributes")
+        raw = _text(attrs, "action")
+        actions: dict[str, PrAction] = {"open": "opened", "reopen": "reopened", "close": "closed", "merge": "closed"}
+        action = actions.get(raw)
+        # "update" is also sent for title or label edits; only a new head (oldrev) is a push.
+        if raw == "update" and _optional_text(attrs, "oldrev"):
+            action = "synchronize"
+        if action is None:
+            return Ignored(f"merge request action {raw!r}")
+        return PullRequestEvent(
+            provider="gitlab",
+            projects=_gitlab_projects(payload),
+            number=_number(attrs, "iid"),
+            action=action,
+            head_sha=_text(attrs, "last_commit", "id"),
+            head_ref=_text(attrs, "source_branch"),
+            base_ref=_text(attrs, "target_branch"),
+            base_sha=None,
+            merged=raw == "merge" or attrs.get("state") == "merged",
+            title=_optional_text(attrs, "title") or "",
+        )
+    return Ignored(f"event {event!r}")
+
+
+def parse_generic(event: str, payload: Any) -> Event:
+    """Our own format: `{"repo": <repo name in the daemon config>, "sha": <optional>}`."""
+    if event == "ping":
+        return PingEvent("generic")
+    if event == "push":
+        repo = _text(payload, "repo")
+        sha = _optional_text(payload, "sha")
+        return PushEvent(provider="generic", projects=(repo,), ref="", before=None, after=sha or "")
+    return Ignored(f"event {event!r}")

@@ -1,0 +1,157 @@
+"""Pull-request checks: validate the head, show the plan in one comment, run opted-in previews.
+
+For an opened, synchronized or reopened pull request: the daemon's `check_pull_request(repo,
+head_sha, base_sha)` compiles the head and plans it against the base; the result becomes the
+`polyaxon/validate` status of the head (through the outbox), one comment on the pull request
+(found again by a hidden marker and edited in place on every push, never a second one), and
+preview runs of the opted-in operations. Closing or merging removes the previews.
+
+`handle()` is idempotent, so the daemon may call it again after any failure (a forge error
+while writing the comment propagates for exactly that reason). Calls for the same pull request
+are serialised here, so two quick pushes cannot both create "the" comment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from reconciler.forge.commit_status import NO_LINKS, Links, enqueue_validate
+from reconciler.forge.errors import PermanentForgeError
+from reconciler.forge.events import PullRequestEvent
+from reconciler.forge.previews import PreviewManager, PreviewOp
+from reconciler.forge.statuses.base import CommentProvider
+from reconciler.tracking import Store
+
+log = logging.getLogger(__name__)
+
+# GitHub's comment limit is 65536 characters; GitLab's and Gitea's are larger.
+COMMENT_LIMIT = 60_000
+
+
+@dataclass(frozen=True)
+class PrCheckResult:
+    valid: bool
+    first_error: str | None  # "path:line: message" of the first error when not valid
+    plan_text: str  # what merging would change, readable as is
+    previews: tuple[PreviewOp, ...] = field(default=())
+
+
+CheckPullRequest = Callable[[str, str, str | None], PrCheckResult]
+"""(repo name, head sha, base sha or None for "the tracked branch as applied") -> result."""
+
+
+@dataclass(frozen=True)
+class PrOutcome:
+    validated: bool = False
+    comment_id: int | None = None
+    previews: tuple[str, ...] = ()
+    cleaned: tuple[str, ...] = ()
+
+
+def marker(repo: str) -> str:
+    return f"<!-- polyaxon-reconciler:plan:{repo} -->"
+
+
+def comment_body(repo: str, event: PullRequestEvent, result: PrCheckResult, previews: tuple[str, ...] = ()) -> str:
+    head = event.head_sha[:12]
+    lines = [marker(repo), f"### Polyaxon reconciler: `{repo}` at `{head}` into `{event.base_ref}`", ""]
+    if result.valid:
+        lines.append("**Valid**: every polyaxonfile compiles.")
+    else:
+        lines.append(f"**Invalid**: `{result.first_error or 'see the validate status'}`")
+    lines += ["", "#### Plan against the base branch", "", "```", result.plan_text.strip() or "(no changes)", "```"]
+    if previews:
+        lines += ["", "#### Previews", "", *[f"- `{name}`" for name in previews]]
+    body = "\n".join(lines) + "\n"
+    if len(body) > COMMENT_LIMIT:
+        body = body[: COMMENT_LIMIT - 40] + "\n```\n(plan cut: too long)\n"
+    return body
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class PullRequestChecks:
+    def __init__(
+        self,
+        store: Store,
+        clients: Mapping[str, CommentProvider],
+        check: CheckPullRequest,
+        *,
+        previews: PreviewManager | None = None,
+        links: Links = NO_LINKS,
+        clock: Callable[[], dt.datetime] = _utcnow,
+        on_status_queued: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`clients` maps repo names to their forge; `on_status_queued` is the outbox's `wake`."""
+        self.store = store
+        self.clients = dict(clients)
+        self.check = check
+        self.previews = previews
+        self.links = links
+        self.clock = clock
+        self.on_status_queued = on_status_queued
+        self._comment_ids: dict[tuple[str, int], int] = {}
+        self._locks: dict[tuple[str, int], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, repo: str, number: int) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault((repo, number), threading.Lock())
+
+    def handle(self, repo: str, event: PullRequestEvent) -> PrOutcome:
+        with self._lock(repo, event.number):
+            now = self.clock()
+            if event.closing:
+                cleaned = self.previews.cleanup(repo, event.number, now) if self.previews else []
+                self._comment_ids.pop((repo, event.number), None)
+                if cleaned:
+                    self.on_status_queued()
+                return PrOutcome(cleaned=tuple(cleaned))
+            result = self.check(repo, event.head_sha, event.base_sha)
+            enqueue_validate(
+                self.store,
+                repo=repo,
+                sha=event.head_sha,
+                valid=result.valid,
+                first_error=result.first_error,
+                now=now,
+                links=self.links,
+            )
+            self.on_status_queued()
+            started: tuple[str, ...] = ()
+            if self.previews is not None:
+                # Only a head that compiles runs anything; older heads' previews go either way.
+                if result.valid:
+                    started = tuple(self.previews.start(repo, event.number, event.head_sha, result.previews, now))
+                else:
+                    self.previews.retire_stale(repo, event.number, event.head_sha, now)
+                self.on_status_queued()
+            comment_id = self.upsert_comment(repo, event.number, comment_body(repo, event, result, started))
+            return PrOutcome(validated=True, comment_id=comment_id, previews=started)
+
+    def upsert_comment(self, repo: str, number: int, body: str) -> int:
+        """Edit our comment on the pull request, or write it if there is none yet."""
+        client = self.clients[repo]
+        key = (repo, number)
+        known = self._comment_ids.get(key)
+        if known is None:
+            tag = marker(repo)
+            known = next((c.id for c in client.list_comments(number) if tag in c.body), None)
+        if known is not None:
+            try:
+                client.update_comment(number, known, body)
+                self._comment_ids[key] = known
+                return known
+            except PermanentForgeError as e:
+                if e.status != 404:
+                    raise
+                log.info("plan comment was deleted; writing a new one", extra={"repo": repo, "pr": number})
+        made = client.create_comment(number, body)
+        self._comment_ids[key] = made.id
+        return made.id

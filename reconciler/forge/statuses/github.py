@@ -1,0 +1,93 @@
+"""GitHub (and GitHub Enterprise: any `api_url`): commit statuses and issue comments.
+
+`POST /repos/{owner}/{repo}/statuses/{sha}`; statuses read back from
+`GET /repos/{owner}/{repo}/commits/{sha}/statuses`; a pull request's conversation comments are
+issue comments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from reconciler.forge.statuses.base import Comment, CommitStatus, clip
+from reconciler.forge.statuses.http import ForgeHttp
+from reconciler.statuses import CommitState
+
+DEFAULT_API_URL = "https://api.github.com"
+
+
+def owner_repo(project: str) -> str:
+    owner, sep, name = project.strip("/").partition("/")
+    if not sep or not owner or not name or "/" in name:
+        raise ValueError(f"{project!r} is not an owner/name repository")
+    return f"{quote(owner, safe='')}/{quote(name, safe='')}"
+
+
+class GitHubClient:
+    provider = "github"
+    description_limit = 140
+
+    def __init__(
+        self,
+        project: str,
+        token: str,
+        api_url: str | None = None,
+        *,
+        timeout: httpx.Timeout | float | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.repo_path = "/repos/" + owner_repo(project)
+        self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+        }
+        kwargs: dict[str, Any] = {"transport": transport}
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        self.http = ForgeHttp(self.api_url, headers, **kwargs)
+        self._rate_key = f"github {self.api_url} {hash(token)}"
+
+    @property
+    def rate_key(self) -> str:
+        return self._rate_key
+
+    def close(self) -> None:
+        self.http.close()
+
+    def post_status(self, status: CommitStatus) -> None:
+        body: dict[str, Any] = {"state": str(status.state), "context": status.context}
+        if status.description is not None:
+            body["description"] = clip(status.description, self.description_limit)
+        if status.target_url:
+            body["target_url"] = status.target_url
+        self.http.json("POST", f"{self.repo_path}/statuses/{quote(status.sha, safe='')}", json=body)
+
+    def list_statuses(self, sha: str) -> list[CommitStatus]:
+        items = self.http.pages(f"{self.repo_path}/commits/{quote(sha, safe='')}/statuses", {"per_page": 100})
+        return [
+            CommitStatus(
+                sha=sha,
+                context=str(item.get("context") or "default"),
+                state=CommitState(item["state"]),
+                description=item.get("description"),
+                target_url=item.get("target_url"),
+            )
+            for item in items
+        ]
+
+    def list_comments(self, number: int) -> list[Comment]:
+        items = self.http.pages(f"{self.repo_path}/issues/{number}/comments", {"per_page": 100})
+        return [Comment(int(i["id"]), str(i.get("body") or "")) for i in items]
+
+    def create_comment(self, number: int, body: str) -> Comment:
+        made = self.http.json("POST", f"{self.repo_path}/issues/{number}/comments", json={"body": body})
+        return Comment(int(made["id"]), str(made.get("body") or ""))
+
+    def update_comment(self, number: int, comment_id: int, body: str) -> Comment:
+        made = self.http.json("PATCH", f"{self.repo_path}/issues/comments/{comment_id}", json={"body": body})
+        return Comment(int(made["id"]), str(made.get("body") or ""))

@@ -1,0 +1,147 @@
+"""How the daemon meets the forges: statuses of its runs and commits, webhooks, PR checks.
+
+The forge package knows forges and the outbox; the daemon knows repos, compile and plan. This
+module is the seam: it turns the daemon's events (a run changed status, a commit was validated,
+a pull request moved) into outbox rows and PR checks, and builds the forge clients from config.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from reconciler.config import Settings
+from reconciler.errors import Located, first_line
+from reconciler.forge import (
+    ForgeClient,
+    Links,
+    OutboxWorker,
+    PrCheckResult,
+    PreviewManager,
+    PreviewOp,
+    PullRequestChecks,
+    PullRequestEvent,
+    SecretMissing,
+    client_for,
+    enqueue_run_status,
+    enqueue_validate,
+    forge_token,
+    opted_in,
+    webhook_routes,
+    webhook_targets,
+)
+from reconciler.model import OpKey, RunRequest
+from reconciler.statuses import Status
+from reconciler.tracking import Store
+
+log = logging.getLogger(__name__)
+
+
+def pull_request_ref(provider: str, number: int) -> str:
+    """Where each forge publishes a pull request's head in the base repository."""
+    if provider == "gitlab":
+        return f"refs/merge-requests/{number}/head"
+    return f"refs/pull/{number}/head"
+
+
+@dataclass
+class ForgeWiring:
+    store: Store
+    clients: dict[str, ForgeClient]
+    links: Links
+    worker: OutboxWorker | None = None
+    routes: list[Any] = field(default_factory=list)
+    pulls: PullRequestChecks | None = None
+
+    # --- StatusReporter (reconciler.apply) ----------------------------------------------------
+
+    def run_status(self, run: RunRequest | None, run_name: str, status: Status, now: datetime) -> None:
+        found = self.store.list_runs(name=run_name)
+        if not found:
+            return
+        row, op_key = found[0]
+        key = OpKey.parse(op_key)
+        if key.repo not in self.clients:
+            return
+        if enqueue_run_status(
+            self.store, repo=key.repo, run=row, op_name=key.name, status=status, now=now, links=self.links
+        ):
+            self.wake()
+
+    def validated(self, repo: str, sha: str, errors: list[Located], now: datetime) -> None:
+        if repo not in self.clients:
+            return
+        if enqueue_validate(
+            self.store, repo=repo, sha=sha, valid=not errors, first_error=first_line(errors), now=now, links=self.links
+        ):
+            self.wake()
+
+    def wake(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+    def start(self) -> None:
+        if self.worker is not None:
+            self.worker.start()
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker.close()
+
+
+def build_forge_wiring(
+    settings: Settings,
+    store: Store,
+    backend: Any,
+    *,
+    on_push: Callable[[str, str | None], None],
+    on_pull_request: Callable[[str, PullRequestEvent], None],
+    check_pull_request: Callable[[str, str, str | None], PrCheckResult],
+    clock: Callable[[], datetime],
+) -> ForgeWiring:
+    clients: dict[str, ForgeClient] = {}
+    for repo in settings.repos:
+        if repo.forge is None:
+            continue
+        try:
+            token = forge_token(repo.forge)
+        except SecretMissing as e:
+            log.error("repo %s: no forge token (%s); commit statuses are not posted", repo.name, e)
+            continue
+        if token is None:
+            log.warning("repo %s: forge configured without token_file or token_env; no statuses", repo.name)
+            continue
+        clients[repo.name] = client_for(repo.forge, token)
+    links = Links(settings.server.public_url)
+    wiring = ForgeWiring(store, clients, links)
+    if clients:
+        wiring.worker = OutboxWorker(store, clients, clock=clock)
+        preview_namespace = settings.kubernetes.namespace
+        wiring.pulls = PullRequestChecks(
+            store,
+            clients,
+            check_pull_request,
+            previews=PreviewManager(store, backend, links=links, namespace=preview_namespace),
+            links=links,
+            clock=clock,
+            on_status_queued=wiring.wake,
+        )
+    targets = webhook_targets(settings.repos)
+    if targets:
+        wiring.routes = webhook_routes(
+            targets, on_push=on_push, on_pull_request=on_pull_request, deliveries=store, clock=clock
+        )
+    return wiring
+
+
+def preview_ops(desired: Any, tags_of: Callable[[Any], list[str]], config: Any) -> tuple[PreviewOp, ...]:
+    """Operations of a compiled head opted in for previews (repo config globs or a `preview` tag)."""
+    out = []
+    for key, op in sorted(desired.ops.items()):
+        if op.preview or opted_in(key.name, tags_of(op), config):
+            out.append(PreviewOp(op=key, kind=op.kind, spec_hash=op.spec_hash, effective=op.effective))
+    return tuple(out)
