@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from reconciler.model import Cause, StatusTransition
 from reconciler.orchestration import records, tree
-from reconciler.orchestration.specs import request_for
+from reconciler.orchestration.specs import request_for, with_params
 from reconciler.orchestration.tree import Context
 from reconciler.orchestration.work import Notice, Work
 from reconciler.scheduling.lifecycle import SUCCEEDED
@@ -87,9 +87,10 @@ def fire(ctx: Context, sub_id: int, event: PendingEvent, now: dt.datetime) -> Wo
         for wanted in decision.runs:
             if wanted.op != key:
                 continue
+            # The params go into the spec too, so the run row alone can rebuild the request.
             request = request_for(
                 key,
-                dict(reg.spec),
+                with_params(reg.spec, wanted.params),
                 cause=Cause.EVENT,
                 cause_id=wanted.cause_id,
                 commit=reg.commit_sha or "",

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
 from reconciler.model import Cause, OpKey, RunRequest
-from reconciler.orchestration.specs import CAUSE_KIND
+from reconciler.orchestration.specs import CAUSE_KIND, CAUSE_OF_KIND
 from reconciler.statuses import Status
 from reconciler.tracking import Store
 from reconciler.tracking.engine import READ_ONLY
@@ -212,7 +212,7 @@ def create_run(
 
 def request_of(s: Session, run: Run, row: OrchestratedRun | None) -> RunRequest:
     """The request a recorded run was made from (to submit it again after a crash)."""
-    cause = Cause(row.cause) if row is not None else Cause(str(run.cause_kind))
+    cause = Cause(row.cause) if row is not None else CAUSE_OF_KIND[run.cause_kind]
     return RunRequest(
         name=run.name,
         op=op_key_of(s, run.operation_id),

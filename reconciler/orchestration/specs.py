@@ -31,17 +31,28 @@ _SCHEDULE: TypeAdapter[Any] = TypeAdapter(Schedule)
 DAG = "dag"
 MATRIX = "matrix"
 
-# model.Cause is finer than the tracking DB's cause kind; the exact cause is kept beside the run.
+# model.Cause is finer than the tracking DB's cause kind: every run caused by another run is
+# `upstream` there (as `reconciler.apply` records it; the two must agree, or the daemon's
+# idempotent create of a run recorded here would collide on its name). The exact cause is kept
+# beside the run (`orchestrated_run.cause`), and cause ids carry it as a prefix.
 CAUSE_KIND: Mapping[Cause, CauseKind] = {
     Cause.COMMIT: CauseKind.COMMIT,
     Cause.SCHEDULE: CauseKind.SCHEDULE,
     Cause.EVENT: CauseKind.UPSTREAM,
     Cause.MANUAL: CauseKind.MANUAL,
     Cause.PREVIEW: CauseKind.PREVIEW,
-    Cause.RETRY: CauseKind.RETRY,
-    Cause.DAG: CauseKind.DAG,
-    Cause.MATRIX: CauseKind.MATRIX,
-    Cause.HOOK: CauseKind.HOOK,
+    Cause.RETRY: CauseKind.UPSTREAM,
+    Cause.DAG: CauseKind.UPSTREAM,
+    Cause.MATRIX: CauseKind.UPSTREAM,
+    Cause.HOOK: CauseKind.UPSTREAM,
+}
+# Without the finer record, an upstream run is taken for an event's.
+CAUSE_OF_KIND: Mapping[CauseKind, Cause] = {
+    CauseKind.COMMIT: Cause.COMMIT,
+    CauseKind.SCHEDULE: Cause.SCHEDULE,
+    CauseKind.UPSTREAM: Cause.EVENT,
+    CauseKind.MANUAL: Cause.MANUAL,
+    CauseKind.PREVIEW: Cause.PREVIEW,
 }
 
 
@@ -152,6 +163,7 @@ def fallback_seed(run: str) -> int:
 
 __all__ = [
     "CAUSE_KIND",
+    "CAUSE_OF_KIND",
     "DAG",
     "MATRIX",
     "ScheduleOptions",

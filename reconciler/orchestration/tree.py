@@ -54,6 +54,7 @@ from reconciler.tracking.tables import OrchestratedRun, Run
 
 log = logging.getLogger(__name__)
 
+ORCHESTRATED = "orchestrated"
 _SPEC_ERRORS = (DagError, MatrixError, ComposeError, ValidationError, RefError, KeyError, TypeError)
 
 
@@ -127,7 +128,9 @@ def begin(ctx: Context, s: Session, run: Run, request: RunRequest, container: st
     row.container = container
     if run.spec is None:
         run.spec = dict(request.effective)
-        s.add(run)
+    # The daemon's mark for runs no backend holds (so a missing object is not drift).
+    run.backend_ref = run.backend_ref or ORCHESTRATED
+    s.add(run)
     s.add(row)
     s.flush()
     return advance(ctx, s, run, row, now, {})

@@ -44,12 +44,6 @@ class CauseKind(enum.StrEnum):
     UPSTREAM = "upstream"
     MANUAL = "manual"
     PREVIEW = "preview"
-    # Runs the orchestration adapter creates (reconciler.orchestration): stored as text, so new
-    # values need no migration.
-    DAG = "dag"
-    MATRIX = "matrix"
-    HOOK = "hook"
-    RETRY = "retry"
 
 
 def _utc(nullable: bool = True, index: bool = False) -> Any:

@@ -148,3 +148,24 @@ def test_stopping_a_dag_stops_its_active_ops(daemon: Daemon) -> None:
     assert daemon.stopped == [pre]
     daemon.record(pre, "stopped", T0 + 3 * M)
     assert daemon.by_op("pipeline.train") == []  # a stopped DAG starts nothing more
+
+
+def test_the_daemons_create_of_a_returned_run_is_a_no_op(daemon: Daemon, store: Store) -> None:
+    from reconciler.apply import cause_kind
+
+    dag = start(daemon, {"pipelines/p.yaml": PIPELINE})
+    [pre] = daemon.submitted
+    again = store.create_run(
+        op_key=str(pre.request.op),
+        cause_kind=cause_kind(pre.request.cause),
+        cause_id=pre.request.cause_id,
+        name=pre.request.name,
+        spec_hash=pre.request.spec_hash,
+        backend="local",
+        now=T0,
+        kind=pre.request.kind,
+        spec=pre.request.effective,
+        parent=pre.parent,
+    )
+    assert not again.created and again.run.parent == dag.name
+    assert store.run(dag.name).backend_ref == "orchestrated"  # type: ignore[union-attr]
