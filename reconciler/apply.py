@@ -18,40 +18,27 @@ from typing import Any, Protocol
 
 from reconciler.backends import Backend, PermanentBackendError, TransientBackendError
 from reconciler.model import ANNOTATION_COMMIT, ANNOTATION_OP_KEY, Cause, DesiredState, Mode, ObservedObject, RunRequest
+from reconciler.orchestration.specs import CAUSE_KIND, container_of
 from reconciler.plan.actions import Action, ActionKind
 from reconciler.statuses import Status
 from reconciler.tracking import CauseKind, IllegalTransition, NotFound, Store
 
 log = logging.getLogger(__name__)
 
-# Runs the reconciler orchestrates itself instead of handing to a backend.
-ORCHESTRATED_KINDS = frozenset({"dag"})
-
-_CAUSE_KIND = {
-    Cause.COMMIT: CauseKind.COMMIT,
-    Cause.SCHEDULE: CauseKind.SCHEDULE,
-    Cause.EVENT: CauseKind.UPSTREAM,
-    Cause.DAG: CauseKind.UPSTREAM,
-    Cause.MATRIX: CauseKind.UPSTREAM,
-    Cause.HOOK: CauseKind.UPSTREAM,
-    Cause.RETRY: CauseKind.UPSTREAM,
-    Cause.MANUAL: CauseKind.MANUAL,
-    Cause.PREVIEW: CauseKind.PREVIEW,
-}
-
 
 def cause_kind(cause: Cause) -> CauseKind:
-    return _CAUSE_KIND[cause]
+    return CAUSE_KIND[cause]
 
 
 def is_orchestrated(run: RunRequest) -> bool:
-    return run.kind in ORCHESTRATED_KINDS or bool(run.effective.get("matrix"))
+    """A DAG or an op with a matrix: the orchestrator expands it, no backend runs it."""
+    return container_of(run.effective) is not None
 
 
 class Orchestration(Protocol):
     """What the applier needs from the orchestration adapter (schedules, events, DAGs, matrices)."""
 
-    def sync(self, actions: Sequence[Action], desired: DesiredState, now: datetime) -> None: ...
+    def sync(self, actions: Sequence[Action], desired: DesiredState, now: datetime) -> Any: ...
 
     def start(self, run: RunRequest, now: datetime) -> Any: ...
 
@@ -111,8 +98,10 @@ class Applier:
             parent=parent,
         )
         if not created.created:
-            if created.run.backend_ref is None and created.run.status == Status.CREATED:
-                self.start(run, now)  # recorded before a crash, never started
+            if created.run.backend_ref is None and created.run.status in (Status.CREATED, Status.ON_SCHEDULE):
+                # Recorded but never started: a crash between the two, or the orchestrator
+                # recorded it (ticks, events, DAG ops, trials) for us to start.
+                self.start(run, now)
             return False
         if self.reporter is not None:
             self.reporter.run_status(run, run.name, status, now)
@@ -147,7 +136,7 @@ class Applier:
     def resubmit_pending(self, repo: str, now: datetime, rebuild: Callable[[Any, str], RunRequest | None]) -> int:
         """Submit runs recorded but never started (a crash or an outage between the two steps)."""
         count = 0
-        for run, op_key in self.store.list_runs(repo=repo, status=Status.CREATED.value):
+        for run, op_key in self.store.list_runs(repo=repo, status=Status.CREATED.value, top_level=True):
             if run.backend_ref is not None or run.spec is None:
                 continue
             request = rebuild(run, op_key)
@@ -164,7 +153,9 @@ class Applier:
         result = ApplyResult()
         actions = list(actions)
         if self.orchestration is not None:
-            self.orchestration.sync(actions, desired, now)
+            work = self.orchestration.sync(actions, desired, now)
+            if self.apply_work is not None:
+                self.apply_work(work, now)
         for action in actions:
             if not action.changes_something:
                 continue

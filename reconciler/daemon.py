@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from reconciler.config import RepoConfig, Settings
 from reconciler.errors import Located, first_line
 from reconciler.metrics import Metrics
 from reconciler.model import Cause, DesiredState, ObservedObject, OpKey, RunRequest, StatusTransition
+from reconciler.orchestration.specs import CAUSE_OF_KIND
 from reconciler.plan import PlanOptions, TrackedState, plan
 from reconciler.server import Check, HttpServer, build_app
 from reconciler.snapshot import tracked_state
@@ -39,14 +40,6 @@ from reconciler.workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger("reconciler")
 
-_CAUSE = {
-    CauseKind.COMMIT: Cause.COMMIT,
-    CauseKind.SCHEDULE: Cause.SCHEDULE,
-    CauseKind.UPSTREAM: Cause.EVENT,
-    CauseKind.MANUAL: Cause.MANUAL,
-    CauseKind.PREVIEW: Cause.PREVIEW,
-}
-
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -56,6 +49,8 @@ def utcnow() -> datetime:
 class RepoState:
     config: RepoConfig
     source: GitSource
+    repo_config: rc.RepoFileConfig = field(default_factory=rc.RepoFileConfig)  # at the applied commit
+    commit: str | None = None  # the applied commit
     compiled: CompileResult | None = None
     last_fetch_ok: datetime | None = None
     last_error: str | None = None
@@ -85,7 +80,7 @@ def request_from_run(run: Run, op_key: str, namespace: str) -> RunRequest | None
         kind=run.kind,
         spec_hash=run.spec_hash,
         effective=dict(run.spec),
-        cause=_CAUSE.get(CauseKind(run.cause_kind), Cause.COMMIT),
+        cause=CAUSE_OF_KIND.get(CauseKind(run.cause_kind), Cause.COMMIT),
         cause_id=run.cause_id,
         commit=run.commit_sha or "",
         namespace=namespace,
@@ -109,8 +104,19 @@ class Daemon:
         self.backend = backend
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self.orchestration = orchestration
         self.queue = WorkQueue()
+        if orchestration is None:
+            from reconciler.orchestration import Orchestrator, Timer
+
+            orchestration = Orchestrator(
+                store,
+                backend_name=backend.name,
+                options_for=self.schedule_options,
+                outputs_of=self.outputs_of,
+                resolve_hub=self.resolve_hub,
+                timer=Timer(store.engine, lambda: self.queue.add("ticks")),
+            )
+        self.orchestration = orchestration
         from reconciler.forge_wiring import build_forge_wiring
 
         self.forge = build_forge_wiring(
@@ -196,6 +202,7 @@ class Daemon:
                 errors=[_error_row(e) for e in config],
             )
             return result
+        state.repo_config, state.commit = config, sha
         changed: set[str] | None = None
         if state.compiled is not None and last is not None:
             changed = set() if last.sha == sha else set(state.source.changed_files(last.sha, sha).paths)
@@ -258,16 +265,20 @@ class Daemon:
     def _observed(self, repo: str) -> list[ObservedObject]:
         from reconciler.model import ANNOTATION_OP_KEY, ANNOTATION_REPO
 
-        runs = self.store.list_runs(repo=repo, top_level=True)
-        previews = {run.name for run, _ in runs if run.cause_kind == CauseKind.PREVIEW}
+        runs = self.store.list_runs(repo=repo)
+        # Children of DAGs and matrices, and pull-request previews, are not the tracked branch's
+        # operations: the planner must neither adopt nor prune them.
+        hidden = {run.name for run, _ in runs if run.parent is not None or run.cause_kind == CauseKind.PREVIEW}
         observed = [
             o
             for o in self.backend.list_owned()
-            if o.annotations.get(ANNOTATION_REPO) in (repo, None) and o.run not in previews
+            if o.annotations.get(ANNOTATION_REPO) in (repo, None) and o.run not in hidden
         ]
         # DAG and matrix runs live in the orchestrator, and an unschedulable run has no object by
         # definition: neither is drift.
         for run, op_key in runs:
+            if run.name in hidden:
+                continue
             if run.backend_ref == "orchestrated" or run.status == Status.UNSCHEDULABLE:
                 key = OpKey.parse(op_key)
                 observed.append(
@@ -281,6 +292,44 @@ class Daemon:
                     )
                 )
         return observed
+
+    # --- what the orchestration asks of the daemon ----------------------------------------------
+
+    def schedule_options(self, op: OpKey) -> Any:
+        from reconciler.orchestration import ScheduleOptions
+
+        state = self.repos.get(op.repo)
+        if state is None:
+            return ScheduleOptions()
+        return ScheduleOptions(tz=state.repo_config.timezone, namespace=state.repo_config.namespace)
+
+    def outputs_of(self, run: str) -> Mapping[str, Any]:
+        """What a finished run reported (DAG params, matrix objectives); empty where unknown."""
+        read = getattr(self.backend, "outputs", None)
+        if read is None:
+            return {}
+        try:
+            found = read(run)
+        except Exception:
+            return {}
+        return dict(found) if isinstance(found, Mapping) else {}
+
+    def resolve_hub(self, op: OpKey, hub_ref: str) -> dict[str, Any] | None:
+        """A hook's component from the repo's hub directory at the applied commit."""
+        from reconciler.spec import Resolver, validate_file
+
+        state = self.repos.get(op.repo)
+        hub_dir = state.repo_config.hub_dir if state is not None else None
+        if state is None or state.commit is None or not hub_dir:
+            return None
+        name, _, tag = hub_ref.split("/")[-1].partition(":")
+        path = f"{hub_dir.rstrip('/')}/{name}/{tag or 'latest'}.yaml"
+        sha = state.commit
+        data = state.source.read_file(sha, path)
+        if data is None:
+            return None
+        result = validate_file(path, data, Resolver(hub_dir=hub_dir, read=lambda p: state.source.read_file(sha, p)))
+        return result.checked.effective if result.checked is not None else None
 
     # --- status transitions ---------------------------------------------------------------------
 
@@ -310,6 +359,8 @@ class Daemon:
         """Apply what the orchestration asks for: new runs (children, ticks, events), statuses, stops."""
         if work is None:
             return
+        for notice in getattr(work, "notices", ()):
+            log.warning("%s: %s", notice.reason, notice.message, extra={"subject": notice.subject})
         for update in getattr(work, "updates", ()):
             self.record_transition(StatusTransition(update.run, update.status, now, update.reason, update.message))
         for new in getattr(work, "new_runs", ()):
@@ -338,10 +389,18 @@ class Daemon:
             self._check_pull_request(key)
             return
         if key == "ticks":
+            # The timer wakes this key at each schedule's next tick; the slow poll is a fallback.
             if self.orchestration is not None:
                 now = self.clock()
                 self.apply_work(self.orchestration.due(now), now)
-            self.queue.add_after("ticks", 1.0)
+            self.queue.add_after("ticks", 30.0)
+            return
+        if key == "resume":
+            # Re-drive what a crash interrupted (unsubmitted runs, unconsumed transitions).
+            if self.orchestration is not None:
+                now = self.clock()
+                self.apply_work(self.orchestration.resume(now), now)
+            self.queue.add_after("resume", 60.0)
             return
         if key == "gauges":
             self.metrics.runs.clear()
@@ -438,7 +497,11 @@ class Daemon:
         for name in self.repos:
             self.queue.add(name)
         self.queue.add("ticks")
+        self.queue.add("resume")
         self.queue.add("gauges")
+        if self.orchestration is not None and self.orchestration.timer is not None:
+            self.orchestration.timer.start()
+            self.orchestration.arm_timer()
         self.forge.start()
 
     # --- pull requests --------------------------------------------------------------------------
@@ -522,6 +585,8 @@ class Daemon:
     def stop(self, deadline: float = 30.0) -> None:
         """Stop taking work, let in-flight reconciles finish within `deadline`, then close."""
         self._stop.set()
+        if self.orchestration is not None and self.orchestration.timer is not None:
+            self.orchestration.timer.stop()
         self.queue.shut_down()
         end = time.monotonic() + deadline
         for thread in self._threads:
