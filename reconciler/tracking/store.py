@@ -1027,3 +1027,16 @@ class Store:
         stmt = select(r.kind, r.status, func.count()).group_by(r.kind, r.status)
         with self._read(session) as s:
             return {(str(kind or "unknown"), str(status)): int(n) for kind, status, n in s.execute(stmt)}
+
+    def schedules(self, repo: str | None = None, session: Session | None = None) -> list[tuple[str, ScheduleState]]:
+        """Registered schedules with their operation key, for `reconciler schedules list`."""
+        o = _t(Operation).c
+        stmt = (
+            select(o.op_key, ScheduleState)
+            .join_from(_t(ScheduleState), _t(Operation), _t(ScheduleState).c.operation_id == o.id)
+            .order_by(o.op_key)
+        )
+        if repo is not None:
+            stmt = stmt.where(o.repo_id == select(_t(Repo).c.id).where(_t(Repo).c.name == repo).scalar_subquery())
+        with self._read(session) as s:
+            return [(str(key), state) for key, state in s.execute(stmt)]

@@ -259,9 +259,7 @@ class ForgeServer:
     def statuses(self, provider: Provider, repo: str, sha: str) -> list[dict[str, Any]]:
         """Statuses stored for ``sha`` in ``repo`` (``owner/name``; GitLab: project path or id)."""
         with self._lock:
-            return copy.deepcopy(
-                self._store.statuses.get((provider, self._repo_key(provider, repo), sha), [])
-            )
+            return copy.deepcopy(self._store.statuses.get((provider, self._repo_key(provider, repo), sha), []))
 
     def comments(self, provider: Provider, repo: str, number: int) -> list[dict[str, Any]]:
         with self._lock:
@@ -455,18 +453,14 @@ class ForgeServer:
 
         route = self._route(provider, handler.command.lower(), path)
         if route is None:  # in the description but not in our route list: our omission
-            self._violate(
-                provider, handler.command, path, "unknown_endpoint", ["not implemented by the fake"]
-            )
+            self._violate(provider, handler.command, path, "unknown_endpoint", ["not implemented by the fake"])
             finish(_Reply(501, {"message": "not implemented by the fake forge"}))
             return
         template, params = route
         try:
             with self._lock:
                 url = self.root_url + raw_path
-                reply = self._dispatch(
-                    provider, handler.command.lower(), template, params, parsed, query, url
-                )
+                reply = self._dispatch(provider, handler.command.lower(), template, params, parsed, query, url)
         except Exception as error:  # a defect of the fake: make it loud, not a dropped connection
             self._violate(provider, handler.command, path, "response", [f"fake forge crashed: {error!r}"])
             finish(_Reply(500, {"message": f"fake forge crashed: {error!r}"}))
@@ -644,9 +638,7 @@ class ForgeServer:
                 "description": call.body.get("description"),
                 "created_at": latest["created_at"] if latest else now,
                 "started_at": None,
-                "finished_at": now
-                if call.body["state"] in ("success", "failed", "canceled", "skipped")
-                else None,
+                "finished_at": now if call.body["state"] in ("success", "failed", "canceled", "skipped") else None,
                 "allow_failure": False,
                 "coverage": call.body.get("coverage"),
                 "pipeline_id": int(call.body.get("pipeline_id") or 1),
@@ -689,9 +681,7 @@ class ForgeServer:
         return _Reply(200, reply)
 
     def _comments(self, call: _Call) -> _Reply:
-        number = int(
-            call.params.get("issue_number") or call.params.get("index") or call.params["merge_request_iid"]
-        )
+        number = int(call.params.get("issue_number") or call.params.get("index") or call.params["merge_request_iid"])
         stored = self._store.comments.setdefault((call.provider, call.repo, number), [])
         if call.method == "get":
             return _paginate(call.provider, copy.deepcopy(stored), call.query, call.url)

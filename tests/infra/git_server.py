@@ -75,9 +75,7 @@ def run_git(
     timeout: float = 60.0,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        ["git", *args], cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout
-    )
+    proc = subprocess.run(["git", *args], cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise GitError(args, proc.returncode, proc.stderr)
     return proc
@@ -183,9 +181,7 @@ class GitRepo:
         self.push(force=True)
         return sha
 
-    def open_pull_request(
-        self, number: int, source: str | None = None, style: PullRefStyle = "github"
-    ) -> str:
+    def open_pull_request(self, number: int, source: str | None = None, style: PullRefStyle = "github") -> str:
         """Publish ``source`` (default HEAD) as the forge's head ref of pull request ``number``.
 
         GitHub keeps it at ``refs/pull/<n>/head``, GitLab at ``refs/merge-requests/<n>/head``.
@@ -258,9 +254,7 @@ class GitRepoFactory:
         """Run git with this factory's isolated environment (for clones made by ``clone``)."""
         return run_git(list(args), cwd=cwd, env=self.env, timeout=timeout, check=check).stdout.strip()
 
-    def try_git(
-        self, cwd: Path | None, *args: str, timeout: float = 60.0
-    ) -> subprocess.CompletedProcess[str]:
+    def try_git(self, cwd: Path | None, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return run_git(list(args), cwd=cwd, env=self.env, timeout=timeout, check=False)
 
 

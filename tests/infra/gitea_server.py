@@ -178,9 +178,7 @@ ROOT_PATH = {w}/log
 
     def open_pull_request(self, repo: str, branch: str, path: str = "ops/train.yaml") -> dict[str, Any]:
         """Branch off main, commit one file on the branch, open a pull request from it."""
-        self.api(
-            "POST", f"/repos/{USER}/{repo}/branches", {"new_branch_name": branch, "old_branch_name": "main"}
-        )
+        self.api("POST", f"/repos/{USER}/{repo}/branches", {"new_branch_name": branch, "old_branch_name": "main"})
         content = "dmVyc2lvbjogMS4xCmtpbmQ6IG9wZXJhdGlvbgo="  # "version: 1.1\nkind: operation\n"
         self.api(
             "POST",

@@ -249,9 +249,7 @@ def fetch_gitea(dest: Path) -> None:
         with zipfile.ZipFile(info["Zip"]) as zf:
             text = zf.read(member).decode()
     # The file is a Go template; only the version and sub-URL are templated.
-    text = text.replace("{{.SwaggerAppVer}}", GITEA_GO_VERSION.lstrip("v")).replace(
-        "{{.SwaggerAppSubUrl}}", ""
-    )
+    text = text.replace("{{.SwaggerAppVer}}", GITEA_GO_VERSION.lstrip("v")).replace("{{.SwaggerAppSubUrl}}", "")
     if "{{" in text:
         raise RuntimeError("unexpected template expression left in Gitea's OpenAPI description")
     spec = json.loads(text)

@@ -40,9 +40,7 @@ def find_bin_dir() -> Path:
     candidates = (
         [env]
         if env
-        else sorted(
-            glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
-        )
+        else sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True)
     )
     for candidate in candidates:
         if (Path(candidate) / "pg_ctl").exists() and (Path(candidate) / "initdb").exists():
@@ -109,9 +107,7 @@ class PostgresServer:
         return ["runuser", "-u", self.user.pw_name, "--", *args]
 
     def _run(self, *args: str, timeout: float = START_TIMEOUT_S) -> None:
-        result = subprocess.run(
-            self._cmd(*args), capture_output=True, text=True, timeout=timeout, check=False
-        )
+        result = subprocess.run(self._cmd(*args), capture_output=True, text=True, timeout=timeout, check=False)
         if result.returncode != 0:
             log = self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else ""
             raise RuntimeError(

@@ -356,9 +356,7 @@ class WebhookSender:
         delivery = sign(provider, *push_payload(provider, **kwargs), self.secret)
         return delivery, self.deliver(url, delivery)
 
-    def pull_request(
-        self, provider: Provider, url: str, **kwargs: Any
-    ) -> tuple[WebhookDelivery, WebhookResponse]:
+    def pull_request(self, provider: Provider, url: str, **kwargs: Any) -> tuple[WebhookDelivery, WebhookResponse]:
         delivery = sign(provider, *pull_request_payload(provider, **kwargs), self.secret)
         return delivery, self.deliver(url, delivery)
 

@@ -97,9 +97,7 @@ def test_valid_status_is_accepted_stored_and_listed(forge_server: ForgeServer, p
             "ref": "main",
             "description": "ops/train.yaml:3: bad",
         }
-    status, _, created = call(
-        "POST", status_url(forge_server, provider), body, forge_server.auth_headers(provider)
-    )
+    status, _, created = call("POST", status_url(forge_server, provider), body, forge_server.auth_headers(provider))
     assert status == 201, created
     assert created[state_field(provider)] == success
 
@@ -118,9 +116,7 @@ def test_valid_status_is_accepted_stored_and_listed(forge_server: ForgeServer, p
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_invalid_state_is_rejected_by_the_api_description(
-    forge_server: ForgeServer, provider: Provider
-) -> None:
+def test_invalid_state_is_rejected_by_the_api_description(forge_server: ForgeServer, provider: Provider) -> None:
     forge_server.expect_violations()
     status, _, reply = call(
         "POST", status_url(forge_server, provider), {"state": "done"}, forge_server.auth_headers(provider)
@@ -139,10 +135,7 @@ def test_missing_required_field_and_wrong_query_value_are_violations(forge_serve
     headers = forge_server.auth_headers("github")
     assert call("POST", comments_url(forge_server, "github", 1), {"text": "x"}, headers)[0] == 422
     # GitHub says "open", GitLab says "opened": the classic cross-provider slip.
-    assert (
-        call("GET", f"{forge_server.url('github')}/repos/acme/models/pulls?state=opened", None, headers)[0]
-        == 422
-    )
+    assert call("GET", f"{forge_server.url('github')}/repos/acme/models/pulls?state=opened", None, headers)[0] == 422
     kinds = [(v.kind, v.method) for v in forge_server.violations]
     assert kinds == [("schema", "POST"), ("schema", "GET")]
     assert any("'body' is a required property" in e for e in forge_server.violations[0].errors)
@@ -188,10 +181,7 @@ def test_gitlab_refuses_a_repeated_state_as_gitlab_does(forge_server: ForgeServe
 def test_github_combined_status_takes_the_latest_per_context(forge_server: ForgeServer) -> None:
     headers = forge_server.auth_headers("github")
     for state, context in [("pending", "a"), ("success", "a"), ("failure", "b")]:
-        assert (
-            call("POST", status_url(forge_server, "github"), {"state": state, "context": context}, headers)[0]
-            == 201
-        )
+        assert call("POST", status_url(forge_server, "github"), {"state": state, "context": context}, headers)[0] == 201
     status, _, combined = call(
         "GET", f"{forge_server.url('github')}/repos/acme/models/commits/{SHA}/status", None, headers
     )
@@ -205,15 +195,10 @@ def test_github_combined_status_takes_the_latest_per_context(forge_server: Forge
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_missing_or_wrong_token_is_401_and_changes_nothing(
-    forge_server: ForgeServer, provider: Provider
-) -> None:
+def test_missing_or_wrong_token_is_401_and_changes_nothing(forge_server: ForgeServer, provider: Provider) -> None:
     body = {"state": "success", "context": "c"}
     assert call("POST", status_url(forge_server, provider), body, {})[0] == 401
-    assert (
-        call("POST", status_url(forge_server, provider), body, forge_server.auth_headers(provider, "nope"))[0]
-        == 401
-    )
+    assert call("POST", status_url(forge_server, provider), body, forge_server.auth_headers(provider, "nope"))[0] == 401
     assert forge_server.statuses(provider, "acme/models", SHA) == []
     assert [r.status for r in forge_server.requests(provider)] == [401, 401]
 
@@ -244,14 +229,10 @@ def test_each_provider_accepts_only_its_own_auth_headers(
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_comments_create_update_list(forge_server: ForgeServer, provider: Provider) -> None:
     headers = forge_server.auth_headers(provider)
-    status, _, created = call(
-        "POST", comments_url(forge_server, provider, 5), {"body": "plan: 1 new run"}, headers
-    )
+    status, _, created = call("POST", comments_url(forge_server, provider, 5), {"body": "plan: 1 new run"}, headers)
     assert status == 201
     verb = "PUT" if provider == "gitlab" else "PATCH"
-    status, _, updated = call(
-        verb, comment_url(forge_server, provider, 5, created["id"]), {"body": "plan v2"}, headers
-    )
+    status, _, updated = call(verb, comment_url(forge_server, provider, 5, created["id"]), {"body": "plan v2"}, headers)
     assert status == 200
     assert updated["id"] == created["id"] and updated["body"] == "plan v2"
     status, _, listed = call("GET", comments_url(forge_server, provider, 5), None, headers)
@@ -329,9 +310,7 @@ def test_an_answer_that_breaks_the_description_is_reported(
 def test_fail_next_answers_500_then_recovers(forge_server: ForgeServer) -> None:
     forge_server.fail_next(2, status=500)
     headers = forge_server.auth_headers("gitea")
-    results = [
-        call("POST", status_url(forge_server, "gitea"), {"state": "pending"}, headers)[0] for _ in range(3)
-    ]
+    results = [call("POST", status_url(forge_server, "gitea"), {"state": "pending"}, headers)[0] for _ in range(3)]
     assert results == [500, 500, 201]
     assert [r.injected for r in forge_server.requests()] == ["status", "status", None]
     assert len(forge_server.statuses("gitea", "acme/models", SHA)) == 1
@@ -341,9 +320,7 @@ def test_rate_limit_answers_403_with_reset(forge_server: ForgeServer) -> None:
     forge_server.rate_limit_next(1, reset_after=120)
     headers = forge_server.auth_headers("github")
     before = time.time()
-    status, response_headers, body = call(
-        "POST", status_url(forge_server, "github"), {"state": "success"}, headers
-    )
+    status, response_headers, body = call("POST", status_url(forge_server, "github"), {"state": "success"}, headers)
     assert status == 403
     assert response_headers["X-RateLimit-Remaining"] == "0"
     assert before + 100 < int(response_headers["X-RateLimit-Reset"]) <= time.time() + 121

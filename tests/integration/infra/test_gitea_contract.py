@@ -61,16 +61,12 @@ def target(request: pytest.FixtureRequest, forge_server: ForgeServer) -> Target:
         sha = hashlib.sha1(str(n).encode()).hexdigest()
         repo = f"{USER}/models-{n}"
         forge_server.add_pull_request("gitea", repo, 1, head_sha=sha, head_ref="feature")
-        return Target(
-            "fake", forge_server.url("gitea"), forge_server.tokens["gitea"], repo, sha, 1, "feature"
-        )
+        return Target("fake", forge_server.url("gitea"), forge_server.tokens["gitea"], repo, sha, 1, "feature")
     gitea: GiteaServer = request.getfixturevalue("gitea_server")
     name = f"models-{n}"
     gitea.create_repo(name)
     pull = gitea.open_pull_request(name, "feature")
-    return Target(
-        "real", gitea.api_url, gitea.token, f"{USER}/{name}", pull["head"]["sha"], pull["number"], "feature"
-    )
+    return Target("real", gitea.api_url, gitea.token, f"{USER}/{name}", pull["head"]["sha"], pull["number"], "feature")
 
 
 def test_status_is_created_and_listed_newest_first(target: Target, forge_server: ForgeServer) -> None:
@@ -217,9 +213,7 @@ def test_sender_builds_what_real_gitea_sends_on_push(gitea_server: GiteaServer, 
     assert real_headers["X-Gitea-Event"] == "push"
     assert (real["before"], real["ref"]) == (before, "refs/heads/main")
 
-    event, ours = push_payload(
-        "gitea", repo=f"{USER}/{name}", ref="refs/heads/main", before=ZERO_SHA, after=before
-    )
+    event, ours = push_payload("gitea", repo=f"{USER}/{name}", ref="refs/heads/main", before=ZERO_SHA, after=before)
     built = sign("gitea", event, ours, "webhook-secret")
     # Every header and payload field the sender invents is one real Gitea sends too.
     real_names = {k.lower() for k in real_headers}

@@ -46,9 +46,7 @@ def test_crash_between_create_and_start(db_url: str, seeded: Store, now: dt.date
     assert_done_once(seeded)
 
 
-def test_crash_inside_a_unit_of_work_leaves_nothing_half_done(
-    db_url: str, seeded: Store, now: dt.datetime
-) -> None:
+def test_crash_inside_a_unit_of_work_leaves_nothing_half_done(db_url: str, seeded: Store, now: dt.datetime) -> None:
     w.create_run(seeded, now)
     run_and_crash(w.crash_inside_unit_of_work, db_url, now + S)
     # The dead transaction neither committed nor holds locks: the restart can write at once.
@@ -60,9 +58,7 @@ def test_crash_inside_a_unit_of_work_leaves_nothing_half_done(
     assert_done_once(seeded)
 
 
-def test_crash_while_firing_a_tick_neither_drops_nor_doubles_it(
-    db_url: str, seeded: Store, now: dt.datetime
-) -> None:
+def test_crash_while_firing_a_tick_neither_drops_nor_doubles_it(db_url: str, seeded: Store, now: dt.datetime) -> None:
     seeded.set_schedule(w.OP, now, now - S)
     run_and_crash(w.crash_after_tick_before_commit, db_url, now)
     assert [t.tick_at for t in seeded.due_ticks(now)] == [now]  # still due: not dropped

@@ -17,9 +17,7 @@ from .outbox_worker import claim_all
 S = dt.timedelta(seconds=1)
 
 
-def enqueue(
-    store: Store, sha: str, state: CommitState, now: dt.datetime, context: str = "polyaxon/a"
-) -> bool:
+def enqueue(store: Store, sha: str, state: CommitState, now: dt.datetime, context: str = "polyaxon/a") -> bool:
     return store.enqueue_commit_status(
         repo="r",
         sha=sha,
@@ -144,9 +142,7 @@ def test_coalesce_retires_replaced_states(store: Store, now: dt.datetime) -> Non
 
 
 @pytest.mark.slow
-def test_two_processes_never_claim_the_same_row(
-    db_url: str, store: Store, now: dt.datetime, tmp_path: Path
-) -> None:
+def test_two_processes_never_claim_the_same_row(db_url: str, store: Store, now: dt.datetime, tmp_path: Path) -> None:
     rows = 400
     for i in range(rows):
         enqueue(store, f"sha{i:04d}", CommitState.PENDING, now)

@@ -45,9 +45,7 @@ def plan(store: Store, statement: str, parameters: Any) -> str:
             conn.exec_driver_sql("SET enable_seqscan = off")
             rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
         else:
-            rows = [
-                (r[-1],) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
-            ]
+            rows = [(r[-1],) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()]
         conn.rollback()
     return "\n".join(str(r[0]) for r in rows)
 
@@ -65,9 +63,7 @@ def populated(seeded: Store, now: dt.datetime) -> Store:
     for i in range(20):
         run = commit_run(seeded, "r:a.yaml#a", f"c{i}", now + i * S).run
         seeded.transition(run, Status.RUNNING, at=now + i * S)
-        seeded.enqueue_commit_status(
-            repo="r", sha=f"c{i}", context="polyaxon/a", state=CommitState.PENDING, now=now
-        )
+        seeded.enqueue_commit_status(repo="r", sha=f"c{i}", context="polyaxon/a", state=CommitState.PENDING, now=now)
     seeded.set_schedule("r:a.yaml#a", now, now)
     return seeded
 
@@ -107,6 +103,4 @@ def test_query_is_served_by_an_index(populated: Store, now: dt.datetime, query: 
         assert full_scans(populated, text, tables) == [], f"{query} scans a whole table:\n{statement}\n{text}"
         plans.append(text)
     for index in indexes:
-        assert any(re.search(index, text) for text in plans), f"{query} does not use {index}:\n" + "\n".join(
-            plans
-        )
+        assert any(re.search(index, text) for text in plans), f"{query} does not use {index}:\n" + "\n".join(plans)
