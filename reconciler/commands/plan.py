@@ -149,9 +149,11 @@ def _tracked(db: str, repo: str) -> TrackedState:
     except DatabaseNotReady as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
+    from reconciler.orchestration import Orchestrator
+
     store = Store.open(db)
     try:
-        return tracked_state(store, repo)
+        return tracked_state(store, repo, Orchestrator(store, backend_name="plan").tracked)
     finally:
         store.close()
 
