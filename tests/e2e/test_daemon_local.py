@@ -84,3 +84,87 @@ def test_commit_runs_job_and_only_new_specs_run_again(
     daemon.wait(lambda: applied_commit(migrated) == third, "the unrelated commit to be applied")
     assert len(daemon.api_runs()) == 2
     assert len(lines(starts)) == 2
+
+
+# --- (c) a service runs and is updated in place; (d) a broken commit stops nothing ---------------
+
+
+def commit_row(db: str, sha: str) -> Any:
+    store = Store.open(db)
+    try:
+        return store.commit(REPO, sha)
+    finally:
+        store.close()
+
+
+def run_spec_hash(db: str, name: str) -> str:
+    store = Store.open(db)
+    try:
+        run = store.run(name)
+        assert run is not None
+        return run.spec_hash
+    finally:
+        store.close()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def test_service_updated_in_place_and_broken_commit_stops_nothing(
+    daemons: MakeDaemon, migrated: str, git_repo_factory: GitRepoFactory, publish: Any, tmp_path: Path
+) -> None:
+    versions = tmp_path / "web.log"
+
+    def web(version: str) -> str:
+        # `exec` keeps the shell's pid, so the pid written is the serving process.
+        return service("web", f'echo "{version} $$" >> {versions}; exec sleep 600')
+
+    git = git_repo_factory.create("models", {"ops/web.yaml": web("v1")})
+    daemon = daemons([repo_entry(publish(git).url)], migrated).start()
+
+    run = daemon.wait_run("#web", lambda r: r["status"] == "running", "the service to run")
+    assert run["kind"] == "service"
+    daemon.wait(lambda: len(lines(versions)) == 1, "the service to write its version")
+    v1_hash = run_spec_hash(migrated, run["name"])
+
+    git.commit("web v2", {"ops/web.yaml": web("v2")})
+    git.push()
+    daemon.wait(lambda: [line.split()[0] for line in lines(versions)] == ["v1", "v2"], "the service to restart as v2")
+    runs = daemon.wait(
+        lambda: (rs := daemon.api_runs()) and all(r["status"] == "running" for r in rs) and rs,
+        "the updated service to be running",
+    )
+    assert [r["name"] for r in runs] == [run["name"]], "an update in place, not a new run"
+    assert run_spec_hash(migrated, run["name"]) != v1_hash
+    v2_pid = int(lines(versions)[-1].split()[1])
+    assert alive(v2_pid)
+
+    # A commit that breaks the service's own file and adds a broken one: nothing is stopped.
+    broken_web = web("v3").replace("kind: service", "kind: servise")
+    bad = git.commit("oops", {"ops/web.yaml": broken_web, "ops/broken.yaml": "kind: operation\nname: [unclosed\n"})
+    git.push()
+    row = daemon.wait(lambda: (c := commit_row(migrated, bad)) is not None and c, "the broken commit to be recorded")
+    assert row.valid is False
+    located = {f"{e['file']}:{e['line']}:{e['column']}" for e in row.errors}
+    assert any(re.fullmatch(r"ops/web\.yaml:\d+:\d+", x) for x in located), row.errors
+    assert any(re.fullmatch(r"ops/broken\.yaml:\d+:\d+", x) for x in located), row.errors
+
+    ops = daemon.cli_json("ops", "list")
+    [web_op] = [o for o in ops if o["op"].endswith("#web")]
+    assert web_op["invalid_since"] is not None
+    assert web_op["latest_run"] == run["name"] and web_op["latest_status"] == "running"
+    metrics = daemon.metrics()
+    invalid = re.search(rf'reconciler_reconcile_total\{{repo="{REPO}",result="invalid"\}} (\S+)', metrics)
+    assert invalid and float(invalid.group(1)) >= 1, metrics
+
+    # Still the same process, never asked to stop.
+    assert alive(v2_pid)
+    history = [h["status"] for h in daemon.api_run(run["name"])["history"]]
+    assert "stopping" not in history and "stopped" not in history, history
+    assert [line.split()[0] for line in lines(versions)] == ["v1", "v2"]
