@@ -33,7 +33,7 @@ from reconciler.plan import PlanOptions, TrackedState, plan
 from reconciler.plan.state import TrackedRun
 from reconciler.server import Check, HttpServer, build_app
 from reconciler.source import GitSource, SourceError
-from reconciler.statuses import Status
+from reconciler.statuses import Status, is_done
 from reconciler.tracking import CauseKind, IllegalTransition, NotFound, Run, Store
 from reconciler.workqueue import ShutDown, WorkQueue
 
@@ -208,8 +208,9 @@ class Daemon:
         result.invalid = [e for f in desired.invalid.values() for e in f.errors]
         self._record_operations(name, desired, now)
         self.applier.resubmit_pending(name, now, lambda run, key: request_from_run(run, key, config.namespace))
-        tracked = self.tracked_state(name)
         observed = self._observed(name)
+        self._catch_up_statuses(name, observed, now)
+        tracked = self.tracked_state(name)
         actions = plan(
             desired,
             observed,
@@ -295,6 +296,26 @@ class Daemon:
         return observed
 
     # --- status transitions ---------------------------------------------------------------------
+
+    def _catch_up_statuses(self, repo: str, observed: list[ObservedObject], now: datetime) -> None:
+        """Record statuses the backend reached while no daemon was recording them.
+
+        The observe stream is not durable: a daemon killed between a backend transition and its
+        record loses it, and a restarted backend re-attaches to its runs without replaying their
+        past (a local run that finished meanwhile is simply found finished). Without this, such a
+        run would stay `created` or `running` in the history for ever.
+        """
+        seen = {o.run: o.status for o in observed if o.status}
+        for run, _ in self.store.list_runs(repo=repo):
+            status = seen.get(run.name)
+            if status is None or status == run.status or is_done(Status(run.status)):
+                continue
+            try:
+                target = Status(status)
+            except ValueError:
+                continue
+            message = "status found by a reconcile, not seen as it happened"
+            self.record_transition(StatusTransition(run.name, target, now, "Observed", message))
 
     def record_transition(self, transition: StatusTransition) -> None:
         try:

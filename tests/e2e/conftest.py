@@ -60,8 +60,11 @@ def publish(git_http_server: GitHttpServer) -> Iterator[Callable[[GitRepo], Publ
 
 
 @pytest.fixture
-def migrated(db_url: str) -> str:
+def migrated(db_url: str, request: pytest.FixtureRequest) -> str:
     """`db_url` with the schema created by `reconciler db upgrade`, as an operator does for PostgreSQL."""
+    # Set `daemons` up after the database, so its teardown (crash the daemons) runs before the
+    # database is dropped: a daemon outliving its database only logs connection errors.
+    request.getfixturevalue("daemons")
     done = subprocess.run(
         [*reconciler_argv(), "db", "upgrade", "--db", db_url], capture_output=True, text=True, timeout=120, check=False
     )

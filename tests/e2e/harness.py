@@ -227,7 +227,8 @@ class DaemonProcess:
             if value:
                 return value
             if time.monotonic() >= deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n--- daemon log ---\n{self.log_tail()}")
+                log = self.log_tail()
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n--- daemon log ---\n{log}")
             time.sleep(0.05)
 
     def wait_run(self, op_suffix: str, predicate: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:

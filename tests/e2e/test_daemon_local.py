@@ -168,3 +168,87 @@ def test_service_updated_in_place_and_broken_commit_stops_nothing(
     history = [h["status"] for h in daemon.api_run(run["name"])["history"]]
     assert "stopping" not in history and "stopped" not in history, history
     assert [line.split()[0] for line in lines(versions)] == ["v1", "v2"]
+
+
+# --- (e) kill -9 at random points, restart: one run per (op, commit), one process per run ---------
+
+KILL_LOOP_SECONDS = 12.0
+
+
+def db_runs(db: str) -> list[tuple[Any, str]]:
+    store = Store.open(db)
+    try:
+        return store.list_runs(limit=1000)
+    finally:
+        store.close()
+
+
+def test_kill_9_at_random_points_never_duplicates_a_run(
+    daemons: MakeDaemon, migrated: str, git_repo_factory: GitRepoFactory, tmp_path: Path
+) -> None:
+    """Crash the daemon over and over while commits arrive; then let one daemon converge.
+
+    Each round pushes a commit with new params (so a new run is due), starts the daemon, and
+    SIGKILLs it either the moment the round's run shows up in the database (the window between
+    recording a run and submitting it, which the applier's record-then-submit order must survive)
+    or after a random delay (anywhere: startup, fetch, compile, submit, observing). Every process
+    start of the job appends its run name to one file (O_APPEND), so a run started twice shows.
+    """
+    seed = int(os.environ.get("RECONCILER_E2E_SEED", time.time_ns() % 1_000_000))
+    rng = random.Random(seed)
+    starts = tmp_path / "starts.log"
+    command = f'echo "$POLYAXON_RUN_NAME" >> {starts}; sleep 0.2'
+    git = git_repo_factory.create("models", {"README.md": "models\n"})
+    daemon = daemons([repo_entry(git.file_url, interval=0.2)], migrated)
+
+    kills: list[str] = []
+    commits: list[str] = []
+    deadline = time.monotonic() + KILL_LOOP_SECONDS
+    round_ = 0
+    while time.monotonic() < deadline:
+        round_ += 1
+        sha = git.commit(f"round {round_}", {"ops/train.yaml": job("train", command, params={"round": str(round_)})})
+        git.push()
+        commits.append(sha)
+        daemon.spawn()
+        if round_ % 2:
+            # Kill as soon as the run for this commit is recorded (polling as fast as the DB answers).
+            limit = time.monotonic() + 15
+            while time.monotonic() < limit and not any(r.commit_sha == sha for r, _ in db_runs(migrated)):
+                if not daemon.running:
+                    raise AssertionError(f"the daemon exited on its own:\n{daemon.log_tail()}")
+            daemon.kill9()
+            recorded = [r for r, _ in db_runs(migrated) if r.commit_sha == sha]
+            kills.append("recorded, not yet submitted" if recorded and recorded[0].backend_ref is None else "recorded")
+        else:
+            # A random point of the daemon's life (this sleep injects the crash; it synchronises nothing).
+            delay = rng.uniform(0.0, 2.5)
+            time.sleep(delay)
+            daemon.kill9()
+            kills.append(f"after {delay:.2f}s")
+    context = f"seed {seed}, kills: {kills}"
+
+    daemon.start()
+    head = commits[-1]
+
+    def converged() -> list[dict[str, Any]] | None:
+        runs = daemon.api_runs(limit="1000")
+        if any(r["commit"] == head for r in runs) and all(r["status"] in FINAL | {"unknown"} for r in runs):
+            return runs
+        return None
+
+    try:
+        runs = daemon.wait(converged, f"every run to finish ({context})", timeout=30)
+    finally:
+        report = [(r["name"], r["commit"][:8], r["status"]) for r in daemon.api_runs(limit="1000")]
+        context += f", runs: {report}, started: {lines(starts)}"
+    per_commit: dict[str, list[str]] = {}
+    for r in runs:
+        assert r["op"] == f"{REPO}:ops/train.yaml#train" and r["cause"] == "commit"
+        per_commit.setdefault(r["commit"], []).append(r["name"])
+    assert all(len(names) == 1 for names in per_commit.values()), f"duplicate runs {per_commit} ({context})"
+    assert set(per_commit) <= set(commits)
+    started = lines(starts)
+    assert sorted(started) == sorted(set(started)), f"a run's process started twice: {started} ({context})"
+    assert set(started) == {r["name"] for r in runs}, f"runs recorded but never started ({context})"
+    assert all(r["status"] == "succeeded" for r in runs), f"{[(r['name'], r['status']) for r in runs]} ({context})"
