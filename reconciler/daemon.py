@@ -32,7 +32,7 @@ from reconciler.model import Cause, DesiredState, ObservedObject, OpKey, RunRequ
 from reconciler.plan import PlanOptions, TrackedState, plan
 from reconciler.plan.state import TrackedRun
 from reconciler.server import Check, HttpServer, build_app
-from reconciler.source import GitSource, SourceError
+from reconciler.source import Backoff, GitSource, SourceError
 from reconciler.statuses import Status, is_done
 from reconciler.tracking import CauseKind, IllegalTransition, NotFound, Run, Store
 from reconciler.workqueue import ShutDown, WorkQueue
@@ -137,6 +137,10 @@ class Daemon:
                 git_dir,
                 token_file=repo.token_file,
                 token_env=repo.token_env,
+                # One try per reconcile: retrying is the work queue's job (capped, per repo, and
+                # without holding a worker). Retries inside fetch would keep a worker asleep for
+                # seconds per unreachable repo, and two such repos would stall every other one.
+                backoff=Backoff(attempts=1),
             )
             self.repos[repo.name] = RepoState(repo, source)
             self._git_locks[repo.name] = threading.Lock()
