@@ -48,6 +48,11 @@ _CAUSE = {
 }
 
 
+# Failed fetches in a row (each retried by the work queue after a short backoff) after which
+# /readyz reports the repo: enough to ride out one dropped connection.
+FAILED_FETCHES_UNREADY = 3
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -59,6 +64,7 @@ class RepoState:
     compiled: CompileResult | None = None
     last_fetch_ok: datetime | None = None
     last_error: str | None = None
+    fetch_failures: int = 0  # in a row, since the last successful fetch
 
 
 @dataclass
@@ -170,10 +176,11 @@ class Daemon:
         except SourceError as e:
             self.metrics.git_fetch_errors.labels(repo=name, kind=type(e).__name__).inc()
             state.last_error = str(e)
+            state.fetch_failures += 1
             raise
         finally:
             self.metrics.git_fetch_duration.labels(repo=name).observe(time.monotonic() - fetch_started)
-        state.last_fetch_ok, state.last_error = now, None
+        state.last_fetch_ok, state.last_error, state.fetch_failures = now, None, 0
         last = self.store.last_commit(name)
         advance = state.source.advance(last.sha if last else None, revision)
         # An unchanged or refused head still reconciles the applied commit: drift and runs
@@ -446,7 +453,13 @@ class Daemon:
             now = self.clock()
             for name, state in self.repos.items():
                 limit = 3 * state.config.interval + 60
-                if state.last_fetch_ok is None or (now - state.last_fetch_ok).total_seconds() > limit:
+                if (
+                    state.last_fetch_ok is None
+                    or (now - state.last_fetch_ok).total_seconds() > limit
+                    # An unreachable remote shows at once, not only after the age limit (which
+                    # is hours for a webhook-driven repo); a single failed fetch does not.
+                    or state.fetch_failures >= FAILED_FETCHES_UNREADY
+                ):
                     stale.append(f"{name}: {state.last_error or 'no successful fetch yet'}")
             return "; ".join(stale) or None
 
