@@ -231,7 +231,9 @@ class DaemonProcess:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what}\n--- daemon log ---\n{log}")
             time.sleep(0.05)
 
-    def wait_run(self, op_suffix: str, predicate: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+    def wait_run(
+        self, op_suffix: str, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = DEADLINE
+    ) -> dict[str, Any]:
         """The first run (newest first) of an op whose key ends with `op_suffix` matching `predicate`."""
 
         def found() -> dict[str, Any] | None:
@@ -242,7 +244,7 @@ class DaemonProcess:
                     return run
             return None
 
-        return self.wait(found, what)
+        return self.wait(found, what, timeout)
 
 
 # --- cleanup ------------------------------------------------------------------------------------

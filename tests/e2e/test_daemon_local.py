@@ -8,6 +8,7 @@ Everything is observed from outside, as a user would: the HTTP API, `/metrics`, 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -252,3 +253,71 @@ def test_kill_9_at_random_points_never_duplicates_a_run(
     assert sorted(started) == sorted(set(started)), f"a run's process started twice: {started} ({context})"
     assert set(started) == {r["name"] for r in runs}, f"runs recorded but never started ({context})"
     assert all(r["status"] == "succeeded" for r in runs), f"{[(r['name'], r['status']) for r in runs]} ({context})"
+
+
+# --- (g) /readyz follows each repo's reachability; (h) a broken repo blocks no other --------------
+
+
+def readiness(daemon: DaemonProcess) -> tuple[int, dict[str, str]]:
+    answer = daemon.get("/readyz")
+    assert answer is not None
+    return answer[0], json.loads(answer[1])["failing"]
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value from a Prometheus exposition (0 when the series does not exist)."""
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            got = dict(re.findall(r'(\w+)="([^"]*)"', line[len(name) : line.index("}") + 1]))
+            if all(got.get(k) == v for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_unreachable_repo_fails_readiness_and_blocks_no_other(
+    daemons: MakeDaemon, git_repo_factory: GitRepoFactory, publish: Any, tmp_path: Path
+) -> None:
+    git = git_repo_factory.create("models", {"ops/hello.yaml": job("hello", "echo hello")})
+    late_path = tmp_path / "late.git"  # nothing there yet: this repo's fetches fail from the start
+    gone = tmp_path / "gone.git"  # never there
+    # The broken repos come first, so they are the first work the daemon's workers pick up.
+    daemon = daemons(
+        [
+            repo_entry(late_path.as_uri(), name="late"),
+            repo_entry(gone.as_uri(), name="gone"),
+            repo_entry(publish(git).url),
+        ],
+        f"sqlite:///{tmp_path / 'db.sqlite'}",
+    ).start()
+
+    # (h) The good repo reconciles at once, although the others fail every fetch. (Not the
+    # generic deadline: a broken repo holding a worker for seconds would pass that.)
+    started = time.monotonic()
+    daemon.wait_run("models:ops/hello.yaml#hello", lambda r: r["status"] != "created", "the good repo's job", 5.0)
+    delay = time.monotonic() - started
+    daemon.wait_run("models:ops/hello.yaml#hello", lambda r: r["status"] == "succeeded", "the good repo's job")
+    code, failing = daemon.wait(
+        lambda: (r := readiness(daemon))[0] == 503 and "late" in r[1].get("repos", "") and r,
+        "/readyz to name the broken repos",
+    )
+    assert "gone" in failing["repos"] and "models" not in failing["repos"], failing
+    assert set(failing) == {"repos"}, "the database and the backend are fine"
+    metrics = daemon.metrics()
+    for broken in ("late", "gone"):
+        assert metric(metrics, "reconciler_reconcile_total", repo=broken, result="error") >= 1, broken
+        assert metric(metrics, "reconciler_git_fetch_errors_total", repo=broken) >= 1, broken
+    assert metric(metrics, "reconciler_reconcile_total", repo="models", result="success") >= 1
+
+    # (g) The good repo's remote goes away: /readyz names it; it comes back: it does not.
+    moved = tmp_path / "moved-away.git"
+    shutil.move(git.remote, moved)
+    daemon.wait(lambda: "models" in readiness(daemon)[1].get("repos", ""), "/readyz to name the unreachable repo")
+    shutil.move(moved, git.remote)
+    daemon.wait(lambda: "models" not in readiness(daemon)[1].get("repos", ""), "/readyz to drop the repo again")
+
+    # The late repo appears: its operations run, and only the one never there is still named.
+    other = git_repo_factory.create("late", {"ops/late.yaml": job("late", "echo late")})
+    shutil.move(other.remote, late_path)
+    daemon.wait_run("late:ops/late.yaml#late", lambda r: r["status"] == "succeeded", "the late repo's job")
+    daemon.wait(lambda: readiness(daemon)[1].get("repos", "").startswith("gone:"), "/readyz to name only gone")
+    assert delay < 5.0
