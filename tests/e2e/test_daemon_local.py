@@ -13,12 +13,11 @@ import os
 import random
 import re
 import shutil
-import signal
+import sqlite3
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from reconciler.tracking import Store
 from tests.e2e.conftest import MakeDaemon
@@ -27,6 +26,9 @@ from tests.infra.git_server import GitRepoFactory
 
 REPO = "models"
 FAST = 0.5  # poll interval (s): changes are picked up quickly without webhooks
+# What `reconciler run` promises on SIGTERM: stop taking work, let in-flight reconciles finish
+# (the daemon's own deadline is 30 s), exit 0. An idle daemon takes about a second.
+SHUTDOWN_DEADLINE = 15.0
 
 
 def repo_entry(url: str, name: str = REPO, interval: float = FAST, **kw: Any) -> dict[str, Any]:
@@ -85,6 +87,13 @@ def test_commit_runs_job_and_only_new_specs_run_again(
     daemon.wait(lambda: applied_commit(migrated) == third, "the unrelated commit to be applied")
     assert len(daemon.api_runs()) == 2
     assert len(lines(starts)) == 2
+
+    # (f) SIGTERM: a clean exit (0) well within the shutdown deadline, and the server is gone.
+    code, took = daemon.terminate(timeout=SHUTDOWN_DEADLINE)
+    assert code == 0, daemon.log_tail()
+    assert took < SHUTDOWN_DEADLINE
+    assert daemon.get("/healthz") is None
+    assert "shutting down" in daemon.log_text()
 
 
 # --- (c) a service runs and is updated in place; (d) a broken commit stops nothing ---------------
@@ -296,7 +305,7 @@ def test_unreachable_repo_fails_readiness_and_blocks_no_other(
     daemon.wait_run("models:ops/hello.yaml#hello", lambda r: r["status"] != "created", "the good repo's job", 5.0)
     delay = time.monotonic() - started
     daemon.wait_run("models:ops/hello.yaml#hello", lambda r: r["status"] == "succeeded", "the good repo's job")
-    code, failing = daemon.wait(
+    _, failing = daemon.wait(
         lambda: (r := readiness(daemon))[0] == 503 and "late" in r[1].get("repos", "") and r,
         "/readyz to name the broken repos",
     )
@@ -321,3 +330,91 @@ def test_unreachable_repo_fails_readiness_and_blocks_no_other(
     daemon.wait_run("late:ops/late.yaml#late", lambda r: r["status"] == "succeeded", "the late repo's job")
     daemon.wait(lambda: readiness(daemon)[1].get("repos", "").startswith("gone:"), "/readyz to name only gone")
     assert delay < 5.0
+
+
+# --- (i) a signed push webhook reconciles now, and the commit gets its statuses -------------------
+
+PROJECT = "acme/models"
+
+
+def forge_states(forge: Any, sha: str) -> dict[str, str]:
+    """The latest state per context GitHub would show for `sha`."""
+    latest: dict[str, str] = {}
+    for status in forge.statuses("github", PROJECT, sha):  # oldest first
+        latest[status["context"]] = status["state"]
+    return latest
+
+
+def test_push_webhook_reconciles_before_the_poll_and_posts_statuses(
+    migrated: str,
+    daemons: MakeDaemon,
+    git_repo_factory: GitRepoFactory,
+    publish: Any,
+    forge_server: Any,
+    webhook_sender: Any,
+    tmp_path: Path,
+) -> None:
+    token, secret = tmp_path / "forge-token", tmp_path / "webhook-secret"
+    token.write_text(forge_server.tokens["github"] + "\n")
+    secret.write_text("webhook-secret\n")
+    git = git_repo_factory.create("models", {"README.md": "models\n"})
+    forge = {
+        "provider": "github",
+        "project": PROJECT,
+        "api_url": forge_server.url("github"),
+        "token_file": str(token),
+        "webhook_secret_file": str(secret),
+    }
+    daemon = daemons([repo_entry(publish(git).url, interval=3600, forge=forge)], migrated).start()
+    first = git.head()
+    daemon.wait(lambda: applied_commit(migrated) == first, "the startup reconcile")
+    daemon.wait(lambda: forge_states(forge_server, first).get("polyaxon/validate") == "success", "validate status")
+
+    sha = git.commit("train", {"ops/train.yaml": job("train", "echo trained")})
+    git.push()
+    url = f"{daemon.url}/webhooks/github"
+    unsigned = webhook_sender.push("github", url, repo=PROJECT, ref="refs/heads/main", before=first, after=sha)[0]
+    assert webhook_sender.deliver(url, unsigned.tampered()).status == 401
+    _, answer = webhook_sender.push("github", url, repo=PROJECT, ref="refs/heads/main", before=first, after=sha)
+    assert answer.status == 200, answer.body
+
+    # Well before the hour-long poll: the webhook's reconcile runs the job.
+    run = daemon.wait_run("#train", lambda r: r["status"] == "succeeded", "the pushed job to succeed", 20.0)
+    assert run["commit"] == sha
+    states = daemon.wait(
+        lambda: (s := forge_states(forge_server, sha)).get("polyaxon/train") == "success" and s,
+        "polyaxon/train success on the forge",
+    )
+    assert states["polyaxon/validate"] == "success", states
+    contexts = [s["context"] for s in forge_server.statuses("github", PROJECT, sha)]
+    assert contexts.count("polyaxon/validate") == 1, "never posted twice for the same state"
+    posted = forge_server.requests("github", "POST", rf"/repos/{PROJECT}/statuses/{sha}")
+    assert posted and all(r.status == 201 for r in posted)
+
+
+# --- the schema is an operator's step: the daemon refuses a database without it -------------------
+
+
+def test_daemon_refuses_a_database_without_schema_until_db_upgrade(
+    db_url: str, daemons: MakeDaemon, git_repo_factory: GitRepoFactory, tmp_path: Path
+) -> None:
+    if db_url.startswith("sqlite:///"):
+        # A new SQLite file is created and migrated by the daemon itself; an existing one is not.
+        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+            conn.execute("CREATE TABLE unrelated (x INTEGER)")
+    git = git_repo_factory.create("models", {"ops/hello.yaml": job("hello", "echo hello")})
+    daemon = daemons([repo_entry(git.file_url)], db_url)
+
+    refused = daemon.spawn()
+    assert refused.wait(60) == 1
+    log = daemon.log_text()
+    assert "has no schema yet; run `reconciler db upgrade --config FILE` to create it" in log, log
+    assert "Traceback" not in log
+    assert daemon.get("/healthz") is None
+
+    upgraded = subprocess.run(
+        [*reconciler_argv(), "db", "upgrade", "--db", db_url], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    daemon.start()
+    daemon.wait_run("#hello", lambda r: r["status"] == "succeeded", "the job, once the schema exists")
