@@ -418,3 +418,36 @@ def test_daemon_refuses_a_database_without_schema_until_db_upgrade(
     assert upgraded.returncode == 0, upgraded.stderr
     daemon.start()
     daemon.wait_run("#hello", lambda r: r["status"] == "succeeded", "the job, once the schema exists")
+
+
+# --- triggers (webhooks, `POST /api/repos/<repo>/sync`) do not multiply the polling ---------------
+
+
+def test_triggers_do_not_multiply_the_poll(
+    daemons: MakeDaemon, git_repo_factory: GitRepoFactory, tmp_path: Path
+) -> None:
+    """Every trigger is one extra reconcile, after which the repo polls at its interval again.
+
+    Each reconcile re-arms the poll timer; if a trigger's reconcile armed a second timer beside
+    the one already waiting, N triggers would leave N+1 timers and the repo would be fetched
+    N+1 times per interval, for ever.
+    """
+    interval = 1.0
+    git = git_repo_factory.create("models", {"README.md": "models\n"})
+    daemon = daemons([repo_entry(git.file_url, interval=interval)], f"sqlite:///{tmp_path / 'db.sqlite'}").start()
+
+    def reconciles() -> float:
+        return metric(daemon.metrics(), "reconciler_reconcile_total", repo=REPO, result="success")
+
+    daemon.wait(lambda: reconciles() >= 1, "the first reconcile")
+    for _ in range(6):
+        before = reconciles()
+        answer = daemon.get(f"/api/repos/{REPO}/sync", method="POST")
+        assert answer is not None and answer[0] == 202
+        daemon.wait(lambda before=before: reconciles() > before, "the triggered reconcile")
+
+    start, before = time.monotonic(), reconciles()
+    daemon.wait(lambda: reconciles() >= before + 3, "three more polls")
+    took = time.monotonic() - start
+    # One timer: three polls take about two to three intervals. Seven timers: a fraction of one.
+    assert took >= 1.5 * interval, f"3 polls in {took:.2f}s with a {interval}s interval"
