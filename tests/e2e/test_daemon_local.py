@@ -21,7 +21,7 @@ from typing import Any
 
 from reconciler.tracking import Store
 from tests.e2e.conftest import MakeDaemon
-from tests.e2e.harness import FINAL, DaemonProcess, job, reconciler_argv, service
+from tests.e2e.harness import FINAL, DaemonProcess, job, metric, reconciler_argv, service
 from tests.infra.git_server import GitRepoFactory
 
 REPO = "models"
@@ -271,16 +271,6 @@ def readiness(daemon: DaemonProcess) -> tuple[int, dict[str, str]]:
     answer = daemon.get("/readyz")
     assert answer is not None
     return answer[0], json.loads(answer[1])["failing"]
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """One sample's value from a Prometheus exposition (0 when the series does not exist)."""
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            got = dict(re.findall(r'(\w+)="([^"]*)"', line[len(name) : line.index("}") + 1]))
-            if all(got.get(k) == v for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_unreachable_repo_fails_readiness_and_blocks_no_other(
