@@ -193,6 +193,18 @@ def db_runs(db: str) -> list[tuple[Any, str]]:
         store.close()
 
 
+def crash_point(daemon: DaemonProcess, db: str, sha: str) -> str:
+    """Where the crash caught the run of `sha`: what the database and the backend's dir hold."""
+    recorded = [r for r, _ in db_runs(db) if r.commit_sha == sha]
+    if not recorded:
+        return "before recording"
+    if recorded[0].backend_ref is not None:
+        return "submitted and recorded"
+    if (daemon.data_dir / "local-runs" / recorded[0].name).exists():
+        return "submitted, reference not recorded"
+    return "recorded, not submitted"
+
+
 def test_kill_9_at_random_points_never_duplicates_a_run(
     daemons: MakeDaemon, migrated: str, git_repo_factory: GitRepoFactory, tmp_path: Path
 ) -> None:
@@ -228,8 +240,7 @@ def test_kill_9_at_random_points_never_duplicates_a_run(
                 if not daemon.running:
                     raise AssertionError(f"the daemon exited on its own:\n{daemon.log_tail()}")
             daemon.kill9()
-            recorded = [r for r, _ in db_runs(migrated) if r.commit_sha == sha]
-            kills.append("recorded, not yet submitted" if recorded and recorded[0].backend_ref is None else "recorded")
+            kills.append(crash_point(daemon, migrated, sha))
         else:
             # A random point of the daemon's life (this sleep injects the crash; it synchronises nothing).
             delay = rng.uniform(0.0, 2.5)
@@ -237,6 +248,8 @@ def test_kill_9_at_random_points_never_duplicates_a_run(
             daemon.kill9()
             kills.append(f"after {delay:.2f}s")
     context = f"seed {seed}, kills: {kills}"
+    # A commit the daemon never saw as the head (pushed and superseded while it was down) rightly
+    # gets no run: the desired state is the head's. So: at most one run per commit, one for the head.
 
     daemon.start()
     head = commits[-1]
@@ -260,8 +273,17 @@ def test_kill_9_at_random_points_never_duplicates_a_run(
     assert set(per_commit) <= set(commits)
     started = lines(starts)
     assert sorted(started) == sorted(set(started)), f"a run's process started twice: {started} ({context})"
-    assert set(started) == {r["name"] for r in runs}, f"runs recorded but never started ({context})"
-    assert all(r["status"] == "succeeded" for r in runs), f"{[(r['name'], r['status']) for r in runs]} ({context})"
+    assert set(started) <= {r["name"] for r in runs}, f"a process for a run nobody recorded ({context})"
+    assert head in {r["commit"] for r in runs if r["name"] in started}, f"the head's run never ran ({context})"
+    for r in runs:
+        if r["name"] in started:
+            assert r["status"] == "succeeded", f"{r['name']} is {r['status']} ({context})"
+        else:
+            # A crash between the local backend's decision to launch and its record of the
+            # process leaves it unable to tell whether the process started; it says so (unknown)
+            # rather than risk starting it twice. Never silent, never a second start.
+            last = daemon.api_run(r["name"])["history"][-1]
+            assert (r["status"], last["reason"]) == ("unknown", "exit_unknown"), f"{r['name']}: {last} ({context})"
 
 
 # --- (g) /readyz follows each repo's reachability; (h) a broken repo blocks no other --------------
