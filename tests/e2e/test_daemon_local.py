@@ -341,6 +341,12 @@ def test_unreachable_repo_fails_readiness_and_blocks_no_other(
     shutil.move(other.remote, late_path)
     daemon.wait_run("late:ops/late.yaml#late", lambda r: r["status"] == "succeeded", "the late repo's job")
     daemon.wait(lambda: readiness(daemon)[1].get("repos", "").startswith("gone:"), "/readyz to name only gone")
+
+    # The last one appears too, and an operator asks for a sync now rather than after its backoff.
+    shutil.move(git_repo_factory.create("gone", {"README.md": "gone\n"}).remote, gone)
+    answer = daemon.get("/api/repos/gone/sync", method="POST")
+    assert answer is not None and answer[0] == 202
+    daemon.wait(lambda: readiness(daemon) == (200, {}), "/readyz to answer 200")
     assert delay < 5.0
 
 
