@@ -13,6 +13,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import time
@@ -469,3 +470,33 @@ def test_triggers_do_not_multiply_the_poll(
     took = time.monotonic() - start
     # One timer: three polls take about two to three intervals. Seven timers: a fraction of one.
     assert took >= 1.5 * interval, f"3 polls in {took:.2f}s with a {interval}s interval"
+
+
+# --- (f) SIGINT during a reconcile: the reconcile in flight ends before the daemon exits ----------
+
+
+def test_sigint_lets_the_reconcile_in_flight_finish(
+    daemons: MakeDaemon, git_repo_factory: GitRepoFactory, publish: Any, tmp_path: Path
+) -> None:
+    hang = 2.0
+    git = git_repo_factory.create("models", {"README.md": "models\n"})
+    served = publish(git)
+    daemon = daemons([repo_entry(served.url)], f"sqlite:///{tmp_path / 'db.sqlite'}").start()
+    polls = lambda: metric(daemon.metrics(), "reconciler_reconcile_total", repo=REPO, result="success")  # noqa: E731
+    daemon.wait(lambda: polls() >= 1, "a poll")
+
+    served.hang_next(1, seconds=hang)  # the next fetch gets no answer for a while
+    daemon.wait(lambda: any(r.injected == "hang" for r in served.requests()), "a fetch to be in flight")
+    assert daemon.proc is not None
+    started = time.monotonic()
+    daemon.proc.send_signal(signal.SIGINT)
+    code = daemon.proc.wait(SHUTDOWN_DEADLINE)
+    took = time.monotonic() - started
+    assert code == 0, daemon.log_tail()
+    log = daemon.log_text()
+    # It waited for the fetch to end (here: fail when the connection dropped) instead of walking
+    # away from it, and took no new work after the signal.
+    assert took >= hang * 0.8, f"exited after {took:.2f}s, while a fetch hung for {hang}s"
+    after = log[log.index("shutting down") :]
+    assert "reconcile failed; retrying" in after, after
+    assert "fetched refs/heads/main" not in after, "new work taken after the signal"
