@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan postgres bench-tracking
+.PHONY: venv run test lint typecheck unit e2e oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan postgres bench-tracking
 
 venv: $(STAMP)
 
@@ -35,6 +35,11 @@ typecheck: venv
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+## e2e: the daemon end to end (`reconciler run` subprocesses, git over HTTP, local and Kubernetes backends, SQLite and PostgreSQL)
+e2e: venv postgres k8s-binaries
+	$(BIN)/python -m tests.infra.openapi_assets
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 ## k8s-binaries: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok for
 ## the test cluster, built once per machine into ~/.cache. A failed build does not stop `make test`:

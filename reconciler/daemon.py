@@ -33,12 +33,17 @@ from reconciler.orchestration.specs import CAUSE_OF_KIND
 from reconciler.plan import PlanOptions, TrackedState, plan
 from reconciler.server import Check, HttpServer, build_app
 from reconciler.snapshot import tracked_state
-from reconciler.source import GitSource, SourceError
-from reconciler.statuses import Status
+from reconciler.source import Backoff, GitSource, SourceError
+from reconciler.statuses import Status, is_done
 from reconciler.tracking import CauseKind, IllegalTransition, NotFound, Run, Store
 from reconciler.workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger("reconciler")
+
+
+# Failed fetches in a row (each retried by the work queue after a short backoff) after which
+# /readyz reports the repo: enough to ride out one dropped connection.
+FAILED_FETCHES_UNREADY = 3
 
 
 def utcnow() -> datetime:
@@ -54,6 +59,7 @@ class RepoState:
     compiled: CompileResult | None = None
     last_fetch_ok: datetime | None = None
     last_error: str | None = None
+    fetch_failures: int = 0  # in a row, since the last successful fetch
 
 
 @dataclass
@@ -143,6 +149,10 @@ class Daemon:
                 git_dir,
                 token_file=repo.token_file,
                 token_env=repo.token_env,
+                # One try per reconcile: retrying is the work queue's job (capped, per repo, and
+                # without holding a worker). Retries inside fetch would keep a worker asleep for
+                # seconds per unreachable repo, and two such repos would stall every other one.
+                backoff=Backoff(attempts=1),
             )
             self.repos[repo.name] = RepoState(repo, source)
             self._git_locks[repo.name] = threading.Lock()
@@ -172,10 +182,11 @@ class Daemon:
         except SourceError as e:
             self.metrics.git_fetch_errors.labels(repo=name, kind=type(e).__name__).inc()
             state.last_error = str(e)
+            state.fetch_failures += 1
             raise
         finally:
             self.metrics.git_fetch_duration.labels(repo=name).observe(time.monotonic() - fetch_started)
-        state.last_fetch_ok, state.last_error = now, None
+        state.last_fetch_ok, state.last_error, state.fetch_failures = now, None, 0
         last = self.store.last_commit(name)
         advance = state.source.advance(last.sha if last else None, revision)
         # An unchanged or refused head still reconciles the applied commit: drift and runs
@@ -215,6 +226,9 @@ class Daemon:
         result.invalid = [e for f in desired.invalid.values() for e in f.errors]
         self._record_operations(name, desired, now)
         self.applier.resubmit_pending(name, now, lambda run, key: request_from_run(run, key, config.namespace))
+        self._catch_up_statuses(name, self.backend.list_owned(), now)
+        # The database first, then the backend: a run recorded in between is then seen in both,
+        # never in the database alone (which would look like drift).
         tracked = self.tracked_state(name)
         observed = self._observed(name)
         actions = plan(
@@ -332,6 +346,26 @@ class Daemon:
         return result.checked.effective if result.checked is not None else None
 
     # --- status transitions ---------------------------------------------------------------------
+
+    def _catch_up_statuses(self, repo: str, observed: list[ObservedObject], now: datetime) -> None:
+        """Record statuses the backend reached while no daemon was recording them.
+
+        The observe stream is not durable: a daemon killed between a backend transition and its
+        record loses it, and a restarted backend re-attaches to its runs without replaying their
+        past (a local run that finished meanwhile is simply found finished). Without this, such a
+        run would stay `created` or `running` in the history for ever.
+        """
+        seen = {o.run: o.status for o in observed if o.status}
+        for run, _ in self.store.list_runs(repo=repo):
+            status = seen.get(run.name)
+            if status is None or status == run.status or is_done(Status(run.status)):
+                continue
+            try:
+                target = Status(status)
+            except ValueError:
+                continue
+            message = "status found by a reconcile, not seen as it happened"
+            self.record_transition(StatusTransition(run.name, target, now, "Observed", message))
 
     def record_transition(self, transition: StatusTransition) -> None:
         try:
@@ -468,7 +502,13 @@ class Daemon:
             now = self.clock()
             for name, state in self.repos.items():
                 limit = 3 * state.config.interval + 60
-                if state.last_fetch_ok is None or (now - state.last_fetch_ok).total_seconds() > limit:
+                if (
+                    state.last_fetch_ok is None
+                    or (now - state.last_fetch_ok).total_seconds() > limit
+                    # An unreachable remote shows at once, not only after the age limit (which
+                    # is hours for a webhook-driven repo); a single failed fetch does not.
+                    or state.fetch_failures >= FAILED_FETCHES_UNREADY
+                ):
                     stale.append(f"{name}: {state.last_error or 'no successful fetch yet'}")
             return "; ".join(stale) or None
 

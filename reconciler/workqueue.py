@@ -5,6 +5,9 @@
   marked dirty and queued again when the worker calls `done()`.
 - `add_rate_limited()` requeues after a per-key capped exponential delay; `forget()` resets it
   after a success. `add_after()` requeues after a fixed delay (the poll interval).
+- A key waits for at most one delayed requeue: a second `add_after()` only moves it earlier
+  (client-go does the same). Otherwise every extra reconcile (a webhook) that re-arms the poll
+  timer would add a timer, and the key would be reconciled once per timer, for ever.
 
 The clock is injectable (`now`), and waiting uses a condition variable, so tests drive time
 without sleeping.
@@ -53,6 +56,8 @@ class WorkQueue:
         self._processing: set[Hashable] = set()
         self._dirty: set[Hashable] = set()
         self._delayed: list[tuple[float, int, Hashable]] = []  # heap of (ready at, seq, key)
+        # The one live delayed entry per key; heap entries not matching it are stale (skipped).
+        self._waiting: dict[Hashable, float] = {}
         self._seq = 0
         self._shutting_down = False
 
@@ -78,8 +83,12 @@ class WorkQueue:
         with self._cond:
             if self._shutting_down:
                 return
+            ready_at = self._now() + delay
+            if key in self._waiting and self._waiting[key] <= ready_at:
+                return
+            self._waiting[key] = ready_at
             self._seq += 1
-            heapq.heappush(self._delayed, (self._now() + delay, self._seq, key))
+            heapq.heappush(self._delayed, (ready_at, self._seq, key))
             self._cond.notify_all()
 
     def add_rate_limited(self, key: Hashable) -> float:
@@ -137,6 +146,7 @@ class WorkQueue:
         with self._cond:
             self._shutting_down = True
             self._delayed.clear()
+            self._waiting.clear()
             self._queue.clear()
             self._queued.clear()
             self._cond.notify_all()
@@ -154,7 +164,7 @@ class WorkQueue:
     def depth(self) -> int:
         """Ready plus delayed keys: what the daemon reports as queue depth."""
         with self._cond:
-            return len(self._queue) + len(self._delayed)
+            return len(self._queue) + len(self._waiting)
 
     def processing(self) -> int:
         with self._cond:
@@ -163,7 +173,10 @@ class WorkQueue:
     def _promote_due(self) -> None:
         now = self._now()
         while self._delayed and self._delayed[0][0] <= now:
-            _, _, key = heapq.heappop(self._delayed)
+            ready_at, _, key = heapq.heappop(self._delayed)
+            if self._waiting.get(key) != ready_at:
+                continue  # superseded by an earlier requeue of the same key
+            del self._waiting[key]
             if key in self._processing:
                 self._dirty.add(key)
             elif key not in self._queued:

@@ -63,6 +63,42 @@ def test_add_after_waits_for_the_clock() -> None:
     assert q.depth == 0
 
 
+def test_a_key_waits_for_one_delayed_requeue_the_earliest() -> None:
+    clock = Clock()
+    q = WorkQueue(now=clock)
+    q.add_after("repo", 60)  # the poll timer
+    q.add_after("repo", 90)  # a later one changes nothing
+    q.add_after("repo", 5)  # an earlier one (a retry) replaces it
+    assert q.depth == 1
+    clock.t += 5
+    assert q.get(timeout=0) == "repo"
+    q.done("repo")
+    clock.t += 100
+    assert q.get(timeout=0) is None, "the superseded timers must not fire"
+    assert q.depth == 0
+
+
+def test_extra_reconciles_do_not_multiply_the_poll_timer() -> None:
+    """Each reconcile re-arms the poll timer; a triggered one must not arm a second timer."""
+    clock = Clock()
+    q = WorkQueue(now=clock)
+    q.add_after("repo", 60)  # due at +60
+    for _ in range(5):  # five webhooks, ten seconds apart, each reconciled and re-arming the timer
+        clock.t += 10
+        q.add("repo")
+        assert q.get(timeout=0) == "repo"
+        q.done("repo")
+        q.add_after("repo", 60)
+    clock.t += 10  # +60: the poll
+    assert q.get(timeout=0) == "repo"
+    q.done("repo")
+    q.add_after("repo", 60)  # re-armed: due at +120
+    clock.t += 55
+    assert q.get(timeout=0) is None, "one poll per interval, not one per webhook"
+    clock.t += 5
+    assert q.get(timeout=0) == "repo"
+
+
 def test_blocking_get_is_woken_by_add() -> None:
     q = WorkQueue()
     got: list[object] = []
