@@ -585,6 +585,7 @@ class Daemon:
                     Path(self.settings.data_dir) / "git",
                     token_file=state.config.token_file,
                     token_env=state.config.token_env,
+                    backoff=Backoff(attempts=1),  # the work queue retries a failed check, not a worker
                 )
                 try:
                     pr.fetch()
