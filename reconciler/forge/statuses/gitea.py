@@ -6,14 +6,13 @@ where GitHub says `state`.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from reconciler.forge.statuses.base import Comment, CommitStatus, clip
+from reconciler.forge.statuses.base import Comment, CommitStatus
 from reconciler.forge.statuses.github import owner_repo
-from reconciler.forge.statuses.http import ForgeHttp
+from reconciler.forge.statuses.http import HttpForgeClient
 from reconciler.statuses import CommitState
 
 # Gitea stores descriptions as text; keep them to what its UI shows on one line.
@@ -21,7 +20,7 @@ DESCRIPTION_LIMIT = 255
 _STATES = {"pending": CommitState.PENDING, "success": CommitState.SUCCESS, "failure": CommitState.FAILURE}
 
 
-class GiteaClient:
+class GiteaClient(HttpForgeClient):
     provider = "gitea"
     description_limit = DESCRIPTION_LIMIT
 
@@ -35,26 +34,10 @@ class GiteaClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.repo_path = "/repos/" + owner_repo(project)
-        self.api_url = api_url.rstrip("/")
-        kwargs: dict[str, Any] = {"transport": transport}
-        if timeout is not None:
-            kwargs["timeout"] = timeout
-        self.http = ForgeHttp(self.api_url, {"Authorization": f"token {token}"}, **kwargs)
-        self._rate_key = f"gitea {self.api_url} {hash(token)}"
-
-    @property
-    def rate_key(self) -> str:
-        return self._rate_key
-
-    def close(self) -> None:
-        self.http.close()
+        super().__init__(api_url, {"Authorization": f"token {token}"}, token, timeout=timeout, transport=transport)
 
     def post_status(self, status: CommitStatus) -> None:
-        body: dict[str, Any] = {"state": str(status.state), "context": status.context}
-        if status.description is not None:
-            body["description"] = clip(status.description, self.description_limit)
-        if status.target_url:
-            body["target_url"] = status.target_url
+        body = self.status_body(status, state=str(status.state))
         self.http.json("POST", f"{self.repo_path}/statuses/{quote(status.sha, safe='')}", json=body)
 
     def list_statuses(self, sha: str) -> list[CommitStatus]:

@@ -7,13 +7,12 @@ issue comments.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from reconciler.forge.statuses.base import Comment, CommitStatus, clip
-from reconciler.forge.statuses.http import ForgeHttp
+from reconciler.forge.statuses.base import Comment, CommitStatus
+from reconciler.forge.statuses.http import HttpForgeClient
 from reconciler.statuses import CommitState
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -26,7 +25,7 @@ def owner_repo(project: str) -> str:
     return f"{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
-class GitHubClient:
+class GitHubClient(HttpForgeClient):
     provider = "github"
     description_limit = 140
 
@@ -40,31 +39,15 @@ class GitHubClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.repo_path = "/repos/" + owner_repo(project)
-        self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
         headers = {
             "Authorization": f"Bearer {token}",
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28",
         }
-        kwargs: dict[str, Any] = {"transport": transport}
-        if timeout is not None:
-            kwargs["timeout"] = timeout
-        self.http = ForgeHttp(self.api_url, headers, **kwargs)
-        self._rate_key = f"github {self.api_url} {hash(token)}"
-
-    @property
-    def rate_key(self) -> str:
-        return self._rate_key
-
-    def close(self) -> None:
-        self.http.close()
+        super().__init__(api_url or DEFAULT_API_URL, headers, token, timeout=timeout, transport=transport)
 
     def post_status(self, status: CommitStatus) -> None:
-        body: dict[str, Any] = {"state": str(status.state), "context": status.context}
-        if status.description is not None:
-            body["description"] = clip(status.description, self.description_limit)
-        if status.target_url:
-            body["target_url"] = status.target_url
+        body = self.status_body(status, state=str(status.state))
         self.http.json("POST", f"{self.repo_path}/statuses/{quote(status.sha, safe='')}", json=body)
 
     def list_statuses(self, sha: str) -> list[CommitStatus]:

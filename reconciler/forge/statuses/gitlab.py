@@ -9,14 +9,13 @@ percent-encoded into the URL (`group%2Fproject`).
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from reconciler.forge.errors import PermanentForgeError
-from reconciler.forge.statuses.base import Comment, CommitStatus, clip
-from reconciler.forge.statuses.http import ForgeHttp
+from reconciler.forge.statuses.base import Comment, CommitStatus
+from reconciler.forge.statuses.http import HttpForgeClient
 from reconciler.statuses import CommitState
 
 DEFAULT_API_URL = "https://gitlab.com/api/v4"
@@ -39,7 +38,7 @@ FROM_GITLAB = {
 }
 
 
-class GitLabClient:
+class GitLabClient(HttpForgeClient):
     provider = "gitlab"
     description_limit = DESCRIPTION_LIMIT
 
@@ -55,26 +54,12 @@ class GitLabClient:
         if not project.strip("/"):
             raise ValueError("a GitLab project is a numeric id or a group/name path")
         self.project_path = "/projects/" + quote(project.strip("/"), safe="")
-        self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
-        kwargs: dict[str, Any] = {"transport": transport}
-        if timeout is not None:
-            kwargs["timeout"] = timeout
-        self.http = ForgeHttp(self.api_url, {"PRIVATE-TOKEN": token}, **kwargs)
-        self._rate_key = f"gitlab {self.api_url} {hash(token)}"
-
-    @property
-    def rate_key(self) -> str:
-        return self._rate_key
-
-    def close(self) -> None:
-        self.http.close()
+        super().__init__(
+            api_url or DEFAULT_API_URL, {"PRIVATE-TOKEN": token}, token, timeout=timeout, transport=transport
+        )
 
     def post_status(self, status: CommitStatus) -> None:
-        body: dict[str, Any] = {"state": TO_GITLAB[status.state], "name": status.context}
-        if status.description is not None:
-            body["description"] = clip(status.description, self.description_limit)
-        if status.target_url:
-            body["target_url"] = status.target_url
+        body = self.status_body(status, state=TO_GITLAB[status.state], context_key="name")
         try:
             self.http.json("POST", f"{self.project_path}/statuses/{quote(status.sha, safe='')}", json=body)
         except PermanentForgeError as e:

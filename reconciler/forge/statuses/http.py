@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from reconciler.forge.errors import ForgeError, PermanentForgeError, RateLimited, TransientForgeError
+from reconciler.forge.statuses.base import CommitStatus, clip
 from reconciler.logs import redact
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -146,3 +147,42 @@ class ForgeHttp:
             if url is not None and httpx.URL(url).host != httpx.URL(self.base_url).host:
                 # Never send the token to a host the paging link points at but we were not given.
                 raise PermanentForgeError(f"GET {path}: next page on another host: {redact(url)}")
+
+
+class HttpForgeClient:
+    """What every provider client shares: one pooled HTTP session, a rate-limit key per forge
+    and token (a pause for one never holds back another), and the status body every API takes."""
+
+    provider: str = ""
+    description_limit: int = 140
+
+    def __init__(
+        self,
+        api_url: str,
+        headers: dict[str, str],
+        token: str,
+        *,
+        timeout: httpx.Timeout | float | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        kwargs: dict[str, Any] = {"transport": transport}
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        self.http = ForgeHttp(self.api_url, headers, **kwargs)
+        self._rate_key = f"{self.provider} {self.api_url} {hash(token)}"
+
+    @property
+    def rate_key(self) -> str:
+        return self._rate_key
+
+    def close(self) -> None:
+        self.http.close()
+
+    def status_body(self, status: CommitStatus, *, state: str, context_key: str = "context") -> dict[str, Any]:
+        body: dict[str, Any] = {"state": state, context_key: status.context}
+        if status.description is not None:
+            body["description"] = clip(status.description, self.description_limit)
+        if status.target_url:
+            body["target_url"] = status.target_url
+        return body
