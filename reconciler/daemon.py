@@ -238,7 +238,6 @@ class Daemon:
             now,
             PlanOptions(namespace=config.namespace, prune=config.prune.model_dump(), tz=config.timezone),
         )
-        actions = [_in_namespace(a, config.namespace) for a in actions]
         result.applied = self.applier.apply(actions, desired, now)
         for action in actions:
             result.actions[action.action.value] = result.actions.get(action.action.value, 0) + 1
@@ -667,12 +666,4 @@ def _error_row(error: Located) -> dict[str, Any]:
     return {"file": error.path, "line": error.line, "column": error.column, "message": error.message}
 
 
-def _in_namespace(action: Any, namespace: str) -> Any:
-    from dataclasses import replace
-
-    if action.run is not None and action.run.namespace != namespace:
-        return replace(action, run=replace(action.run, namespace=namespace))
-    return action
-
-
-__all__ = ["Daemon", "ReconcileResult", "rc"]
+__all__ = ["Daemon", "ReconcileResult", "request_from_run"]
