@@ -22,13 +22,14 @@ from types import FrameType
 from typing import Any
 
 from reconciler import repo_config as rc
-from reconciler.apply import Applier, ApplyResult
+from reconciler.apply import Applier, ApplyResult, StatusReporter
 from reconciler.backends import Backend, TransientBackendError
 from reconciler.compile import CompileOptions, CompileResult, compile_repo
 from reconciler.config import RepoConfig, Settings
 from reconciler.errors import Located, first_line
 from reconciler.metrics import Metrics
 from reconciler.model import Cause, DesiredState, ObservedObject, OpKey, RunRequest, StatusTransition
+from reconciler.orchestration import Orchestrator, Timer, Work
 from reconciler.orchestration.specs import CAUSE_OF_KIND
 from reconciler.plan import PlanOptions, TrackedState, plan
 from reconciler.server import Check, HttpServer, build_app
@@ -102,8 +103,8 @@ class Daemon:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
-        orchestration: Any = None,
-        reporter: Any = None,
+        orchestration: Orchestrator | None = None,
+        reporter: StatusReporter | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -112,8 +113,6 @@ class Daemon:
         self.clock = clock
         self.queue = WorkQueue()
         if orchestration is None:
-            from reconciler.orchestration import Orchestrator, Timer
-
             orchestration = Orchestrator(
                 store,
                 backend_name=backend.name,
@@ -122,7 +121,7 @@ class Daemon:
                 resolve_hub=self.resolve_hub,
                 timer=Timer(store.engine, lambda: self.queue.add("ticks")),
             )
-        self.orchestration = orchestration
+        self.orchestration: Orchestrator = orchestration
         from reconciler.forge_wiring import build_forge_wiring
 
         self.forge = build_forge_wiring(
@@ -272,8 +271,7 @@ class Daemon:
                 )
 
     def tracked_state(self, repo: str) -> TrackedState:
-        registrations = self.orchestration.tracked if self.orchestration is not None else None
-        return tracked_state(self.store, repo, registrations)
+        return tracked_state(self.store, repo, self.orchestration.tracked)
 
     def _observed(self, repo: str) -> list[ObservedObject]:
         from reconciler.model import ANNOTATION_OP_KEY, ANNOTATION_REPO
@@ -385,20 +383,19 @@ class Daemon:
         self.metrics.runs_transitions.labels(status=transition.status).inc()
         if self.applier.reporter is not None:
             self.applier.reporter.run_status(None, transition.run, Status(transition.status), transition.at)
-        if self.orchestration is not None:
-            self.apply_work(self.orchestration.on_transition(transition, self.clock()), self.clock())
+        self.apply_work(self.orchestration.on_transition(transition, self.clock()), self.clock())
 
-    def apply_work(self, work: Any, now: datetime) -> None:
+    def apply_work(self, work: Work | None, now: datetime) -> None:
         """Apply what the orchestration asks for: new runs (children, ticks, events), statuses, stops."""
         if work is None:
             return
-        for notice in getattr(work, "notices", ()):
+        for notice in work.notices:
             log.warning("%s: %s", notice.reason, notice.message, extra={"subject": notice.subject})
-        for update in getattr(work, "updates", ()):
+        for update in work.updates:
             self.record_transition(StatusTransition(update.run, update.status, now, update.reason, update.message))
-        for new in getattr(work, "new_runs", ()):
+        for new in work.new_runs:
             self.applier.create(new.request, now, parent=new.parent, status=Status(new.status))
-        for name in getattr(work, "stops", ()):
+        for name in work.stops:
             self.backend.stop(name)
 
     # --- the loop -------------------------------------------------------------------------------
@@ -423,16 +420,14 @@ class Daemon:
             return
         if key == "ticks":
             # The timer wakes this key at each schedule's next tick; the slow poll is a fallback.
-            if self.orchestration is not None:
-                now = self.clock()
-                self.apply_work(self.orchestration.due(now), now)
+            now = self.clock()
+            self.apply_work(self.orchestration.due(now), now)
             self.queue.add_after("ticks", 30.0)
             return
         if key == "resume":
             # Re-drive what a crash interrupted (unsubmitted runs, unconsumed transitions).
-            if self.orchestration is not None:
-                now = self.clock()
-                self.apply_work(self.orchestration.resume(now), now)
+            now = self.clock()
+            self.apply_work(self.orchestration.resume(now), now)
             self.queue.add_after("resume", 60.0)
             return
         if key == "gauges":
@@ -538,7 +533,7 @@ class Daemon:
         self.queue.add("ticks")
         self.queue.add("resume")
         self.queue.add("gauges")
-        if self.orchestration is not None and self.orchestration.timer is not None:
+        if self.orchestration.timer is not None:
             self.orchestration.timer.start()
             self.orchestration.arm_timer()
         self.forge.start()
@@ -625,7 +620,7 @@ class Daemon:
     def stop(self, deadline: float = 30.0) -> None:
         """Stop taking work, let in-flight reconciles finish within `deadline`, then close."""
         self._stop.set()
-        if self.orchestration is not None and self.orchestration.timer is not None:
+        if self.orchestration.timer is not None:
             self.orchestration.timer.stop()
         self.queue.shut_down()
         end = time.monotonic() + deadline
