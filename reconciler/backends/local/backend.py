@@ -35,7 +35,7 @@ from reconciler.backends.local import lifecycle
 from reconciler.backends.local.launch import LaunchSpec, build_launch, check_kind
 from reconciler.backends.local.lifecycle import ALIVE, BOOTING, Action, Exit, Observed, Policy, RunState
 from reconciler.backends.local.outputs import read_outputs
-from reconciler.backends.local.procs import identify
+from reconciler.backends.local.procs import ProcessId, identify
 from reconciler.backends.local.store import RunDir, safe_name
 from reconciler.model import ObservedObject, RunRequest, StatusTransition
 
@@ -43,6 +43,30 @@ log = logging.getLogger(__name__)
 
 # Where runs live under the daemon's data dir.
 STATE_SUBDIR = "local-runs"
+
+# What `_observe` returns when an attempt's wrapper never ran at all (see `_step`).
+NEVER_STARTED = "never-started"
+
+
+def _wrapper_process(prefix: Path) -> ProcessId | None:
+    """A live wrapper process for this attempt, found by its command line (Linux /proc)."""
+    wanted = str(prefix).encode()
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None  # no /proc (macOS): an attempt without a record stays `unknown`, as before
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if wanted in args and any(a.endswith(b"wrapper.py") for a in args):
+            found = identify(int(entry.name))
+            return found if found.alive() else None
+    return None
+
+
 EVENT_BUFFER = 10_000
 
 # Run by path, so the wrapper needs nothing but the interpreter (see its docstring).
@@ -339,7 +363,16 @@ class LocalBackend:
                     self._events.get_nowait()
 
     def _step(self, entry: _Run, now: float) -> list[StatusTransition]:
-        step = lifecycle.decide(entry.state, entry.policy, self._observe(entry), now)
+        observed = self._observe(entry)
+        if observed is NEVER_STARTED:
+            # The daemon stopped between deciding to launch this attempt and starting its wrapper:
+            # nothing ran, so the attempt is launched again rather than written off as unknown.
+            log.info("local run %s: attempt %d never started; starting it", entry.dir.name, entry.state.attempt)
+            self._set_state(
+                entry, replace(entry.state, status=lifecycle.RETRYING, attempt=entry.state.attempt - 1, retry_at=now)
+            )
+            observed = None
+        step = lifecycle.decide(entry.state, entry.policy, observed, now)
         self._set_state(entry, step.state)
         emitted = [self._emit(entry, change) for change in step.changes]
         for action in step.actions:
@@ -360,6 +393,12 @@ class LocalBackend:
         attempt = state.attempt
         wrapper = entry.dir.wrapper(attempt)
         child = entry.dir.child(attempt)
+        if entry.popen is None and wrapper is None and entry.dir.exit(attempt) is None:
+            found = _wrapper_process(entry.dir.attempt_prefix(attempt))
+            if found is None:
+                return NEVER_STARTED
+            wrapper = found  # started, but died or was still booting before either side recorded it
+            entry.dir.write_wrapper(attempt, found)
         if entry.popen is not None:
             wrapper_alive = entry.popen.poll() is None
         else:

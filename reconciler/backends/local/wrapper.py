@@ -62,6 +62,9 @@ def main(argv: list[str]) -> int:
         print("usage: wrapper.py <attempt prefix> -- command...", file=sys.stderr)
         return 2
     prefix, command = argv[0], argv[2:]
+    # Say who we are before anything else: a daemon that died between starting us and writing
+    # this itself can then tell "never started" (no record, no process) from "started".
+    _write_json(Path(prefix + ".wrapper.json"), {"pid": os.getpid(), "start": start_time(os.getpid())})
     child_file = Path(prefix + ".child.json")
     exit_file = Path(prefix + ".exit.json")
     child: subprocess.Popen[bytes] | None = None

@@ -3,6 +3,7 @@ learns how runs ended while it was down (from the wrapper's record, or `unknown`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -147,3 +148,29 @@ def test_daemon_killed_outright_then_a_new_one_adopts_and_reads_the_exit(backend
     assert final_status(backend, "crash-survivor") == "failed"
     assert "exit code 4" in backend.history("crash-survivor")[-1]["message"]
     assert counter.read_text().count("start") == 1
+
+
+def test_an_attempt_whose_wrapper_never_started_is_launched_again(backends: Backends, tmp_path: Path) -> None:
+    """The crash window between "decided to launch" (state saved) and "wrapper running": no
+    record and no process means nothing ran, so a restart launches the attempt instead of
+    writing the run off as `unknown`."""
+    flag, counter = tmp_path / "go", tmp_path / "count"
+    first = backends.open()
+    first.submit(make_request("never-started", waiting_script(flag, counter)))
+    wait_until(lambda: first.status("never-started") == "running", what="running")
+    run_dir = first.run_dir("never-started")
+    first.close()
+    # Make the run look exactly like the crash window: its processes gone, no record of them.
+    for name in ("1.child.json", "1.wrapper.json"):
+        pid = json.loads((run_dir / "attempts" / name).read_text())["pid"]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL) if name.startswith("1.child") else os.kill(pid, signal.SIGKILL)
+        wait_until(lambda p=pid: not ProcessId(p, None).alive(), what=f"{name} process gone")
+    for leftover in (run_dir / "attempts").glob("1.*"):
+        leftover.unlink()
+
+    second = backends.open()
+    wait_until(lambda: counter.read_text().count("start") == 2, what="the attempt launched again")
+    flag.touch()
+    assert final_status(second, "never-started") == "succeeded"
+    assert "unknown" not in statuses(second, "never-started")
