@@ -35,6 +35,17 @@ def _store(settings: Settings) -> Any:
     return Store.open(settings.database)
 
 
+def emit_rows(rows: list[dict[str, Any]], output_format: str, nothing: str) -> bool:
+    """Print `rows` as JSON, or say there is nothing; True when done (text rows are the caller's)."""
+    if output_format == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return True
+    if not rows:
+        typer.echo(nothing)
+        return True
+    return False
+
+
 def _check_format(fmt: str) -> None:
     if fmt not in ("text", "json"):
         typer.echo(f"error: --format must be text or json, got {fmt!r}", err=True)
@@ -59,11 +70,7 @@ def list_runs(
         rows = [run_row(run, key) for run, key in store.list_runs(repo=repo, op_key=op, status=status, limit=limit)]
     finally:
         store.close()
-    if output_format == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        typer.echo("no runs")
+    if emit_rows(rows, output_format, "no runs"):
         return
     typer.echo(f"{'NAME':<44} {'STATUS':<14} {'CAUSE':<9} {'COMMIT':<12} {'CREATED':<20} OP")
     for r in rows:
@@ -194,11 +201,7 @@ def list_ops(
             )
     finally:
         store.close()
-    if output_format == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        typer.echo("no operations")
+    if emit_rows(rows, output_format, "no operations"):
         return
     typer.echo(f"{'OP':<56} {'MODE':<13} {'LATEST STATUS':<14} LATEST RUN")
     for r in rows:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from reconciler.commands.daemon import ConfigOption, settings_or_exit
-from reconciler.commands.runs import FormatOption, _check_format, _store
+from reconciler.commands.runs import FormatOption, _check_format, _store, emit_rows
 
 schedules_app = typer.Typer(help="Schedules registered from the repos.", no_args_is_help=True)
 
@@ -89,11 +88,7 @@ def list_schedules(
             )
     finally:
         store.close()
-    if output_format == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        typer.echo("no schedules")
+    if emit_rows(rows, output_format, "no schedules"):
         return
     for r in rows:
         detail = r["schedule"].get("cron") or r["schedule"].get("frequency") or r["schedule"].get("startAt") or ""
