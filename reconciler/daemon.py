@@ -604,8 +604,14 @@ class Daemon:
 
     def extra_routes(self) -> list[Any]:
         from reconciler.server.api import api_routes
+        from reconciler.server.pages import page_routes
 
-        return [*api_routes(self.store, self.backend, self.trigger), *self.forge.routes, *self.routes]
+        return [
+            *api_routes(self.store, self.backend, self.trigger),
+            *page_routes(self.store),
+            *self.forge.routes,
+            *self.routes,
+        ]
 
     def _on_push(self, repo: str, _sha: str | None) -> None:
         self.trigger(repo)
