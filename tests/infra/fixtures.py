@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.infra.git_server import GitHttpServer, GitRepoFactory, started_git_http_server
-from tests.infra.webhooks import WebhookSender
+from tests.infra.webhooks import WebhookReceiver, WebhookSender, started_webhook_receiver
 
 if TYPE_CHECKING:
     # Imported inside the fixtures: openapi-core takes ~2 s to import, which unit-only runs skip.
@@ -55,6 +55,13 @@ def forge_server(forge_server_session: ForgeServer) -> Iterator[ForgeServer]:
     forge_server_session.reset()
     if violations and not expected:
         pytest.fail("forge API violations:\n" + "\n".join(str(v) for v in violations), pytrace=False)
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A local endpoint recording the webhooks POSTed to it (headers, raw body)."""
+    with started_webhook_receiver() as server:
+        yield server
 
 
 @pytest.fixture

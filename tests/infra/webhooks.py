@@ -12,9 +12,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from email.message import Message
 from http.client import HTTPConnection, HTTPSConnection
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -377,3 +382,41 @@ class WebhookSender:
             return WebhookResponse(response.status, response.read(), dict(response.getheaders()))
         finally:
             connection.close()
+
+
+class WebhookReceiver(ThreadingHTTPServer):
+    """A local endpoint that records every webhook POSTed to it (headers, raw body) and answers 202."""
+
+    daemon_threads = True
+    received: list[tuple[Message, bytes]]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ReceiverHandler(BaseHTTPRequestHandler):
+    server: WebhookReceiver
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((self.headers, body))
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@contextmanager
+def started_webhook_receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver(("127.0.0.1", 0), _ReceiverHandler)
+    server.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -12,7 +12,7 @@ import httpx
 
 from reconciler.forge.statuses.base import Comment, CommitStatus
 from reconciler.forge.statuses.github import owner_repo
-from reconciler.forge.statuses.http import HttpForgeClient
+from reconciler.forge.statuses.http import RepoStatusesClient
 from reconciler.statuses import CommitState
 
 # Gitea stores descriptions as text; keep them to what its UI shows on one line.
@@ -20,7 +20,7 @@ DESCRIPTION_LIMIT = 255
 _STATES = {"pending": CommitState.PENDING, "success": CommitState.SUCCESS, "failure": CommitState.FAILURE}
 
 
-class GiteaClient(HttpForgeClient):
+class GiteaClient(RepoStatusesClient):
     provider = "gitea"
     description_limit = DESCRIPTION_LIMIT
 
@@ -35,10 +35,6 @@ class GiteaClient(HttpForgeClient):
     ) -> None:
         self.repo_path = "/repos/" + owner_repo(project)
         super().__init__(api_url, {"Authorization": f"token {token}"}, token, timeout=timeout, transport=transport)
-
-    def post_status(self, status: CommitStatus) -> None:
-        body = self.status_body(status, state=str(status.state))
-        self.http.json("POST", f"{self.repo_path}/statuses/{quote(status.sha, safe='')}", json=body)
 
     def list_statuses(self, sha: str) -> list[CommitStatus]:
         items = self.http.pages(f"{self.repo_path}/statuses/{quote(sha, safe='')}", {"limit": 50})

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import httpx
 
 from reconciler.forge.statuses.base import Comment, CommitStatus
-from reconciler.forge.statuses.http import HttpForgeClient
+from reconciler.forge.statuses.http import RepoStatusesClient
 from reconciler.statuses import CommitState
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -25,7 +25,7 @@ def owner_repo(project: str) -> str:
     return f"{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
-class GitHubClient(HttpForgeClient):
+class GitHubClient(RepoStatusesClient):
     provider = "github"
     description_limit = 140
 
@@ -45,10 +45,6 @@ class GitHubClient(HttpForgeClient):
             "X-GitHub-Api-Version": "2022-11-28",
         }
         super().__init__(api_url or DEFAULT_API_URL, headers, token, timeout=timeout, transport=transport)
-
-    def post_status(self, status: CommitStatus) -> None:
-        body = self.status_body(status, state=str(status.state))
-        self.http.json("POST", f"{self.repo_path}/statuses/{quote(status.sha, safe='')}", json=body)
 
     def list_statuses(self, sha: str) -> list[CommitStatus]:
         items = self.http.pages(f"{self.repo_path}/commits/{quote(sha, safe='')}/statuses", {"per_page": 100})

@@ -11,6 +11,7 @@ import email.utils
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -186,3 +187,13 @@ class HttpForgeClient:
         if status.target_url:
             body["target_url"] = status.target_url
         return body
+
+
+class RepoStatusesClient(HttpForgeClient):
+    """GitHub and Gitea take a commit status the same way: `POST {repo}/statuses/{sha}`."""
+
+    repo_path: str
+
+    def post_status(self, status: CommitStatus) -> None:
+        body = self.status_body(status, state=str(status.state))
+        self.http.json("POST", f"{self.repo_path}/statuses/{quote(status.sha, safe='')}", json=body)

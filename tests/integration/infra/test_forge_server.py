@@ -9,9 +9,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ import pytest
 from tests.infra.forge_server import ForgeServer, Provider
 from tests.infra.webhooks import (
     ZERO_SHA,
+    WebhookReceiver,
     WebhookSender,
     gitea_signature,
     github_signature,
@@ -403,38 +402,8 @@ def test_recorder_keeps_method_path_headers_and_json_under_concurrency(forge_ser
 # -- webhooks ----------------------------------------------------------------------------------
 
 
-class _Receiver(ThreadingHTTPServer):
-    daemon_threads = True
-    received: list[tuple[Message, bytes]]
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: _Receiver
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((self.headers, body))
-        self.send_response(202)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
-@pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    server = _Receiver(("127.0.0.1", 0), _ReceiverHandler)
-    server.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def _receiver_url(server: _Receiver) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}/webhooks"
+def _receiver_url(server: WebhookReceiver) -> str:
+    return f"{server.url}/webhooks"
 
 
 def _verified(provider: Provider, headers: Message, body: bytes, secret: str) -> bool:
@@ -447,18 +416,18 @@ def _verified(provider: Provider, headers: Message, body: bytes, secret: str) ->
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_push_webhook_is_signed_and_carries_the_new_head(
-    receiver: _Receiver, webhook_sender: WebhookSender, provider: Provider
+    webhook_receiver: WebhookReceiver, webhook_sender: WebhookSender, provider: Provider
 ) -> None:
     delivery, response = webhook_sender.push(
         provider,
-        _receiver_url(receiver),
+        _receiver_url(webhook_receiver),
         repo="acme/models",
         ref="refs/heads/main",
         before=ZERO_SHA,
         after=SHA,
     )
     assert response.status == 202
-    ((headers, body),) = receiver.received
+    ((headers, body),) = webhook_receiver.received
     assert body == delivery.body
     assert _verified(provider, headers, body, "webhook-secret")
     assert not _verified(provider, headers, body, "other-secret")
@@ -475,10 +444,10 @@ def test_push_webhook_is_signed_and_carries_the_new_head(
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_pull_request_webhook_names_head_and_base(
-    receiver: _Receiver, webhook_sender: WebhookSender, provider: Provider
+    webhook_receiver: WebhookReceiver, webhook_sender: WebhookSender, provider: Provider
 ) -> None:
     delivery, _ = webhook_sender.pull_request(
-        provider, _receiver_url(receiver), repo="acme/models", number=12, action="synchronize", head_sha=SHA
+        provider, _receiver_url(webhook_receiver), repo="acme/models", number=12, action="synchronize", head_sha=SHA
     )
     payload = delivery.payload
     if provider == "gitlab":
@@ -490,23 +459,23 @@ def test_pull_request_webhook_names_head_and_base(
         assert payload["action"] == ("synchronize" if provider == "github" else "synchronized")
         assert payload["pull_request"]["head"]["sha"] == SHA
         assert payload["pull_request"]["base"]["ref"] == "main"
-    assert len(receiver.received) == 1
+    assert len(webhook_receiver.received) == 1
 
 
 def test_redelivery_keeps_the_delivery_id_and_tampering_breaks_the_signature(
-    receiver: _Receiver, webhook_sender: WebhookSender
+    webhook_receiver: WebhookReceiver, webhook_sender: WebhookSender
 ) -> None:
     delivery, _ = webhook_sender.push(
         "github",
-        _receiver_url(receiver),
+        _receiver_url(webhook_receiver),
         repo="acme/models",
         ref="refs/heads/main",
         before=ZERO_SHA,
         after=SHA,
     )
-    webhook_sender.deliver(_receiver_url(receiver), delivery)
-    webhook_sender.deliver(_receiver_url(receiver), delivery.tampered())
-    first, again, tampered = receiver.received
+    webhook_sender.deliver(_receiver_url(webhook_receiver), delivery)
+    webhook_sender.deliver(_receiver_url(webhook_receiver), delivery.tampered())
+    first, again, tampered = webhook_receiver.received
     assert first[1] == again[1]
     assert first[0]["X-GitHub-Delivery"] == again[0]["X-GitHub-Delivery"] == delivery.delivery_id
     assert tampered[0]["X-GitHub-Delivery"] == delivery.delivery_id

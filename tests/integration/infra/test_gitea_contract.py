@@ -9,13 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
-from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,7 +19,7 @@ import pytest
 from tests.infra.forge_server import ForgeServer
 from tests.infra.gitea_server import USER, GiteaServer
 from tests.infra.wait import wait_until
-from tests.infra.webhooks import ZERO_SHA, push_payload, sign
+from tests.infra.webhooks import ZERO_SHA, WebhookReceiver, push_payload, sign
 
 pytestmark = pytest.mark.slow
 
@@ -146,36 +142,6 @@ def test_real_gitea_accepts_a_state_its_description_forbids(
 # -- webhooks: what real Gitea sends vs what the sender builds -----------------------------------
 
 
-class _Receiver(ThreadingHTTPServer):
-    daemon_threads = True
-    received: list[tuple[Message, bytes]]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Receiver
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((self.headers, body))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
-@pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    server = _Receiver(("127.0.0.1", 0), _Handler)
-    server.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 def _keys(value: Any, prefix: str = "") -> set[str]:
     """Dotted key paths of nested dicts (lists are looked into through their first item)."""
     if isinstance(value, list):
@@ -189,10 +155,12 @@ def _keys(value: Any, prefix: str = "") -> set[str]:
     return out
 
 
-def test_sender_builds_what_real_gitea_sends_on_push(gitea_server: GiteaServer, receiver: _Receiver) -> None:
+def test_sender_builds_what_real_gitea_sends_on_push(
+    gitea_server: GiteaServer, webhook_receiver: WebhookReceiver
+) -> None:
     name = f"hooked-{next(_counter)}"
     gitea_server.create_repo(name)
-    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    url = f"http://127.0.0.1:{webhook_receiver.server_address[1]}/hook"
     config = {"url": url, "content_type": "json", "secret": "webhook-secret"}
     gitea_server.api(
         "POST",
@@ -205,8 +173,8 @@ def test_sender_builds_what_real_gitea_sends_on_push(gitea_server: GiteaServer, 
         f"/repos/{USER}/{name}/contents/ops/a.yaml",
         {"content": "a2luZDogb3BlcmF0aW9uCg==", "branch": "main", "message": "add op"},
     )
-    wait_until(lambda: receiver.received, timeout=30, what="gitea push delivery")
-    real_headers, real_body = receiver.received[0]
+    wait_until(lambda: webhook_receiver.received, timeout=30, what="gitea push delivery")
+    real_headers, real_body = webhook_receiver.received[0]
     real = json.loads(real_body)
     expected_signature = hmac.new(b"webhook-secret", real_body, hashlib.sha256).hexdigest()
     assert real_headers["X-Gitea-Signature"] == expected_signature
