@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from reconciler.model import Cause
 from reconciler.statuses import Status
-from reconciler.tracking import CauseKind, Store, upgrade
+from reconciler.tracking import Store, upgrade
 from tests.infra.postgres import start_postgres, stop_postgres
 
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -81,7 +82,7 @@ def bench(name: str, url: str, ops: int, transitions: int, batch: int) -> dict[s
                             name = f"op{i:05d}-h{i}-c{k}"
                             store.create_run(
                                 op_key=key,
-                                cause_kind=CauseKind.COMMIT,
+                                cause=Cause.COMMIT,
                                 cause_id=f"c{k}",
                                 name=name,
                                 spec_hash=f"h{i}",
@@ -131,7 +132,7 @@ def bench(name: str, url: str, ops: int, transitions: int, batch: int) -> dict[s
         for k in range(single // 2):
             created = store.create_run(
                 op_key="bench:single.yaml#single",
-                cause_kind=CauseKind.MANUAL,
+                cause=Cause.MANUAL,
                 cause_id=f"m{k}",
                 name=f"single-{k}",
                 spec_hash="s",

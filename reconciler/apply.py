@@ -1,33 +1,52 @@
-"""Apply a plan: the one place where planned actions meet the backend and the tracking DB.
+"""The applier: the one place where decisions meet the backend and the tracking DB.
+
+Every run comes into being through `Applier.record` (commit, schedule tick, event, DAG op and
+matrix trial, hook, retry, adoption, pull-request preview), and every status a run enters is
+recorded through `Applier.transition`. Each writes the run's change and the commit status it
+causes (the reporter's outbox row) in one transaction, so a crash can lose neither one without
+the other.
 
 Order within a run's creation is what makes crashes harmless: the run is recorded first
-(idempotent on (operation, cause)), then submitted (idempotent on the run name: an existing
-object with our labels is adopted). A crash between the two leaves a `created` run without a
-backend reference, which `resubmit_pending()` submits again on the next reconcile: never two runs,
-never a lost one.
+(idempotent on (operation, cause)), then started (idempotent on the run name: an existing object
+with our labels is adopted). A crash between the two leaves a recorded run without a backend
+reference, which the orchestrator's `resume()` hands back to `create()` on the next pass: never
+two runs, never a lost one.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from reconciler.backends import Backend, PermanentBackendError, TransientBackendError
-from reconciler.model import ANNOTATION_COMMIT, ANNOTATION_OP_KEY, Cause, DesiredState, Mode, ObservedObject, RunRequest
-from reconciler.orchestration.specs import CAUSE_KIND, container_of
+from reconciler.metrics import Metrics
+from reconciler.model import (
+    ANNOTATION_COMMIT,
+    ANNOTATION_OP_KEY,
+    Cause,
+    DesiredState,
+    Mode,
+    ObservedObject,
+    OpKey,
+    RunRequest,
+    StatusTransition,
+)
+from reconciler.orchestration import Work
+from reconciler.orchestration.specs import container_of
+from reconciler.orchestration.tree import ORCHESTRATED
 from reconciler.plan.actions import Action, ActionKind
-from reconciler.statuses import Status
-from reconciler.tracking import CauseKind, IllegalTransition, NotFound, Store
+from reconciler.statuses import Status, is_done
+from reconciler.tracking import IllegalTransition, NotFound, Run, Store, Tx
 
 log = logging.getLogger(__name__)
 
 
-def cause_kind(cause: Cause) -> CauseKind:
-    return CAUSE_KIND[cause]
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def is_orchestrated(run: RunRequest) -> bool:
@@ -38,15 +57,33 @@ def is_orchestrated(run: RunRequest) -> bool:
 class Orchestration(Protocol):
     """What the applier needs from the orchestration adapter (schedules, events, DAGs, matrices)."""
 
-    def sync(self, actions: Sequence[Action], desired: DesiredState, now: datetime) -> Any: ...
+    def sync(self, actions: Sequence[Action], desired: DesiredState, now: datetime) -> Work: ...
 
-    def start(self, run: RunRequest, now: datetime) -> Any: ...
+    def start(self, run: RunRequest, now: datetime) -> Work: ...
+
+    def on_transition(self, transition: StatusTransition, now: datetime) -> Work: ...
 
 
 class StatusReporter(Protocol):
-    """Commit statuses for the forge, written to the outbox (see `reconciler.forge`)."""
+    """Commit statuses for the forge, queued in the caller's transaction (see `reconciler.forge`)."""
 
-    def run_status(self, run: RunRequest | None, run_name: str, status: Status, now: datetime) -> None: ...
+    def run_status(
+        self,
+        run: Run,
+        op: OpKey,
+        status: Status,
+        now: datetime,
+        *,
+        reason: str | None,
+        message: str | None,
+        session: Tx,
+    ) -> bool:
+        """Queue the commit status reporting `run` in `status`; True when a row was queued."""
+        ...
+
+    def wake(self) -> None:
+        """Rows were queued: post them now rather than at the next poll."""
+        ...
 
 
 @dataclass
@@ -65,87 +102,202 @@ class Applier:
         store: Store,
         backend: Backend,
         *,
-        orchestration: Orchestration | None = None,
         reporter: StatusReporter | None = None,
-        apply_work: Callable[[Any, datetime], None] | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
+        self.clock = clock
         self.backend = backend
-        self.orchestration = orchestration
         self.reporter = reporter
-        # How to apply what the orchestrator returns (children of DAGs and matrices); the daemon
-        # supplies it, since it also applies work from ticks and transitions.
-        self.apply_work = apply_work
+        self.metrics = metrics
+        # Set by whoever wires the daemon: the orchestrator records its runs through this applier,
+        # so each needs the other.
+        self.orchestration: Orchestration | None = None
 
-    # --- runs -------------------------------------------------------------------------------------
+    # --- the one way a run comes into being -----------------------------------------------------
 
-    def create(
-        self, run: RunRequest, now: datetime, *, parent: str | None = None, status: Status = Status.CREATED
-    ) -> bool:
-        """Record then start a run; False when it already existed (nothing done twice)."""
+    def record(
+        self,
+        request: RunRequest,
+        now: datetime,
+        *,
+        session: Tx,
+        parent: str | None = None,
+        status: Status = Status.CREATED,
+        final: tuple[Status, str, str] | None = None,
+        node: str | None = None,
+        trial_index: int | None = None,
+        meta: Mapping[str, Any] | None = None,
+        child_mode: str | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+        spec_known: bool = True,
+    ) -> tuple[Run, bool]:
+        """Record `request` once, in `session`; (the run, whether it is new).
+
+        A new run's first status goes to the outbox with it. `final` records a run that never
+        starts (a skipped tick, a DAG op marked skipped or upstream_failed) straight into that
+        status. `child_mode` makes the operation row of a DAG op, trial or hook (`<op>.<child>`)
+        on first use; a top-level run's operation must be tracked already.
+        """
+        if child_mode is not None:
+            self.store.upsert_operation(
+                str(request.op),
+                request.op.repo,
+                child_mode,
+                now,
+                spec_hash=request.spec_hash,
+                commit_sha=request.commit or None,
+                session=session,
+            )
         created = self.store.create_run(
-            op_key=str(run.op),
-            cause_kind=cause_kind(run.cause),
-            cause_id=run.cause_id,
-            name=run.name,
-            spec_hash=run.spec_hash,
+            op_key=str(request.op),
+            cause=request.cause,
+            cause_id=request.cause_id,
+            name=request.name,
+            spec_hash=request.spec_hash,
             backend=self.backend.name,
             now=now,
-            commit_sha=run.commit or None,
+            commit_sha=request.commit or None,
             status=status,
-            kind=run.kind,
-            spec=run.effective,
+            reason=reason,
+            message=message,
+            kind=request.kind,
+            spec=request.effective if spec_known else None,
             parent=parent,
+            namespace=request.namespace,
+            params=request.params,
+            node=node,
+            trial_index=trial_index,
+            meta=meta,
+            session=session,
         )
-        if not created.created:
-            if created.run.backend_ref is None and created.run.status in (Status.CREATED, Status.ON_SCHEDULE):
-                # Recorded but never started: a crash between the two, or the orchestrator
-                # recorded it (ticks, events, DAG ops, trials) for us to start.
-                self.start(run, now)
-            return False
-        if self.reporter is not None:
-            self.reporter.run_status(run, run.name, status, now)
-        self.start(run, now)
-        return True
+        if created.created:
+            self._report(created.run, request.op, status, now, reason, message, session)
+            if final is not None:
+                to, why, text = final
+                if self.store.transition(created.run, to, at=now, reason=why, message=text, session=session):
+                    self._report(created.run, request.op, to, now, why, text, session)
+        return created.run, created.created
+
+    def create(
+        self, request: RunRequest, now: datetime, *, parent: str | None = None, status: Status = Status.CREATED
+    ) -> bool:
+        """Record then start a run; False when it already existed (nothing done twice).
+
+        A run recorded earlier but never started (a crash between the two steps, or a run the
+        orchestrator recorded in its own transaction) is started now.
+        """
+        with self.store.unit_of_work() as tx:
+            run, new = self.record(request, now, session=tx, parent=parent, status=status)
+        self._wake()
+        if new or (run.backend_ref is None and run.status in (Status.CREATED, Status.ON_SCHEDULE)):
+            self.start(request, now)
+        return new
 
     def start(self, run: RunRequest, now: datetime) -> None:
         if is_orchestrated(run):
             if self.orchestration is None:
-                self._final(run.name, Status.UNSCHEDULABLE, "NoOrchestrator", "DAGs and matrices need the daemon", now)
+                self._fail(run.name, Status.UNSCHEDULABLE, "NoOrchestrator", "DAGs and matrices need the daemon", now)
                 return
             work = self.orchestration.start(run, now)
-            self.store.set_backend_ref(run.name, "orchestrated", now)
-            if self.apply_work is not None:
-                self.apply_work(work, now)
+            self.store.set_backend_ref(run.name, ORCHESTRATED, now)
+            self.apply_work(work, now)
             return
         try:
             ref = self.backend.submit(run)
         except PermanentBackendError as e:
-            self._final(run.name, Status(e.status or "failed"), type(e).__name__, str(e), now)
+            self._fail(run.name, Status(e.status or "failed"), type(e).__name__, str(e), now)
             return
         self.store.set_backend_ref(run.name, ref, now)
 
-    def _final(self, run: str, status: Status, reason: str, message: str, now: datetime) -> None:
-        try:
-            self.store.transition(run, status, at=now, reason=reason, message=message)
-        except (IllegalTransition, NotFound) as e:
-            log.warning("run %s: cannot record %s: %s", run, status, e)
-        if self.reporter is not None:
-            self.reporter.run_status(None, run, status, now)
+    def stop(self, run_name: str) -> None:
+        """Ask a run to stop. A DAG or matrix has no backend object: it is recorded stopped, and
+        its active children are stopped in turn (the orchestrator's answer to that transition)."""
+        run = self.store.run(run_name)
+        if run is not None and run.backend_ref == ORCHESTRATED:
+            if not is_done(run.status):
+                self.transition(StatusTransition(run_name, Status.STOPPED, self.clock(), "Stopped", "stop requested"))
+            return
+        self.backend.stop(run_name)
 
-    def resubmit_pending(self, repo: str, now: datetime, rebuild: Callable[[Any, str], RunRequest | None]) -> int:
-        """Submit runs recorded but never started (a crash or an outage between the two steps)."""
-        count = 0
-        for run, op_key in self.store.list_runs(repo=repo, status=Status.CREATED.value, top_level=True):
-            if run.backend_ref is not None or run.spec is None:
-                continue
-            request = rebuild(run, op_key)
-            if request is None:
-                continue
-            log.info("run %s was recorded but not started; starting it", run.name)
-            self.start(request, now)
-            count += 1
-        return count
+    def delete(self, run_name: str) -> None:
+        """Remove a run's objects (what is gone already is no error)."""
+        self.backend.delete(run_name)
+
+    # --- the one way a status is recorded -----------------------------------------------------
+
+    def transition(self, transition: StatusTransition) -> bool:
+        """Record a status (with its commit status, in one transaction), then what it causes:
+        subscribed runs, the parent's next step, hooks. False when nothing changed."""
+        target = Status(transition.status)
+        try:
+            with self.store.unit_of_work() as tx:
+                change = self.store.transition(
+                    transition.run,
+                    target,
+                    at=transition.at,
+                    reason=transition.reason or None,
+                    message=transition.message or None,
+                    session=tx,
+                )
+                if change is not None:
+                    run = self.store.run(transition.run, session=tx)
+                    assert run is not None
+                    op = OpKey.parse(self.store.op_key_by_id(run.operation_id, session=tx))
+                    self._report(run, op, target, transition.at, transition.reason, transition.message, tx)
+        except NotFound:
+            return False  # not a run we track (yet): adoption records it
+        except IllegalTransition as e:
+            log.debug("run %s: %s", transition.run, e)
+            return False
+        if change is None:
+            return False
+        self._wake()
+        if self.metrics is not None:
+            self.metrics.runs_transitions.labels(status=str(target)).inc()
+        if self.orchestration is not None:
+            self.apply_work(self.orchestration.on_transition(transition, transition.at), transition.at)
+        return True
+
+    def _fail(self, run: str, status: Status, reason: str, message: str, now: datetime) -> None:
+        if not self.transition(StatusTransition(run, status, now, reason, message)):
+            log.warning("run %s: cannot record %s (%s: %s)", run, status, reason, message)
+
+    def _report(
+        self,
+        run: Run,
+        op: OpKey,
+        status: Status,
+        now: datetime,
+        reason: str | None,
+        message: str | None,
+        session: Tx,
+    ) -> None:
+        if self.reporter is not None:
+            self.reporter.run_status(
+                run, op, status, now, reason=reason or None, message=message or None, session=session
+            )
+
+    def _wake(self) -> None:
+        if self.reporter is not None:
+            self.reporter.wake()
+
+    # --- what the orchestrator asks for -------------------------------------------------------
+
+    def apply_work(self, work: Work | None, now: datetime) -> None:
+        """New runs (children, ticks, events), derived statuses, stops; notices are logged."""
+        if work is None:
+            return
+        for notice in work.notices:
+            log.warning("%s: %s", notice.reason, notice.message, extra={"subject": notice.subject})
+        for update in work.updates:
+            self.transition(StatusTransition(update.run, update.status, now, update.reason, update.message))
+        for new in work.new_runs:
+            self.create(new.request, now, parent=new.parent, status=Status(new.status))
+        for name in work.stops:
+            self.stop(name)
 
     # --- plans ------------------------------------------------------------------------------------
 
@@ -153,9 +305,7 @@ class Applier:
         result = ApplyResult()
         actions = list(actions)
         if self.orchestration is not None:
-            work = self.orchestration.sync(actions, desired, now)
-            if self.apply_work is not None:
-                self.apply_work(work, now)
+            self.apply_work(self.orchestration.sync(actions, desired, now), now)
         for action in actions:
             if not action.changes_something:
                 continue
@@ -182,33 +332,55 @@ class Applier:
         elif kind is ActionKind.DRIFT:
             if action.run is not None:
                 self.backend.apply(action.run)
-            elif action.target is not None:
-                self._final(action.target, Status.UNKNOWN, "Drift", action.reason, now)
+            elif action.target is not None and action.observed is None:
+                self._fail(action.target, Status.UNKNOWN, "Drift", action.reason, now)
+            # With an observed object and no run, the drift is reported only (self_heal off).
         elif kind is ActionKind.STOP and action.target is not None:
             self.backend.stop(action.target)
         elif kind in (ActionKind.DELETE, ActionKind.PRUNE) and action.target is not None:
             self.backend.delete(action.target)
+            self._ended(action, now)
         elif kind is ActionKind.ADOPT and action.observed is not None:
             self._adopt(action, action.observed, desired, now)
         # Schedules and subscriptions were persisted by the orchestration's sync() above.
 
+    def _ended(self, action: Action, now: datetime) -> None:
+        """A deleted or pruned run that was not done is stopped for good: say so in its history."""
+        assert action.target is not None
+        run = self.store.run(action.target)
+        if run is None or is_done(run.status):
+            return
+        reason = "Deleted" if action.action is ActionKind.DELETE else "Pruned"
+        self.transition(StatusTransition(action.target, Status.STOPPED, now, reason, action.reason))
+
     def _adopt(self, action: Action, obj: ObservedObject, desired: DesiredState, now: datetime) -> None:
         op_key = obj.annotations.get(ANNOTATION_OP_KEY, str(action.op))
         op = desired.ops.get(action.op)
-        self.store.upsert_operation(op_key, action.op.repo, (op.mode if op else Mode.ONE_SHOT).value, now)
         commit = obj.annotations.get(ANNOTATION_COMMIT, "")
-        created = self.store.create_run(
-            op_key=op_key,
-            cause_kind=CauseKind.COMMIT,
-            cause_id=commit or obj.run,
+        spec = op.effective if op is not None and op.spec_hash.startswith(obj.spec_hash) else None
+        request = RunRequest(
             name=obj.run,
-            spec_hash=obj.spec_hash,
-            backend=self.backend.name,
-            now=now,
-            commit_sha=commit or None,
+            op=OpKey.parse(op_key),
             kind=obj.kind,
-            spec=op.effective if op is not None and op.spec_hash.startswith(obj.spec_hash) else None,
-            reason="Adopted",
-            message="found in the backend with our labels, missing from the database",
+            spec_hash=obj.spec_hash,
+            effective=dict(spec or {}),
+            cause=Cause.COMMIT,
+            cause_id=commit or obj.run,
+            commit=commit,
         )
-        self.store.set_backend_ref(created.run.name, obj.run, now)
+        with self.store.unit_of_work() as tx:
+            self.store.upsert_operation(
+                op_key, action.op.repo, (op.mode if op else Mode.ONE_SHOT).value, now, session=tx
+            )
+            run, _ = self.record(
+                request,
+                now,
+                session=tx,
+                reason="Adopted",
+                message="found in the backend with our labels, missing from the database",
+                spec_known=spec is not None,
+            )
+        self.store.set_backend_ref(run.name, obj.run, now)
+
+
+__all__ = ["ORCHESTRATED", "Applier", "ApplyResult", "Orchestration", "StatusReporter", "is_orchestrated"]

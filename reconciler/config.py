@@ -65,6 +65,17 @@ class KubernetesConfig(_Strict):
     namespace: str = "default"
 
 
+class RetentionConfig(_Strict):
+    """How long finished runs (and their files: local run directories, Kubernetes objects) are
+    kept. A run is forgotten when it finished more than `runs_days` ago and is not among its
+    operation's newest `keep_per_op` runs; active runs are never forgotten."""
+
+    runs_days: float = Field(default=90, gt=0)
+    keep_per_op: int = Field(default=100, ge=1)
+    interval_seconds: float = Field(default=3600, gt=0)
+    batch: int = Field(default=500, ge=1)  # runs forgotten per pass
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECONCILER_", env_nested_delimiter="__", extra="forbid")
 
@@ -74,6 +85,7 @@ class Settings(BaseSettings):
     database: str = Field(default_factory=default_database_url)
     data_dir: Path = Field(default_factory=default_data_dir)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
 

@@ -1,11 +1,15 @@
-"""The daemon: builds the adapters, owns the work queue, and runs one reconcile per repo at a time.
+"""The daemon: a work queue of typed items, a handler for each, and workers that never die.
 
-One reconcile = fetch -> compile -> plan -> apply -> record (`Daemon.reconcile_repo`). Repos are
-keys of a rate-limited work queue (`reconciler.workqueue`): a repo is never reconciled by two
-workers at once, a webhook during a reconcile is not lost, failures are retried with capped
-exponential backoff, and each success is re-queued after the repo's poll interval. One repo's
-failure never blocks another. Status transitions from the backend are recorded as they happen by
-an observer thread. This module is the only place that knows every adapter (style.md).
+One reconcile = fetch -> load the commit -> plan -> apply -> record (`Daemon.reconcile_repo`).
+Work items are values (`ReconcileRepo`, `CheckPullRequest`, `FireTicks`, `Resume`, `Gauges`,
+`Retention`) queued in a rate-limited work queue (`reconciler.workqueue`): an item is never
+handled by two workers at once, a webhook during a reconcile is not lost, and each item says when
+it wants to run again. Every item goes through `_process`, the one place that catches, logs,
+counts (`reconciler_work_errors_total{kind}`) and requeues with backoff, so no exception ends a
+worker. Status transitions from the backend are recorded as they happen by an observer thread.
+
+The daemon receives its collaborators (store, backend, applier, orchestrator, forge wiring, git
+sources); `reconciler.wiring.build_daemon` builds them from the settings.
 """
 
 from __future__ import annotations
@@ -16,27 +20,28 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from reconciler import repo_config as rc
-from reconciler.apply import Applier, ApplyResult, StatusReporter
-from reconciler.backends import Backend, TransientBackendError
-from reconciler.compile import CompileOptions, CompileResult, compile_repo
+from reconciler.apply import Applier, ApplyResult
+from reconciler.backends import Backend
 from reconciler.config import RepoConfig, Settings
 from reconciler.errors import Located, first_line
+from reconciler.forge_wiring import ForgeWiring, preview_ops, pull_request_ref
+from reconciler.loader import BadRepoConfig, LoadedCommit, load_commit
 from reconciler.metrics import Metrics
-from reconciler.model import Cause, DesiredState, ObservedObject, OpKey, RunRequest, StatusTransition
-from reconciler.orchestration import Orchestrator, Timer, Work
-from reconciler.orchestration.specs import CAUSE_OF_KIND
+from reconciler.model import ANNOTATION_OP_KEY, ANNOTATION_REPO, Cause, ObservedObject, OpKey, StatusTransition
+from reconciler.orchestration import Orchestrator, ScheduleOptions
+from reconciler.orchestration.tree import ORCHESTRATED
 from reconciler.plan import PlanOptions, TrackedState, plan
+from reconciler.repo_config import RepoFileConfig
+from reconciler.scheduling.ticks import ConcurrencyPolicy
 from reconciler.server import Check, HttpServer, build_app
 from reconciler.snapshot import tracked_state
 from reconciler.source import Backoff, GitSource, SourceError
 from reconciler.statuses import Status, is_done
-from reconciler.tracking import CauseKind, IllegalTransition, NotFound, Run, Store
+from reconciler.tracking import Store
 from reconciler.workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger("reconciler")
@@ -51,16 +56,69 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# --- work items ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReconcileRepo:
+    repo: str
+
+
+@dataclass(frozen=True)
+class CheckPullRequest:
+    repo: str
+    number: int
+
+
+@dataclass(frozen=True)
+class FireTicks:
+    """Due schedules: woken by the timer at each next tick; a slow poll is the fallback."""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Re-drive what a crash interrupted: unsubmitted runs, unconsumed transitions, containers."""
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """Refresh the `reconciler_runs` gauge."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Forget finished runs past the retention settings, with their files."""
+
+
+WorkItem = ReconcileRepo | CheckPullRequest | FireTicks | Resume | Gauges | Retention
+
+# The metric label of each kind of item.
+KIND: Mapping[type, str] = {
+    ReconcileRepo: "reconcile",
+    CheckPullRequest: "pull_request",
+    FireTicks: "ticks",
+    Resume: "resume",
+    Gauges: "gauges",
+    Retention: "retention",
+}
+
+
+# --- per-repo state ------------------------------------------------------------------------------
+
+
 @dataclass
 class RepoState:
     config: RepoConfig
     source: GitSource
-    repo_config: rc.RepoFileConfig = field(default_factory=rc.RepoFileConfig)  # at the applied commit
-    commit: str | None = None  # the applied commit
-    compiled: CompileResult | None = None
+    loaded: LoadedCommit | None = None  # the applied commit, as loaded
     last_fetch_ok: datetime | None = None
     last_error: str | None = None
     fetch_failures: int = 0  # in a row, since the last successful fetch
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one reconcile or PR check at a time
+
+    @property
+    def repo_config(self) -> RepoFileConfig:
+        return self.loaded.config if self.loaded is not None else RepoFileConfig()
 
 
 @dataclass
@@ -77,23 +135,6 @@ class ReconcileResult:
         return not self.invalid and self.applied.ok
 
 
-def request_from_run(run: Run, op_key: str, namespace: str) -> RunRequest | None:
-    """Rebuild what a backend needs from the tracking DB (to start a run recorded before a crash)."""
-    if run.spec is None or run.kind is None:
-        return None
-    return RunRequest(
-        name=run.name,
-        op=OpKey.parse(op_key),
-        kind=run.kind,
-        spec_hash=run.spec_hash,
-        effective=dict(run.spec),
-        cause=CAUSE_OF_KIND.get(CauseKind(run.cause_kind), Cause.COMMIT),
-        cause_id=run.cause_id,
-        commit=run.commit_sha or "",
-        namespace=namespace,
-    )
-
-
 class Daemon:
     def __init__(
         self,
@@ -101,81 +142,51 @@ class Daemon:
         store: Store,
         backend: Backend,
         *,
-        metrics: Metrics | None = None,
+        applier: Applier,
+        orchestrator: Orchestrator,
+        forge: ForgeWiring,
+        sources: Mapping[str, GitSource],
+        metrics: Metrics,
         clock: Callable[[], datetime] = utcnow,
-        orchestration: Orchestrator | None = None,
-        reporter: StatusReporter | None = None,
+        queue: WorkQueue | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.backend = backend
-        self.metrics = metrics or Metrics()
+        self.applier = applier
+        self.orchestration = orchestrator
+        self.forge = forge
+        self.metrics = metrics
         self.clock = clock
-        self.queue = WorkQueue()
-        if orchestration is None:
-            orchestration = Orchestrator(
-                store,
-                backend_name=backend.name,
-                options_for=self.schedule_options,
-                outputs_of=self.outputs_of,
-                resolve_hub=self.resolve_hub,
-                timer=Timer(store.engine, lambda: self.queue.add("ticks")),
-            )
-        self.orchestration: Orchestrator = orchestration
-        from reconciler.forge_wiring import build_forge_wiring
-
-        self.forge = build_forge_wiring(
-            settings,
-            store,
-            backend,
-            on_push=self._on_push,
-            on_pull_request=self.pull_request_event,
-            check_pull_request=self.check_pull_request,
-            clock=clock,
-        )
-        self.applier = Applier(
-            store, backend, orchestration=orchestration, reporter=reporter or self.forge, apply_work=self.apply_work
-        )
-        self.repos: dict[str, RepoState] = {}
-        self._git_locks: dict[str, threading.Lock] = {}
-        self._pull_requests: dict[str, tuple[str, Any]] = {}
-        git_dir = Path(settings.data_dir) / "git"
-        for repo in settings.repos:
-            source = GitSource(
-                repo.name,
-                repo.url,
-                repo.branch,
-                git_dir,
-                token_file=repo.token_file,
-                token_env=repo.token_env,
-                # One try per reconcile: retrying is the work queue's job (capped, per repo, and
-                # without holding a worker). Retries inside fetch would keep a worker asleep for
-                # seconds per unreachable repo, and two such repos would stall every other one.
-                backoff=Backoff(attempts=1),
-            )
-            self.repos[repo.name] = RepoState(repo, source)
-            self._git_locks[repo.name] = threading.Lock()
-        self.routes: list[Any] = []  # more HTTP routes (webhooks) added by whoever builds the daemon
+        self.queue = queue or WorkQueue()
+        self.repos: dict[str, RepoState] = {r.name: RepoState(r, sources[r.name]) for r in settings.repos}
+        self.routes: list[Any] = []  # more HTTP routes added by whoever builds the daemon
+        self._pull_requests: dict[CheckPullRequest, Any] = {}  # the latest event per pull request
+        self._pull_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: HttpServer | None = None
+        self._handlers: dict[type, Callable[[Any], float | None]] = {
+            ReconcileRepo: self._handle_reconcile,
+            CheckPullRequest: self._handle_pull_request,
+            FireTicks: self._handle_ticks,
+            Resume: self._handle_resume,
+            Gauges: self._handle_gauges,
+            Retention: self._handle_retention,
+        }
 
     # --- one reconcile --------------------------------------------------------------------------
 
     def reconcile_repo(self, name: str) -> ReconcileResult:
-        with self._git_locks[name]:
-            result = self._reconcile_repo(name)
+        state = self.repos[name]
+        with state.lock:
+            result = self._reconcile_repo(name, state)
         if result.commit is not None and not result.skipped:
             self.forge.validated(name, result.commit, result.invalid, self.clock())
         return result
 
-    def _reconcile_repo(self, name: str) -> ReconcileResult:
-        state = self.repos[name]
-        result = ReconcileResult(name)
+    def _fetch(self, name: str, state: RepoState, now: datetime) -> Any:
         started = time.monotonic()
-        now = self.clock()
-        self.store.ensure_repo(name, state.config.url, state.config.branch, now)
-        fetch_started = time.monotonic()
         try:
             revision = state.source.fetch()
         except SourceError as e:
@@ -184,8 +195,16 @@ class Daemon:
             state.fetch_failures += 1
             raise
         finally:
-            self.metrics.git_fetch_duration.labels(repo=name).observe(time.monotonic() - fetch_started)
+            self.metrics.git_fetch_duration.labels(repo=name).observe(time.monotonic() - started)
         state.last_fetch_ok, state.last_error, state.fetch_failures = now, None, 0
+        return revision
+
+    def _reconcile_repo(self, name: str, state: RepoState) -> ReconcileResult:
+        result = ReconcileResult(name)
+        started = time.monotonic()
+        now = self.clock()
+        self.store.ensure_repo(name, state.config.url, state.config.branch, now)
+        revision = self._fetch(name, state, now)
         last = self.store.last_commit(name)
         advance = state.source.advance(last.sha if last else None, revision)
         # An unchanged or refused head still reconciles the applied commit: drift and runs
@@ -197,65 +216,50 @@ class Daemon:
             return result
         if not advance.moves and advance.relation.value != "same":
             result.skipped = advance.reason
-        config = state.source.repo_config(sha)
-        if isinstance(config, list):
-            # A bad repo config applies nothing from this commit (and stops nothing).
-            result.invalid = config
+        loaded = load_commit(state.source, name, sha, previous=state.loaded)
+        if isinstance(loaded, BadRepoConfig):
+            # A bad repo config applies nothing from this commit (and stops nothing). The next
+            # good commit is loaded against the last loaded one, so this commit's changes to
+            # operations are applied with it.
+            result.invalid = loaded.errors
             result.skipped = "invalid repo config"
             self.store.record_commit(
-                name,
-                sha,
-                state.config.branch,
-                revision.committed_at,
-                now,
-                valid=False,
-                errors=[_error_row(e) for e in config],
-            )
+                name, sha, state.config.branch, revision.committed_at, now, valid=False,
+                errors=[_error_row(e) for e in loaded.errors],
+            )  # fmt: skip
             return result
-        state.repo_config, state.commit = config, sha
-        changed: set[str] | None = None
-        if state.compiled is not None and last is not None:
-            changed = set() if last.sha == sha else set(state.source.changed_files(last.sha, sha).paths)
-        patterns = list(config.watch) + ([f"{config.hub_dir.rstrip('/')}/**"] if config.hub_dir else [])
-        files = state.source.files_at(sha, patterns, ignore=config.ignore)
-        options = CompileOptions(repo=name, hub_dir=config.hub_dir, previews=tuple(config.previews))
-        previous = state.compiled if state.compiled is not None and state.compiled.options == options else None
-        compiled = compile_repo(files.files, options, sha, previous=previous, changed=changed if previous else None)
-        desired = compiled.desired
-        result.invalid = [e for f in desired.invalid.values() for e in f.errors]
-        self._record_operations(name, desired, now)
-        self.applier.resubmit_pending(name, now, lambda run, key: request_from_run(run, key, config.namespace))
-        self._catch_up_statuses(name, self.backend.list_owned(), now)
+        desired = loaded.desired
+        config = loaded.config
+        state.loaded = loaded
+        result.invalid = loaded.errors
+        self._record_operations(name, loaded, now)
+        observed_all = self.backend.list_owned()
+        self._catch_up_statuses(observed_all, now)
         # The database first, then the backend: a run recorded in between is then seen in both,
         # never in the database alone (which would look like drift).
         tracked = self.tracked_state(name)
-        observed = self._observed(name)
-        actions = plan(
-            desired,
-            observed,
-            tracked,
-            now,
-            PlanOptions(namespace=config.namespace, prune=config.prune.model_dump(), tz=config.timezone),
-        )
+        observed = self._observed(name, self.backend.list_owned())
+        actions = plan(desired, observed, tracked, now, self.plan_options(config))
         result.applied = self.applier.apply(actions, desired, now)
         for action in actions:
             result.actions[action.action.value] = result.actions.get(action.action.value, 0) + 1
         committed_at = revision.committed_at if sha == revision.sha else (last.committed_at if last else now)
         self.store.record_commit(
-            name,
-            sha,
-            state.config.branch,
-            committed_at,
-            now,
-            valid=not result.invalid,
+            name, sha, state.config.branch, committed_at, now, valid=not result.invalid,
             errors=[_error_row(e) for e in result.invalid],
-        )
-        state.compiled = compiled
+        )  # fmt: skip
         self.metrics.last_applied_commit.labels(repo=name).set(committed_at.timestamp())
         self.metrics.reconcile_duration.labels(repo=name).observe(time.monotonic() - started)
         return result
 
-    def _record_operations(self, repo: str, desired: DesiredState, now: datetime) -> None:
+    @staticmethod
+    def plan_options(config: RepoFileConfig) -> PlanOptions:
+        return PlanOptions(
+            namespace=config.namespace, prune=config.prune.model_dump(), tz=config.timezone, self_heal=config.self_heal
+        )
+
+    def _record_operations(self, repo: str, loaded: LoadedCommit, now: datetime) -> None:
+        desired = loaded.desired
         with self.store.unit_of_work() as session:
             for key, op in desired.ops.items():
                 valid = key not in desired.kept
@@ -269,28 +273,27 @@ class Daemon:
                     valid=valid,
                     session=session,
                 )
+            # Only a fully valid commit says which operations are gone: an invalid file's
+            # operations may be missing from it without being removed (safety rule 1).
+            if desired.fully_valid:
+                for gone in self.store.mark_removed(repo, [str(k) for k in desired.ops], now, session=session):
+                    log.info("operation removed from Git", extra={"repo": repo, "op": gone})
 
     def tracked_state(self, repo: str) -> TrackedState:
         return tracked_state(self.store, repo, self.orchestration.tracked)
 
-    def _observed(self, repo: str) -> list[ObservedObject]:
-        from reconciler.model import ANNOTATION_OP_KEY, ANNOTATION_REPO
-
-        runs = self.store.list_runs(repo=repo)
+    def _observed(self, repo: str, owned: list[ObservedObject]) -> list[ObservedObject]:
+        """What the backend holds of the repo's top-level runs, plus the runs no backend holds by
+        design (DAGs, matrices, unschedulable runs), so neither looks like drift."""
+        mine = [o for o in owned if o.annotations.get(ANNOTATION_REPO) in (repo, None)]
+        rows = {run.name: run for run in self.store.runs_named([o.run for o in mine])}
         # Children of DAGs and matrices, and pull-request previews, are not the tracked branch's
         # operations: the planner must neither adopt nor prune them.
-        hidden = {run.name for run, _ in runs if run.parent is not None or run.cause_kind == CauseKind.PREVIEW}
         observed = [
-            o
-            for o in self.backend.list_owned()
-            if o.annotations.get(ANNOTATION_REPO) in (repo, None) and o.run not in hidden
+            o for o in mine if o.run not in rows or (rows[o.run].parent is None and rows[o.run].cause != Cause.PREVIEW)
         ]
-        # DAG and matrix runs live in the orchestrator, and an unschedulable run has no object by
-        # definition: neither is drift.
-        for run, op_key in runs:
-            if run.name in hidden:
-                continue
-            if run.backend_ref == "orchestrated" or run.status == Status.UNSCHEDULABLE:
+        for run, op_key in self.store.planner_runs(repo):
+            if run.backend_ref == ORCHESTRATED or run.status == Status.UNSCHEDULABLE:
                 key = OpKey.parse(op_key)
                 observed.append(
                     ObservedObject(
@@ -306,13 +309,17 @@ class Daemon:
 
     # --- what the orchestration asks of the daemon ----------------------------------------------
 
-    def schedule_options(self, op: OpKey) -> Any:
-        from reconciler.orchestration import ScheduleOptions
-
+    def schedule_options(self, op: OpKey) -> ScheduleOptions:
         state = self.repos.get(op.repo)
         if state is None:
             return ScheduleOptions()
-        return ScheduleOptions(tz=state.repo_config.timezone, namespace=state.repo_config.namespace)
+        config = state.repo_config
+        return ScheduleOptions(
+            tz=config.timezone,
+            namespace=config.namespace,
+            concurrency=ConcurrencyPolicy(config.schedules.concurrency_for(op.name)),
+            starting_deadline=timedelta(seconds=config.schedules.starting_deadline_for(op.name)),
+        )
 
     def outputs_of(self, run: str) -> Mapping[str, Any]:
         """What a finished run reported (DAG params, matrix objectives); empty where unknown."""
@@ -330,12 +337,13 @@ class Daemon:
         from reconciler.spec import Resolver, validate_file
 
         state = self.repos.get(op.repo)
-        hub_dir = state.repo_config.hub_dir if state is not None else None
-        if state is None or state.commit is None or not hub_dir:
+        if state is None or state.loaded is None or not state.loaded.config.hub_dir:
             return None
+        hub_dir = state.loaded.config.hub_dir
         name, _, tag = hub_ref.split("/")[-1].partition(":")
         path = f"{hub_dir.rstrip('/')}/{name}/{tag or 'latest'}.yaml"
-        sha = state.commit
+        sha = state.loaded.sha
+        # The source serialises its own reads (it is called from the observer thread too).
         data = state.source.read_file(sha, path)
         if data is None:
             return None
@@ -344,7 +352,7 @@ class Daemon:
 
     # --- status transitions ---------------------------------------------------------------------
 
-    def _catch_up_statuses(self, repo: str, observed: list[ObservedObject], now: datetime) -> None:
+    def _catch_up_statuses(self, observed: list[ObservedObject], now: datetime) -> None:
         """Record statuses the backend reached while no daemon was recording them.
 
         The observe stream is not durable: a daemon killed between a backend transition and its
@@ -353,9 +361,9 @@ class Daemon:
         run would stay `created` or `running` in the history for ever.
         """
         seen = {o.run: o.status for o in observed if o.status}
-        for run, _ in self.store.list_runs(repo=repo):
+        for run in self.store.runs_named(list(seen)):
             status = seen.get(run.name)
-            if status is None or status == run.status or is_done(Status(run.status)):
+            if status is None or status == run.status or is_done(run.status):
                 continue
             try:
                 target = Status(status)
@@ -365,102 +373,65 @@ class Daemon:
             self.record_transition(StatusTransition(run.name, target, now, "Observed", message))
 
     def record_transition(self, transition: StatusTransition) -> None:
-        try:
-            change = self.store.transition(
-                transition.run,
-                Status(transition.status),
-                at=transition.at,
-                reason=transition.reason or None,
-                message=transition.message or None,
-            )
-        except NotFound:
-            return  # not a run we track (yet): adoption records it
-        except IllegalTransition as e:
-            log.debug("run %s: %s", transition.run, e)
-            return
-        if change is None:
-            return
-        self.metrics.runs_transitions.labels(status=transition.status).inc()
-        if self.applier.reporter is not None:
-            self.applier.reporter.run_status(None, transition.run, Status(transition.status), transition.at)
-        self.apply_work(self.orchestration.on_transition(transition, self.clock()), self.clock())
-
-    def apply_work(self, work: Work | None, now: datetime) -> None:
-        """Apply what the orchestration asks for: new runs (children, ticks, events), statuses, stops."""
-        if work is None:
-            return
-        for notice in work.notices:
-            log.warning("%s: %s", notice.reason, notice.message, extra={"subject": notice.subject})
-        for update in work.updates:
-            self.record_transition(StatusTransition(update.run, update.status, now, update.reason, update.message))
-        for new in work.new_runs:
-            self.applier.create(new.request, now, parent=new.parent, status=Status(new.status))
-        for name in work.stops:
-            self.backend.stop(name)
+        self.applier.transition(transition)
 
     # --- the loop -------------------------------------------------------------------------------
 
     def _worker(self) -> None:
         while not self._stop.is_set():
             try:
-                key = self.queue.get(timeout=1.0)
+                item = self.queue.get(timeout=1.0)
             except ShutDown:
                 return
-            if key is None:
+            if item is None:
                 continue
             try:
-                self._process(str(key))
+                self._process(item)  # type: ignore[arg-type]
             finally:
-                self.queue.done(key)
-            self.metrics.queue_depth.set(self.queue.depth)
+                self.queue.done(item)
 
-    def _process(self, key: str) -> None:
-        if key.startswith("pr:"):
-            self._check_pull_request(key)
-            return
-        if key == "ticks":
-            # The timer wakes this key at each schedule's next tick; the slow poll is a fallback.
-            now = self.clock()
-            self.apply_work(self.orchestration.due(now), now)
-            self.queue.add_after("ticks", 30.0)
-            return
-        if key == "resume":
-            # Re-drive what a crash interrupted (unsubmitted runs, unconsumed transitions).
-            now = self.clock()
-            self.apply_work(self.orchestration.resume(now), now)
-            self.queue.add_after("resume", 60.0)
-            return
-        if key == "gauges":
-            self.metrics.runs.clear()
-            for (kind, status), count in self.store.count_runs().items():
-                self.metrics.runs.labels(kind=kind, status=status).set(count)
-            self.queue.add_after("gauges", 15.0)
-            return
-        state = self.repos.get(key)
-        if state is None:
-            return
+    def _process(self, item: WorkItem) -> None:
+        """Handle one item: the one place that catches, logs, counts and requeues.
+
+        A handler returns when it wants to run again (seconds), or None for never; an exception
+        requeues the item with the queue's per-item backoff. Nothing escapes, so a worker never
+        dies, whatever a handler meets (a database outage, an API server restart).
+        """
+        kind = KIND[type(item)]
         try:
-            result = self.reconcile_repo(key)
-        except (SourceError, TransientBackendError, OSError) as e:
-            delay = self.queue.add_rate_limited(key)
-            self.metrics.reconcile_total.labels(repo=key, result="error").inc()
-            self.metrics.queue_retries.labels(repo=key).inc()
-            log.warning("reconcile failed; retrying", extra={"repo": key, "error": str(e), "retry_in": round(delay, 2)})
-            return
+            again = self._handlers[type(item)](item)
         except Exception as e:
-            delay = self.queue.add_rate_limited(key)
-            self.metrics.reconcile_total.labels(repo=key, result="error").inc()
-            log.exception(
-                "reconcile crashed; retrying", extra={"repo": key, "retry_in": round(delay, 2), "error": str(e)}
+            delay = self.queue.add_rate_limited(item)
+            self.metrics.work_errors.labels(kind=kind).inc()
+            if isinstance(item, ReconcileRepo):
+                self.metrics.reconcile_total.labels(repo=item.repo, result="error").inc()
+                self.metrics.queue_retries.labels(repo=item.repo).inc()
+            expected = isinstance(e, (SourceError, OSError)) or type(e).__name__.startswith("Transient")
+            log.log(
+                logging.WARNING if expected else logging.ERROR,
+                "%s failed; retrying",
+                kind,
+                exc_info=not expected,
+                extra={"item": _describe(item), "error": str(e), "retry_in": round(delay, 2)},
             )
             return
-        self.queue.forget(key)
+        finally:
+            self.metrics.queue_depth.set(self.queue.depth)
+        self.queue.forget(item)
+        if again is not None and not self._stop.is_set():
+            self.queue.add_after(item, again)
+
+    def _handle_reconcile(self, item: ReconcileRepo) -> float | None:
+        state = self.repos.get(item.repo)
+        if state is None:
+            return None
+        result = self.reconcile_repo(item.repo)
         outcome = "success" if result.converged else ("invalid" if result.invalid else "error")
-        self.metrics.reconcile_total.labels(repo=key, result=outcome).inc()
+        self.metrics.reconcile_total.labels(repo=item.repo, result=outcome).inc()
         log.info(
             "reconciled",
             extra={
-                "repo": key,
+                "repo": item.repo,
                 "commit": (result.commit or "")[:12],
                 "actions": {k: v for k, v in result.actions.items() if k != "noop"},
                 "invalid": len(result.invalid),
@@ -469,8 +440,41 @@ class Daemon:
             },
         )
         for error in result.invalid[:10]:
-            log.warning("invalid: %s", error, extra={"repo": key})
-        self.queue.add_after(key, state.config.interval)
+            log.warning("invalid: %s", error, extra={"repo": item.repo})
+        return state.config.interval
+
+    def _handle_ticks(self, _: FireTicks) -> float:
+        now = self.clock()
+        self.applier.apply_work(self.orchestration.due(now), now)
+        return 30.0
+
+    def resume(self) -> None:
+        """Re-drive what a crash interrupted (runs recorded but not started, unconsumed events)."""
+        now = self.clock()
+        self.applier.apply_work(self.orchestration.resume(now), now)
+
+    def _handle_resume(self, _: Resume) -> float:
+        self.resume()
+        return 60.0
+
+    def _handle_gauges(self, _: Gauges) -> float:
+        counts = self.store.count_runs()
+        self.metrics.runs.clear()
+        for (kind, status), count in counts.items():
+            self.metrics.runs.labels(kind=kind, status=status).set(count)
+        return 15.0
+
+    def _handle_retention(self, _: Retention) -> float:
+        policy = self.settings.retention
+        now = self.clock()
+        names = self.store.finished_runs_to_forget(now - timedelta(days=policy.runs_days), policy.keep_per_op)
+        for name in names[: policy.batch]:
+            self.backend.delete(name)  # the run's objects or files; gone already is no error
+        forgotten = self.store.delete_runs(names[: policy.batch])
+        if forgotten:
+            log.info("retention forgot finished runs", extra={"runs": forgotten})
+        # A full batch means more are due: come back soon rather than in an hour.
+        return 1.0 if len(names) > policy.batch else policy.interval_seconds
 
     def _observer(self) -> None:
         while not self._stop.is_set():
@@ -482,6 +486,19 @@ class Daemon:
             except Exception:
                 log.exception("observing the backend failed; retrying")
                 self._stop.wait(1.0)
+
+    # --- health ---------------------------------------------------------------------------------
+
+    def liveness_checks(self) -> list[Check]:
+        """What makes the process useless until restarted: a worker or the observer gone."""
+
+        def threads() -> str | None:
+            if self._stop.is_set():
+                return None
+            dead = [t.name for t in self._threads if not t.is_alive()]
+            return f"threads stopped: {', '.join(dead)}" if dead else None
+
+        return [Check("threads", threads)]
 
     def readiness_checks(self) -> list[Check]:
         def database() -> str | None:
@@ -517,7 +534,7 @@ class Daemon:
 
     def start(self, *, workers: int = 2, serve: bool = True) -> None:
         if serve:
-            app = build_app(self.metrics, self.readiness_checks(), self.extra_routes())
+            app = build_app(self.metrics, self.readiness_checks(), self.extra_routes(), self.liveness_checks())
             self._server = HttpServer(app, self.settings.server.host, self.settings.server.port)
             self._server.start()
             log.info("serving", extra={"address": f"http://{self.settings.server.host}:{self._server.port}"})
@@ -529,54 +546,57 @@ class Daemon:
         observer.start()
         self._threads.append(observer)
         for name in self.repos:
-            self.queue.add(name)
-        self.queue.add("ticks")
-        self.queue.add("resume")
-        self.queue.add("gauges")
+            self.queue.add(ReconcileRepo(name))
+        for item in (FireTicks(), Resume(), Gauges(), Retention()):
+            self.queue.add(item)
         if self.orchestration.timer is not None:
             self.orchestration.timer.start()
             self.orchestration.arm_timer()
         self.forge.start()
 
+    def wake_ticks(self) -> None:
+        """The timer's callback: a schedule is due."""
+        self.queue.add(FireTicks())
+
     # --- pull requests --------------------------------------------------------------------------
 
     def pull_request_event(self, repo: str, event: Any) -> None:
         """A verified pull-request webhook: checked by a worker, the latest event per PR wins."""
-        key = f"pr:{repo}:{event.number}"
-        self._pull_requests[key] = (repo, event)
-        self.queue.add(key)
+        item = CheckPullRequest(repo, int(event.number))
+        with self._pull_lock:
+            self._pull_requests[item] = event
+        self.queue.add(item)
 
-    def _check_pull_request(self, key: str) -> None:
-        found = self._pull_requests.get(key)
-        if found is None or self.forge.pulls is None:
-            return
-        repo, event = found
-        try:
-            self.forge.pulls.handle(repo, event)
-        except Exception as e:
-            delay = self.queue.add_rate_limited(key)
-            log.warning("pull request check failed; retrying", extra={"pr": key, "error": str(e), "retry_in": delay})
-            return
-        self.queue.forget(key)
-        if self._pull_requests.get(key) == found:
-            self._pull_requests.pop(key, None)
+    def _handle_pull_request(self, item: CheckPullRequest) -> None:
+        with self._pull_lock:
+            event = self._pull_requests.get(item)
+        if event is None or self.forge.pulls is None:
+            return None
+        self.forge.pulls.handle(item.repo, event)
+        with self._pull_lock:
+            if self._pull_requests.get(item) is event:
+                self._pull_requests.pop(item, None)
+        return None
+
+    def _event_for(self, repo: str, head_sha: str) -> Any:
+        with self._pull_lock:
+            return next((e for i, e in self._pull_requests.items() if i.repo == repo and e.head_sha == head_sha), None)
 
     def check_pull_request(self, repo: str, head_sha: str, base_sha: str | None) -> Any:
         """Compile a pull request's head and plan it against what the base branch has applied."""
         from reconciler.forge import PrCheckResult
-        from reconciler.forge_wiring import preview_ops, pull_request_ref
         from reconciler.plan.report import to_text
 
         state = self.repos[repo]
-        event = next((e for r, e in self._pull_requests.values() if r == repo and e.head_sha == head_sha), None)
+        event = self._event_for(repo, head_sha)
         provider = state.config.forge.provider if state.config.forge else "github"
-        with self._git_locks[repo]:
+        with state.lock:
             if event is not None:
                 pr = GitSource(
                     repo,
                     state.config.url,
                     pull_request_ref(provider, event.number),
-                    Path(self.settings.data_dir) / "git",
+                    state.source.path.parent,
                     token_file=state.config.token_file,
                     token_env=state.config.token_env,
                     backoff=Backoff(attempts=1),  # the work queue retries a failed check, not a worker
@@ -585,21 +605,12 @@ class Daemon:
                     pr.fetch()
                 finally:
                     pr.close()
-            config = state.source.repo_config(head_sha)
-            if isinstance(config, list):
-                return PrCheckResult(False, first_line(config), "the repo config is invalid: nothing would change")
-            files = state.source.files_at(head_sha, list(config.watch), ignore=config.ignore)
-        options = CompileOptions(repo=repo, hub_dir=config.hub_dir, previews=tuple(config.previews))
-        desired = compile_repo(files.files, options, head_sha).desired
-        errors = [e for f in desired.invalid.values() for e in f.errors]
-        actions = plan(
-            desired,
-            None,
-            self.tracked_state(repo),
-            self.clock(),
-            PlanOptions(namespace=config.namespace, prune=config.prune.model_dump(), tz=config.timezone),
-        )
-        previews = preview_ops(desired, lambda op: list(op.effective.get("tags") or []), config)
+            loaded = load_commit(state.source, repo, head_sha)
+        if isinstance(loaded, BadRepoConfig):
+            return PrCheckResult(False, first_line(loaded.errors), "the repo config is invalid: nothing would change")
+        errors = loaded.errors
+        actions = plan(loaded.desired, None, self.tracked_state(repo), self.clock(), self.plan_options(loaded.config))
+        previews = preview_ops(loaded.desired, lambda op: list(op.effective.get("tags") or []), loaded.config)
         return PrCheckResult(not errors, first_line(errors), to_text(actions), previews)
 
     def extra_routes(self) -> list[Any]:
@@ -613,14 +624,14 @@ class Daemon:
             *self.routes,
         ]
 
-    def _on_push(self, repo: str, _sha: str | None) -> None:
+    def on_push(self, repo: str, _sha: str | None) -> None:
         self.trigger(repo)
 
     def trigger(self, repo: str) -> bool:
         """Reconcile `repo` now (a push webhook); False when no such repo is configured."""
         if repo not in self.repos:
             return False
-        self.queue.add(repo)
+        self.queue.add(ReconcileRepo(repo))
         return True
 
     def stop(self, deadline: float = 30.0) -> None:
@@ -663,8 +674,26 @@ class Daemon:
         self.stop(deadline)
 
 
+def _describe(item: WorkItem) -> str:
+    if isinstance(item, ReconcileRepo):
+        return f"repo {item.repo}"
+    if isinstance(item, CheckPullRequest):
+        return f"pull request {item.repo}#{item.number}"
+    return KIND[type(item)]
+
+
 def _error_row(error: Located) -> dict[str, Any]:
     return {"file": error.path, "line": error.line, "column": error.column, "message": error.message}
 
 
-__all__ = ["Daemon", "ReconcileResult", "request_from_run"]
+__all__ = [
+    "CheckPullRequest",
+    "Daemon",
+    "FireTicks",
+    "Gauges",
+    "ReconcileRepo",
+    "ReconcileResult",
+    "Resume",
+    "Retention",
+    "WorkItem",
+]

@@ -22,6 +22,7 @@ from reconciler.forge import (
     PrCheckResult,
     PreviewManager,
     PreviewOp,
+    PreviewRuns,
     PullRequestChecks,
     PullRequestEvent,
     SecretMissing,
@@ -33,9 +34,9 @@ from reconciler.forge import (
     webhook_routes,
     webhook_targets,
 )
-from reconciler.model import OpKey, RunRequest
+from reconciler.model import OpKey
 from reconciler.statuses import Status
-from reconciler.tracking import Store
+from reconciler.tracking import Run, Store, Tx
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +57,33 @@ class ForgeWiring:
     routes: list[Any] = field(default_factory=list)
     pulls: PullRequestChecks | None = None
 
-    # --- StatusReporter (reconciler.apply) ----------------------------------------------------
+    # --- StatusReporter (reconciler.apply) -----------------------------------------------------
 
-    def run_status(self, run: RunRequest | None, run_name: str, status: Status, now: datetime) -> None:
-        found = self.store.list_runs(name=run_name)
-        if not found:
-            return
-        row, op_key = found[0]
-        key = OpKey.parse(op_key)
-        if key.repo not in self.clients:
-            return
-        if enqueue_run_status(
-            self.store, repo=key.repo, run=row, op_name=key.name, status=status, now=now, links=self.links
-        ):
-            self.wake()
+    def run_status(
+        self,
+        run: Run,
+        op: OpKey,
+        status: Status,
+        now: datetime,
+        *,
+        reason: str | None,
+        message: str | None,
+        session: Tx,
+    ) -> bool:
+        if op.repo not in self.clients:
+            return False
+        return enqueue_run_status(
+            self.store,
+            repo=op.repo,
+            run=run,
+            op_name=op.name,
+            status=status,
+            now=now,
+            reason=reason,
+            message=message,
+            links=self.links,
+            session=session,
+        )
 
     def validated(self, repo: str, sha: str, errors: list[Located], now: datetime) -> None:
         if repo not in self.clients:
@@ -96,7 +110,7 @@ class ForgeWiring:
 def build_forge_wiring(
     settings: Settings,
     store: Store,
-    backend: Any,
+    runs: PreviewRuns,
     *,
     on_push: Callable[[str, str | None], None],
     on_pull_request: Callable[[str, PullRequestEvent], None],
@@ -125,7 +139,7 @@ def build_forge_wiring(
             store,
             clients,
             check_pull_request,
-            previews=PreviewManager(store, backend, links=links, namespace=preview_namespace),
+            previews=PreviewManager(store, runs, namespace=preview_namespace),
             links=links,
             clock=clock,
             on_status_queued=wiring.wake,

@@ -60,5 +60,12 @@ class Metrics:
             registry=r,
         )
 
+        self.work_errors = Counter(
+            "reconciler_work_errors_total",
+            "Work items (reconcile, pull_request, ticks, resume, gauges, retention) that failed and were requeued.",
+            ["kind"],
+            registry=r,
+        )
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

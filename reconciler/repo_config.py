@@ -87,6 +87,44 @@ Glob = Annotated[str, AfterValidator(_check_glob)]
 PreviewPattern = Annotated[str, AfterValidator(_check_preview)]
 
 
+Concurrency = Literal["allow", "forbid", "replace"]
+DEFAULT_STARTING_DEADLINE = 3600
+
+
+class ScheduleOverride(_Strict):
+    """Schedule settings for the operations whose names match a glob."""
+
+    concurrency: Concurrency | None = None
+    starting_deadline: int | None = Field(default=None, gt=0)
+
+
+class SchedulePolicy(_Strict):
+    """How ticks of scheduled operations behave, as Kubernetes CronJob's fields do.
+
+    `concurrency`: a tick while the previous run is active still fires (allow), is recorded
+    skipped (forbid), or stops the active run first (replace). `starting_deadline` (seconds): a
+    tick missed while the daemon was down runs on catch-up only if it is at most this old.
+    `ops` overrides both per operation name glob (the first matching glob wins).
+    """
+
+    concurrency: Concurrency = "allow"
+    starting_deadline: int = Field(default=DEFAULT_STARTING_DEADLINE, gt=0)
+    ops: dict[PreviewPattern, ScheduleOverride] = Field(default_factory=dict)
+
+    def _override(self, op_name: str) -> ScheduleOverride | None:
+        return next((o for glob, o in self.ops.items() if globs.match_any([glob], op_name)), None)
+
+    def concurrency_for(self, op_name: str) -> Concurrency:
+        found = self._override(op_name)
+        return found.concurrency if found is not None and found.concurrency is not None else self.concurrency
+
+    def starting_deadline_for(self, op_name: str) -> int:
+        found = self._override(op_name)
+        if found is not None and found.starting_deadline is not None:
+            return found.starting_deadline
+        return self.starting_deadline
+
+
 def _relative_dir(value: str) -> str:
     stripped = value.rstrip("/")
     if globs.glob_problem(stripped) or any(ch in stripped for ch in "*?["):
@@ -105,6 +143,7 @@ class RepoFileConfig(_Strict):
     timezone: str = "UTC"
     self_heal: bool = True
     previews: list[PreviewPattern] = Field(default_factory=list)
+    schedules: SchedulePolicy = Field(default_factory=SchedulePolicy)
 
     @field_validator("hub_dir")
     @classmethod
@@ -151,6 +190,10 @@ def _message(err: Any) -> str:
         parent: type[BaseModel] = RepoFileConfig
         if len(loc) == 2 and loc[0] == "prune":
             parent = PrunePolicy
+        elif len(loc) == 2 and loc[0] == "schedules":
+            parent = SchedulePolicy
+        elif len(loc) == 4 and loc[0] == "schedules":
+            parent = ScheduleOverride
         allowed = ", ".join(parent.model_fields)
         return f"unknown key {loc[-1]!r} (allowed: {allowed})"
     msg = str(err["msg"])

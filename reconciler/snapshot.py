@@ -12,17 +12,17 @@ from typing import Any
 from reconciler.model import OpKey
 from reconciler.plan import TrackedState
 from reconciler.plan.state import TrackedRun
-from reconciler.tracking import CauseKind, Store
+from reconciler.tracking import Store
 
 # (schedules, subscriptions) the orchestration has registered for a repo.
 Registrations = Callable[[str], tuple[Mapping[OpKey, Any], Mapping[OpKey, Any]]]
 
 
 def tracked_state(store: Store, repo: str, registrations: Registrations | None = None) -> TrackedState:
+    """The repo's top-level runs the planner decides on (each operation's newest and every active
+    one, never the whole history; pull-request previews belong to their PR and are left out)."""
     runs = []
-    for run, op_key in store.list_runs(repo=repo, top_level=True):
-        if run.cause_kind == CauseKind.PREVIEW:
-            continue  # pull-request previews belong to their PR, not to the tracked branch
+    for run, op_key in store.planner_runs(repo):
         runs.append(
             TrackedRun(
                 name=run.name,
@@ -31,11 +31,10 @@ def tracked_state(store: Store, repo: str, registrations: Registrations | None =
                 spec_hash=run.spec_hash,
                 status=str(run.status),
                 created_at=run.created_at,
-                cause=str(run.cause_kind),
+                cause=str(run.cause),
                 effective=run.spec,
             )
         )
-    runs.reverse()  # oldest first: the planner reads "the latest run" from the end
     schedules: Mapping[OpKey, Any] = {}
     subscriptions: Mapping[OpKey, Any] = {}
     if registrations is not None:

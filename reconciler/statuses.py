@@ -69,6 +69,10 @@ DONE: frozenset[Status] = frozenset(
 )
 # Every status a run can actually hold (`done` is a trigger, not a state).
 RUN_STATUSES: frozenset[Status] = frozenset(Status) - {Status.DONE}
+# Not done yet: a queued, retrying or warning run occupies its slot like a running one.
+ACTIVE: frozenset[Status] = RUN_STATUSES - DONE
+# What trigger policies and early stopping count as failures.
+FAILURES: frozenset[Status] = frozenset({Status.FAILED, Status.UPSTREAM_FAILED})
 
 # Event kinds an operation may subscribe to (`events: [{kinds: [...]}]`), Polyaxon 2.18's.
 EVENT_KINDS: tuple[str, ...] = (
@@ -105,8 +109,13 @@ _NEVER_STARTED_ENDS: frozenset[Status] = frozenset({Status.SKIPPED, Status.UPSTR
 _ANY_TIME_ENDS: frozenset[Status] = frozenset({Status.STOPPED, Status.FAILED, Status.SUCCEEDED})
 
 
-def is_done(status: Status) -> bool:
+def is_done(status: str | None) -> bool:
+    """A done run never changes again. Takes the plain strings rows and backends carry too."""
     return status in DONE
+
+
+def is_active(status: str | None) -> bool:
+    return status in ACTIVE
 
 
 def is_running(status: Status) -> bool:
@@ -186,6 +195,17 @@ def matches_trigger(trigger: Status, status: Status) -> bool:
     if trigger == Status.DONE:
         return status in DONE
     return trigger == status
+
+
+def event_matches(kind: str, status: str) -> bool:
+    """Does a `run_status_<x>` event kind (or hook trigger) match a run entering `status`?"""
+    if not kind.startswith("run_status_"):
+        return False
+    try:
+        trigger = Status(kind.removeprefix("run_status_"))
+    except ValueError:
+        return False
+    return matches_trigger(trigger, Status(status)) if status in Status.__members__.values() else False
 
 
 def statuses_for_trigger(trigger: Status) -> frozenset[Status]:

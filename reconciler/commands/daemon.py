@@ -49,11 +49,11 @@ def build_backend(settings: Settings) -> Backend:
     return LocalBackend.in_data_dir(settings.data_dir)
 
 
-def build_daemon(settings: Settings) -> Daemon:
-    """Every adapter, wired: the one place (with reconciler.daemon) that knows them all."""
-    from reconciler.daemon import Daemon
+def build_daemon(settings: Settings, *, timer: bool = True) -> Daemon:
+    """Every adapter, wired (`reconciler.wiring`), over the configured database and backend."""
     from reconciler.logs import register_secret
     from reconciler.tracking import DatabaseNotReady, Store, ensure_ready
+    from reconciler.wiring import build_daemon as wire
 
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     try:
@@ -71,7 +71,7 @@ def build_daemon(settings: Settings) -> Daemon:
                 register_secret(Path(path).read_text().strip())
     store = Store.open(settings.database)
     backend = build_backend(settings)
-    return Daemon(settings, store, backend)
+    return wire(settings, store, backend, timer=timer)
 
 
 def run(config: ConfigOption = None) -> None:
@@ -92,10 +92,12 @@ def sync(config: ConfigOption = None) -> None:
 
     settings = settings_or_exit(config)
     setup_logging(settings.log_level, settings.log_format)
-    daemon = build_daemon(settings)
+    daemon = build_daemon(settings, timer=False)
     log = logging.getLogger("reconciler")
     converged = True
     try:
+        # Runs a crash left recorded but not started are started first, as the daemon does.
+        daemon.resume()
         for name in daemon.repos:
             try:
                 result = daemon.reconcile_repo(name)

@@ -1,136 +1,50 @@
 """`reconciler plan`: what a sync would do for a repo at a ref, without doing it.
 
-Reads the files with the `git` CLI through a small private adapter (`_read_repo`): the source
-adapter (`reconciler.source`) replaces it once both are merged. Without a tracking DB the plan is
-made against an empty tracked state: everything valid shows as created or registered.
+Two ways to name the repo:
+- `--config FILE --name REPO` (or `--name` with `./reconciler.yaml` or `$RECONCILER_CONFIG`): a
+  configured repo, planned exactly as the daemon would: its URL, branch and credentials, the
+  repo config at that commit, its tracking database and, where the cluster is reachable, what
+  runs there.
+- `--repo PATH_OR_URL`: any repository (or plain directory), with no daemon behind it; `--db`
+  adds a tracking database to plan against.
+
+Either way the commit is read by the daemon's own loader (`reconciler.loader.load_commit`), so
+`.polyaxon-reconciler.yaml` is honoured. Nothing is written: no database is created, nothing is
+started.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from reconciler.compile import CompileOptions, compile_repo
 from reconciler.plan import PlanOptions, TrackedState, to_json, to_text
 from reconciler.plan import plan as make_plan
 
+if TYPE_CHECKING:
+    from reconciler.config import Settings
+    from reconciler.loader import BadRepoConfig, CommitReader
+    from reconciler.model import ObservedObject
+
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
-SUFFIXES = (".yaml", ".yml", ".json")
-GIT_TIMEOUT = 120.0  # seconds, for any one git call (safety rule 4)
+DEFAULT_CONFIG = Path("reconciler.yaml")
 
 
 class RepoError(Exception):
     """The repo or the ref cannot be read."""
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    commit: str
-    files: dict[str, bytes]
-
-
-def _watched(path: str) -> bool:
-    parts = path.split("/")
-    return path.endswith(SUFFIXES) and not any(p.startswith(".") for p in parts)
-
-
-def _git(args: list[str], *, cwd: str | None = None, data: bytes | None = None) -> bytes:
-    try:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            input=data,
-            capture_output=True,
-            timeout=GIT_TIMEOUT,
-            check=False,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise RepoError(f"git {args[0]}: {e}") from None
-    if done.returncode != 0:
-        message = done.stderr.decode(errors="replace").strip().splitlines()
-        raise RepoError(f"git {args[0]}: {message[-1] if message else 'failed'}")
-    return done.stdout
-
-
-def _read_git(git_dir: str, ref: str) -> Snapshot:
-    commit = _git(["--git-dir", git_dir, "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}"])
-    sha = commit.decode().strip()
-    listing = _git(["--git-dir", git_dir, "ls-tree", "-r", "-z", "--full-tree", sha])
-    blobs: list[tuple[str, str]] = []
-    for entry in listing.split(b"\0"):
-        if not entry:
-            continue
-        meta, _, name = entry.partition(b"\t")
-        mode, kind, blob = meta.decode().split(" ")
-        path = name.decode("utf-8", errors="surrogateescape")
-        if kind == "blob" and mode != "120000" and _watched(path):
-            blobs.append((path, blob))
-    files: dict[str, bytes] = {}
-    if blobs:
-        out = _git(["--git-dir", git_dir, "cat-file", "--batch"], data="".join(f"{b}\n" for _, b in blobs).encode())
-        offset = 0
-        for path, _blob in blobs:
-            header_end = out.index(b"\n", offset)
-            size = int(out[offset:header_end].split(b" ")[2])
-            start = header_end + 1
-            files[path] = out[start : start + size]
-            offset = start + size + 1
-    return Snapshot(sha, files)
-
-
-def _read_dir(root: Path) -> Snapshot:
-    files: dict[str, bytes] = {}
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            full = Path(folder, name)
-            rel = full.relative_to(root).as_posix()
-            if _watched(rel) and full.is_file():
-                files[rel] = full.read_bytes()
-    return Snapshot("worktree", files)
-
-
 def _is_url(repo: str) -> bool:
     return "://" in repo or (repo.startswith("git@") and ":" in repo)
-
-
-@contextmanager
-def _read_repo(repo: str, ref: str | None) -> Iterator[Snapshot]:
-    if _is_url(repo):
-        with tempfile.TemporaryDirectory(prefix="reconciler-plan-") as tmp:
-            target = os.path.join(tmp, "repo.git")
-            try:
-                branch = ["--branch", ref] if ref else []
-                _git(["clone", "--quiet", "--bare", "--depth", "1", *branch, "--", repo, target])
-            except RepoError:
-                if not ref:
-                    raise
-                # A commit sha cannot be cloned shallowly by name: fetch the history instead.
-                _git(["clone", "--quiet", "--bare", "--", repo, target])
-            yield _read_git(target, ref or "HEAD")
-        return
-    path = Path(repo)
-    if not path.is_dir():
-        raise RepoError(f"no such directory: {repo}")
-    try:
-        git_dir = _git(["-C", str(path), "rev-parse", "--absolute-git-dir"]).decode().strip()
-    except RepoError:
-        if ref:
-            raise RepoError(f"{repo} is not a git repository, so --ref {ref} cannot be read") from None
-        yield _read_dir(path)
-        return
-    yield _read_git(git_dir, ref or "HEAD")
 
 
 def _repo_name(repo: str) -> str:
@@ -139,37 +53,136 @@ def _repo_name(repo: str) -> str:
     return name or "repo"
 
 
-def _tracked(db: str, repo: str) -> TrackedState:
-    """What the daemon's database says already runs for `repo` (name as in the daemon's config)."""
+@contextmanager
+def open_repo(repo: str, ref: str | None, name: str) -> Iterator[tuple[CommitReader, str]]:
+    """A reader of `repo` (a git URL, a git repository or a plain directory) and the commit `ref`
+    names in it (default: HEAD; a plain directory has the one commit `worktree`)."""
+    from reconciler.source import SourceError
+    from reconciler.source.directory import DirectoryReader
+    from reconciler.source.git import GitReader, clone_for_reading
+
+    try:
+        if _is_url(repo):
+            with tempfile.TemporaryDirectory(prefix="reconciler-plan-") as tmp:
+                reader = clone_for_reading(name, repo, Path(tmp) / "repo.git")
+                try:
+                    yield reader, reader.resolve(ref or "HEAD")
+                finally:
+                    reader.close()
+            return
+        path = Path(repo)
+        if not path.is_dir():
+            raise RepoError(f"no such directory: {repo}")
+        git_dir = path / ".git" if (path / ".git").exists() else path
+        if not (git_dir / "HEAD").is_file():
+            if ref:
+                raise RepoError(f"{repo} is not a git repository, so --ref {ref} cannot be read")
+            directory = DirectoryReader(name, path)
+            yield directory, directory.resolve("worktree")
+            return
+        reader = GitReader(name, git_dir)
+        try:
+            yield reader, reader.resolve(ref or "HEAD")
+        finally:
+            reader.close()
+    except SourceError as e:
+        raise RepoError(e.message) from None
+
+
+@contextmanager
+def open_configured(settings: Settings, name: str, ref: str | None) -> Iterator[tuple[CommitReader, str]]:
+    """The configured repo `name`, fetched as the daemon fetches it (into a throw-away copy)."""
+    from reconciler.source import SourceError
+    from reconciler.wiring import git_sources
+
+    repo = next((r for r in settings.repos if r.name == name), None)
+    if repo is None:
+        known = ", ".join(r.name for r in settings.repos) or "none"
+        raise RepoError(f"no repo named {name!r} in the config (configured: {known})")
+    with tempfile.TemporaryDirectory(prefix="reconciler-plan-") as tmp:
+        scratch = settings.model_copy(update={"data_dir": Path(tmp)})
+        source = git_sources(scratch)[name]
+        try:
+            revision = source.fetch()
+            yield source, source.resolve(ref) if ref else revision.sha
+        except SourceError as e:
+            raise RepoError(e.message) from None
+        finally:
+            source.close()
+
+
+def _tracked(db: str, repo: str) -> TrackedState | None:
+    """What the tracking database says already runs for `repo`; None when there is no database yet."""
+    from reconciler.orchestration.registry import tracked
     from reconciler.snapshot import tracked_state
     from reconciler.tracking import DatabaseNotReady, Store, check_ready
 
     try:
         check_ready(db)
     except DatabaseNotReady as e:
+        if e.current is None and "no tracking database" in str(e):
+            return None
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
-    from reconciler.orchestration import Orchestrator
-
     store = Store.open(db)
     try:
-        return tracked_state(store, repo, Orchestrator(store, backend_name="plan").tracked)
+        return tracked_state(store, repo, lambda name: tracked(store, name))
     finally:
         store.close()
 
 
+def _observed(settings: Settings) -> list[ObservedObject] | None:
+    """What runs in the cluster, when the daemon's backend is Kubernetes and reachable."""
+    if settings.backend != "kubernetes":
+        return None
+    from reconciler.commands.daemon import build_backend
+
+    try:
+        backend = build_backend(settings)
+        try:
+            return backend.list_owned()
+        finally:
+            backend.close()
+    except Exception as e:  # planning goes on without the cluster, and says so
+        typer.echo(f"warning: the cluster is not reachable ({type(e).__name__}); planned without it", err=True)
+        return None
+
+
+def _settings_for(config: Path | None, name: str | None, repo: str | None) -> Settings | None:
+    """The daemon settings `plan` should use, or None to plan `--repo` on its own."""
+    from reconciler.commands.daemon import settings_or_exit
+
+    if repo is not None and config is None:
+        return None
+    if config is None:
+        env = os.environ.get("RECONCILER_CONFIG")
+        config = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else (Path(env) if env else None)
+    if config is None:
+        typer.echo("error: give --repo PATH_OR_URL, or --name REPO with --config FILE", err=True)
+        raise typer.Exit(EXIT_UNREADABLE)
+    if repo is None and name is None:
+        typer.echo("error: --config plans a configured repo: give --name REPO", err=True)
+        raise typer.Exit(EXIT_UNREADABLE)
+    return settings_or_exit(config)
+
+
 def plan(
-    repo: Annotated[str, typer.Option("--repo", help="Local path (git or plain directory) or git URL.")],
-    ref: Annotated[str | None, typer.Option(help="Branch, tag or commit (default: HEAD).")] = None,
+    repo: Annotated[str | None, typer.Option("--repo", help="Local path (git or plain directory) or git URL.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Daemon settings; with --name, plan that repo.")
+    ] = None,
+    ref: Annotated[str | None, typer.Option(help="Branch, tag or commit (default: the tracked head).")] = None,
     db: Annotated[str | None, typer.Option(help="Tracking DB URL, to plan against what already runs.")] = None,
     output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
-    name: Annotated[str | None, typer.Option(help="Repo name in operation keys (default: from the path).")] = None,
-    hub_dir: Annotated[str | None, typer.Option(help="Hub components directory inside the repo.")] = None,
+    name: Annotated[str | None, typer.Option(help="Repo name (configured repo, or name in operation keys).")] = None,
+    hub_dir: Annotated[str | None, typer.Option(help="Hub components directory (overrides the repo config).")] = None,
     now: Annotated[str | None, typer.Option(help="Plan as of this ISO time (default: now), for schedules.")] = None,
-    tz: Annotated[str, typer.Option(help="Time zone of cron schedules.")] = "UTC",
+    tz: Annotated[str | None, typer.Option(help="Time zone of cron schedules (overrides the repo config).")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also list unchanged operations.")] = False,
 ) -> None:
     """Print what a sync would do: + create, ~ update, - delete, ! invalid, schedules; exit 1 if files are invalid."""
+    from reconciler.loader import BadRepoConfig, load_commit
+
     if output_format not in ("text", "json"):
         typer.echo(f"error: --format must be text or json, got {output_format!r}", err=True)
         raise typer.Exit(EXIT_UNREADABLE)
@@ -180,18 +193,49 @@ def plan(
         raise typer.Exit(EXIT_UNREADABLE) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    settings = _settings_for(config, name, repo)
+    repo_name = name or (_repo_name(repo) if repo else "repo")
+    database = db or (settings.database if settings is not None else None)
     try:
-        with _read_repo(repo, ref) as snapshot:
-            options = CompileOptions(repo=name or _repo_name(repo), hub_dir=hub_dir)
-            result = compile_repo(snapshot.files, options, snapshot.commit)
+        opened = open_configured(settings, repo_name, ref) if settings is not None and repo is None else None
+        with opened or open_repo(str(repo), ref, repo_name) as (reader, sha):
+            loaded = load_commit(reader, repo_name, sha)
+            if hub_dir is not None and not isinstance(loaded, BadRepoConfig):
+                overridden = loaded.config.model_copy(update={"hub_dir": hub_dir})
+                loaded = load_commit(reader, repo_name, sha, config=overridden)
     except RepoError as e:
-        typer.echo(f"error: cannot read {repo}: {e}", err=True)
+        typer.echo(f"error: cannot read {repo or repo_name}: {e}", err=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
-    tracked = _tracked(db, options.repo) if db is not None else TrackedState()
-    actions = make_plan(result.desired, None, tracked, moment, PlanOptions(tz=tz))
+    if isinstance(loaded, BadRepoConfig):
+        _print_bad_config(sha, loaded, output_format)
+        raise typer.Exit(EXIT_INVALID)
+    tracked = _tracked(database, repo_name) if database is not None else None
+    if tracked is None and database is not None:
+        typer.echo("note: no tracking database yet: planned as if nothing ran", err=True)
+    observed = _observed(settings) if settings is not None and repo is None else None
+    options = PlanOptions(
+        namespace=loaded.config.namespace,
+        prune=loaded.config.prune.model_dump(),
+        tz=tz or loaded.config.timezone,
+        self_heal=loaded.config.self_heal,
+    )
+    actions = make_plan(loaded.desired, observed, tracked or TrackedState(), moment, options)
     if output_format == "json":
-        typer.echo(json.dumps(to_json(snapshot.commit, actions), indent=2, default=str))
+        typer.echo(json.dumps(to_json(sha, actions), indent=2, default=str))
     else:
-        typer.echo(f"commit {snapshot.commit}")
+        typer.echo(f"commit {sha}")
         typer.echo(to_text(actions, verbose=verbose))
-    raise typer.Exit(EXIT_INVALID if result.desired.invalid else EXIT_OK)
+    raise typer.Exit(EXIT_INVALID if loaded.desired.invalid else EXIT_OK)
+
+
+def _print_bad_config(sha: str, bad: BadRepoConfig, output_format: str) -> None:
+    errors = bad.errors
+    if output_format == "json":
+        rows = [{"path": e.path, "line": e.line, "column": e.column, "message": e.message} for e in errors]
+        body = {"commit": sha, "actions": [], "errors": rows}
+        typer.echo(json.dumps(body, indent=2, default=str))
+        return
+    typer.echo(f"commit {sha}")
+    for error in errors:
+        typer.echo(f"! invalid {error}")
+    typer.echo("the repo config is invalid: nothing would be applied", file=sys.stdout)

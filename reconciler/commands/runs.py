@@ -179,14 +179,15 @@ def list_ops(
     config: ConfigOption = None,
     output_format: FormatOption = "text",
     repo: Annotated[str | None, typer.Option()] = None,
+    removed: Annotated[bool, typer.Option("--removed", help="Also list operations removed from Git.")] = False,
 ) -> None:
-    """Operations with their mode, last good spec and latest run."""
+    """Operations Git declares, with their mode, last good spec and latest run."""
     _check_format(output_format)
     store = _store(settings_or_exit(config))
     try:
         latest = store.latest_status_per_op(repo)
         rows = []
-        for op in store.operations(repo):
+        for op in store.operations(repo, include_removed=removed):
             last = latest.get(op.op_key)
             rows.append(
                 {
@@ -195,6 +196,7 @@ def list_ops(
                     "spec_hash": op.last_good_spec_hash,
                     "commit": op.last_good_commit_sha,
                     "invalid_since": op.invalid_since.isoformat() if op.invalid_since else None,
+                    "removed_at": op.removed_at.isoformat() if op.removed_at else None,
                     "latest_run": last.run_name if last else None,
                     "latest_status": str(last.status) if last else None,
                 }
@@ -205,5 +207,5 @@ def list_ops(
         return
     typer.echo(f"{'OP':<56} {'MODE':<13} {'LATEST STATUS':<14} LATEST RUN")
     for r in rows:
-        flag = " (invalid)" if r["invalid_since"] else ""
+        flag = " (removed)" if r["removed_at"] else (" (invalid)" if r["invalid_since"] else "")
         typer.echo(f"{r['op'] + flag:<56} {r['mode']:<13} {r['latest_status'] or '-':<14} {r['latest_run'] or '-'}")

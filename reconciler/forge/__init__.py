@@ -4,7 +4,7 @@ outbox, and pull-request checks with a plan comment and previews.
 The daemon wires these: `webhook_routes` into the HTTP server (with its `on_push` and
 `on_pull_request`), an `OutboxWorker` thread over the tracking store with one provider client
 per repo (`client_for`), and `PullRequestChecks` with its `check_pull_request` and a
-`PreviewManager` over its backend. State changes queue commit statuses through
+`PreviewManager` over the daemon's applier. State changes queue commit statuses through
 `commit_status` in the same transaction.
 """
 
@@ -14,12 +14,11 @@ from reconciler.forge.commit_status import (
     enqueue_run_status,
     enqueue_validate,
     run_context,
-    transition_and_report,
 )
 from reconciler.forge.errors import ForgeError, PermanentForgeError, RateLimited, TransientForgeError
 from reconciler.forge.events import PingEvent, PullRequestEvent, PushEvent
 from reconciler.forge.outbox import OutboxWorker
-from reconciler.forge.previews import PreviewManager, PreviewOp, opted_in, preview_prefix
+from reconciler.forge.previews import PreviewManager, PreviewOp, PreviewRuns, opted_in, preview_prefix
 from reconciler.forge.pulls import CheckPullRequest, PrCheckResult, PrOutcome, PullRequestChecks
 from reconciler.forge.secrets import SecretMissing, forge_token, webhook_secret
 from reconciler.forge.statuses import CommitStatus, ForgeClient, StatusProvider, client_for
@@ -40,6 +39,7 @@ __all__ = [
     "PrOutcome",
     "PreviewManager",
     "PreviewOp",
+    "PreviewRuns",
     "PullRequestChecks",
     "PullRequestEvent",
     "PushEvent",
@@ -55,7 +55,6 @@ __all__ = [
     "opted_in",
     "preview_prefix",
     "run_context",
-    "transition_and_report",
     "webhook_routes",
     "webhook_secret",
     "webhook_targets",

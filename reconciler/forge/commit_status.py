@@ -9,14 +9,11 @@ the two commit together or not at all; the outbox worker posts it later.
 from __future__ import annotations
 
 import datetime as dt
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from sqlalchemy.orm import Session
-
 from reconciler.statuses import CommitState, Status, commit_state
-from reconciler.tracking import Run, StatusChange, Store
+from reconciler.tracking import Run, Store, Tx
 
 VALIDATE_CONTEXT = "polyaxon/validate"
 CONTEXT_PREFIX = "polyaxon/"
@@ -75,7 +72,7 @@ def enqueue_validate(
     first_error: str | None,
     now: dt.datetime,
     links: Links = NO_LINKS,
-    session: Session | None = None,
+    session: Tx | None = None,
 ) -> bool:
     return store.enqueue_commit_status(
         repo=repo,
@@ -100,7 +97,7 @@ def enqueue_run_status(
     reason: str | None = None,
     message: str | None = None,
     links: Links = NO_LINKS,
-    session: Session | None = None,
+    session: Tx | None = None,
 ) -> bool:
     """Queue the status reporting `run` in `status`; False when the run has no commit or it is queued."""
     if not run.commit_sha:
@@ -115,39 +112,3 @@ def enqueue_run_status(
         now=now,
         session=session,
     )
-
-
-def transition_and_report(
-    store: Store,
-    *,
-    repo: str,
-    run_name: str,
-    op_name: str,
-    status: Status,
-    at: dt.datetime,
-    reason: str | None = None,
-    message: str | None = None,
-    links: Links = NO_LINKS,
-    session: Session | None = None,
-) -> StatusChange | None:
-    """Move a run to `status` and queue its commit status, in one transaction."""
-    scope: AbstractContextManager[Session] = store.unit_of_work() if session is None else nullcontext(session)
-    with scope as tx:
-        change = store.transition(run_name, status, at=at, reason=reason, message=message, session=tx)
-        if change is None:
-            return None
-        run = store.run(run_name, session=tx)
-        if run is not None:
-            enqueue_run_status(
-                store,
-                repo=repo,
-                run=run,
-                op_name=op_name,
-                status=status,
-                now=at,
-                reason=reason,
-                message=message,
-                links=links,
-                session=tx,
-            )
-        return change

@@ -18,15 +18,12 @@ import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from reconciler.backends.base import Backend
-from reconciler.forge.commit_status import NO_LINKS, Links, enqueue_run_status
-from reconciler.forge.queries import ensure_operation, op_key_of, preview_cause, preview_runs
-from reconciler.model import Cause, OpKey, RunRequest, dns_label
+from reconciler.model import Cause, OpKey, RunRequest, StatusTransition, dns_label
 from reconciler.repo_config import RepoFileConfig
 from reconciler.statuses import Status, is_done
-from reconciler.tracking import CauseKind, Run, Store
+from reconciler.tracking import Run, Store, preview_cause
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +41,19 @@ class PreviewOp:
     mode: str = "one-shot"
 
 
+class PreviewRuns(Protocol):
+    """How previews start and end runs: the daemon's applier, the one path every run takes (so a
+    DAG or matrix preview is expanded like any other, and statuses reach the outbox with it)."""
+
+    def create(self, request: RunRequest, now: dt.datetime) -> bool: ...
+
+    def stop(self, run_name: str) -> None: ...
+
+    def delete(self, run_name: str) -> None: ...
+
+    def transition(self, transition: StatusTransition) -> bool: ...
+
+
 def opted_in(op_name: str, tags: Iterable[str], repo_config: RepoFileConfig) -> bool:
     return repo_config.previewed(op_name) or PREVIEW_TAG in set(tags)
 
@@ -59,10 +69,9 @@ def preview_run_name(number: int, op: OpKey, spec_hash: str, head_sha: str) -> s
 
 
 class PreviewManager:
-    def __init__(self, store: Store, backend: Backend, *, links: Links = NO_LINKS, namespace: str = "default") -> None:
+    def __init__(self, store: Store, runs: PreviewRuns, *, namespace: str = "default") -> None:
         self.store = store
-        self.backend = backend
-        self.links = links
+        self.runs = runs
         self.namespace = namespace
 
     def start(self, repo: str, number: int, head_sha: str, ops: Sequence[PreviewOp], now: dt.datetime) -> list[str]:
@@ -71,36 +80,10 @@ class PreviewManager:
         names = []
         for preview in ops:
             name = preview_run_name(number, preview.op, preview.spec_hash, head_sha)
-            with self.store.unit_of_work() as tx:
-                ensure_operation(self.store, tx, op_key=str(preview.op), repo=repo, mode=preview.mode, now=now)
-                created = self.store.create_run(
-                    op_key=str(preview.op),
-                    cause_kind=CauseKind.PREVIEW,
-                    cause_id=preview_cause(number, head_sha),
-                    name=name,
-                    spec_hash=preview.spec_hash,
-                    backend=self.backend.name,
-                    commit_sha=head_sha,
-                    now=now,
-                    session=tx,
-                )
-                if created.created:
-                    enqueue_run_status(
-                        self.store,
-                        repo=repo,
-                        run=created.run,
-                        op_name=preview.op.name,
-                        status=Status.CREATED,
-                        now=now,
-                        links=self.links,
-                        session=tx,
-                    )
-            if is_done(created.run.status):
-                names.append(name)
-                continue
-            # Outside the transaction: a backend call must not hold DB locks. Submit adopts an
-            # existing run of the same name, so repeating it after a crash is harmless.
-            ref = self.backend.submit(
+            # A preview comes from a pull request: its operation row must not take the PR's spec
+            # as the tracked branch's last good one.
+            self.store.ensure_operation(str(preview.op), repo, preview.mode, now)
+            self.runs.create(
                 RunRequest(
                     name=name,
                     op=preview.op,
@@ -111,10 +94,9 @@ class PreviewManager:
                     cause_id=preview_cause(number, head_sha),
                     commit=head_sha,
                     namespace=self.namespace,
-                )
+                ),
+                now,
             )
-            if created.run.backend_ref != ref:
-                self.store.set_backend_ref(name, ref, now)
             names.append(name)
         return names
 
@@ -132,7 +114,7 @@ class PreviewManager:
         self, repo: str, number: int, now: dt.datetime, *, keep_head: str | None, reason: str, message: str | None
     ) -> list[str]:
         retired = []
-        for run in preview_runs(self.store, repo, number):
+        for run in self.store.preview_runs(repo, number):
             if keep_head is not None and run.commit_sha == keep_head:
                 continue
             self._retire_one(repo, run, now, reason, message)
@@ -141,24 +123,8 @@ class PreviewManager:
 
     def _retire_one(self, repo: str, run: Run, now: dt.datetime, reason: str, message: str | None) -> None:
         if not is_done(run.status):
-            self.backend.stop(run.name)
-        self.backend.delete(run.name)
-        if is_done(run.status):
-            return
-        with self.store.unit_of_work() as tx:
-            change = self.store.transition(run.name, Status.STOPPED, at=now, reason=reason, message=message, session=tx)
-            if change is not None:
-                op = OpKey.parse(op_key_of(self.store, run, session=tx))
-                enqueue_run_status(
-                    self.store,
-                    repo=repo,
-                    run=run,
-                    op_name=op.name,
-                    status=Status.STOPPED,
-                    now=now,
-                    reason=reason,
-                    message=message,
-                    links=self.links,
-                    session=tx,
-                )
+            self.runs.stop(run.name)
+        self.runs.delete(run.name)
+        if not is_done(run.status):
+            self.runs.transition(StatusTransition(run.name, Status.STOPPED, now, reason, message or ""))
         log.info("preview retired", extra={"repo": repo, "run": run.name, "reason": reason})

@@ -6,8 +6,17 @@ wake-up timer whose job store lives in the tracking DB.
 """
 
 from reconciler.orchestration.orchestrator import Orchestrator
-from reconciler.orchestration.specs import CAUSE_KIND, ScheduleOptions
+from reconciler.orchestration.specs import RecordRun, ScheduleOptions
 from reconciler.orchestration.timer import Timer
 from reconciler.orchestration.work import NewRun, Notice, StatusUpdate, Work
 
-__all__ = ["CAUSE_KIND", "NewRun", "Notice", "Orchestrator", "ScheduleOptions", "StatusUpdate", "Timer", "Work"]
+__all__ = [
+    "NewRun",
+    "Notice",
+    "Orchestrator",
+    "RecordRun",
+    "ScheduleOptions",
+    "StatusUpdate",
+    "Timer",
+    "Work",
+]

@@ -14,36 +14,23 @@ from __future__ import annotations
 import datetime as dt
 
 from pydantic import ValidationError
-from sqlalchemy import select
 
-from reconciler.model import Cause, StatusTransition
-from reconciler.orchestration import records, tree
+from reconciler.model import Cause, OpKey, StatusTransition
+from reconciler.orchestration import tree
 from reconciler.orchestration.specs import request_for, with_params
 from reconciler.orchestration.tree import Context
 from reconciler.orchestration.work import Notice, Work
-from reconciler.scheduling.lifecycle import SUCCEEDED
 from reconciler.scheduling.subscriptions import Subscription as EventSubscription
 from reconciler.scheduling.subscriptions import UpstreamRun, on_transition
 from reconciler.spec.io import Param
-from reconciler.tracking.store import PendingEvent
-from reconciler.tracking.tables import Subscriber, Subscription
-
-EVENT = "event"
-
-
-def subscriptions_following(ctx: Context, source_operation_id: int | None) -> list[int]:
-    c = records.table(Subscription).c
-    stmt = select(c.id).order_by(c.id)
-    if source_operation_id is not None:
-        stmt = stmt.where(c.source_operation_id == source_operation_id)
-    with records.read(ctx.store) as s:
-        return [int(i) for i in s.execute(stmt).scalars()]
+from reconciler.statuses import Status
+from reconciler.tracking import PendingEvent
 
 
 def fire_pending(ctx: Context, source_operation_id: int | None, now: dt.datetime) -> Work:
     """Handle the unconsumed transitions of the subscriptions following an operation (None: all)."""
     work = Work()
-    for sub_id in subscriptions_following(ctx, source_operation_id):
+    for sub_id in ctx.store.subscriptions_following(source_operation_id):
         for event in ctx.store.pending_events(sub_id):
             work += fire(ctx, sub_id, event, now)
     return work
@@ -53,16 +40,16 @@ def fire(ctx: Context, sub_id: int, event: PendingEvent, now: dt.datetime) -> Wo
     upstream, change = event.run, event.change
     assert change.id is not None and upstream.id is not None
     # Outputs are read before the transaction: a backend call must not hold database locks.
-    outputs = ctx.outputs(upstream.name) if str(change.status) == SUCCEEDED else {}
+    outputs = ctx.outputs(upstream.name) if str(change.status) == Status.SUCCEEDED else {}
     with ctx.store.unit_of_work() as s:
-        sub = s.get(Subscription, sub_id)
+        sub = ctx.store.subscription(sub_id, session=s)
         if sub is None or not ctx.store.consume_transition(sub_id, change.id, now, session=s):
             return Work()
-        key = records.op_key_of(s, sub.operation_id)
-        reg = s.get(Subscriber, sub.operation_id)
+        key = OpKey.parse(ctx.store.op_key_by_id(sub.operation_id, session=s))
+        reg = ctx.store.subscriber(sub.operation_id, session=s)
         if reg is None:
             return Work(notices=(Notice(str(key), "NotSubscribed", "the subscriber has no registered spec"),))
-        up_row = records.orchestrated(s, upstream.id)
+        up_row = ctx.store.run_detail(upstream.id, session=s)
         try:
             params = {
                 name: Param.model_validate(value if isinstance(value, dict) else {"value": value})
@@ -78,12 +65,15 @@ def fire(ctx: Context, sub_id: int, event: PendingEvent, now: dt.datetime) -> Wo
         decision = on_transition(
             subscriptions,
             UpstreamRun(
-                upstream.name, records.op_key_of(s, upstream.operation_id), outputs, up_row.params if up_row else {}
+                upstream.name,
+                OpKey.parse(ctx.store.op_key_by_id(upstream.operation_id, session=s)),
+                outputs,
+                up_row.params if up_row else {},
             ),
             StatusTransition(upstream.name, str(change.status), change.at),
         )
         work = Work(notices=tuple(Notice(str(p.op), "EventNotRun", p.message) for p in decision.problems))
-        namespace = ctx.options_for(key).namespace
+        namespace = reg.namespace or ctx.options_for(key).namespace
         for wanted in decision.runs:
             if wanted.op != key:
                 continue
@@ -98,9 +88,9 @@ def fire(ctx: Context, sub_id: int, event: PendingEvent, now: dt.datetime) -> Wo
                 params=wanted.params,
                 hash_=reg.spec_hash,
             )
-            run, launched = tree.launch(ctx, s, request, origin=EVENT, now=now)
+            run, launched = tree.launch(ctx, s, request, now=now)
             assert run.id is not None
-            records.set_consumed_run(s, sub_id, change.id, run.id)
+            ctx.store.set_consumed_run(sub_id, change.id, run.id, s)
             work += launched
         return work
 

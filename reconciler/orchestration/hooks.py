@@ -13,36 +13,35 @@ import datetime as dt
 
 from pydantic import ValidationError
 
-from reconciler.model import Cause
-from reconciler.orchestration import records, tree
+from reconciler.model import Cause, OpKey
+from reconciler.orchestration import tree
 from reconciler.orchestration.specs import child_key, request_for, with_params
 from reconciler.orchestration.tree import Context
 from reconciler.orchestration.work import Notice, Work
 from reconciler.scheduling.hooks import hooks_to_fire
-from reconciler.scheduling.lifecycle import SUCCEEDED, is_final
 from reconciler.spec.sections import Hook
+from reconciler.statuses import Status, is_done
 
 HOOK = "hook"
 
 
 def fire_hooks(ctx: Context, run_name: str, status: str, now: dt.datetime) -> Work:
-    if not is_final(status):
+    if not is_done(status):
         return Work()
-    with records.read(ctx.store) as s:
-        run = records.run_by_name(s, run_name)
-        if run is None or run.id is None or not (run.spec or {}).get("hooks"):
-            return Work()
-        row = records.orchestrated(s, run.id)
-        key = records.op_key_of(s, run.operation_id)
-        raw = (run.spec or {})["hooks"]
-        commit = run.commit_sha or ""
+    run = ctx.store.run(run_name)
+    if run is None or run.id is None or not (run.spec or {}).get("hooks"):
+        return Work()
+    row = ctx.store.run_detail(run.id)
+    key = OpKey.parse(ctx.store.op_key_by_id(run.operation_id))
+    raw = (run.spec or {})["hooks"]
+    commit = run.commit_sha or ""
     inputs = dict(row.params) if row is not None else {}
     namespace = row.namespace if row is not None else ctx.options_for(key).namespace
     try:
         hooks = [Hook.model_validate(h) for h in raw] if isinstance(raw, list) else []
     except ValidationError as e:
         return Work(notices=(Notice(run_name, "InvalidHooks", str(e)),))
-    outputs = ctx.outputs(run_name) if status == SUCCEEDED else {}
+    outputs = ctx.outputs(run_name) if status == Status.SUCCEEDED else {}
     fired, problems = hooks_to_fire(hooks, run=run_name, status=status, outputs=outputs, inputs=inputs)
     work = Work(notices=tuple(Notice(run_name, "HookNotRun", p.message) for p in problems))
     for hook in fired:
@@ -61,7 +60,7 @@ def fire_hooks(ctx: Context, run_name: str, status: str, now: dt.datetime) -> Wo
             params=hook.params,
         )
         with ctx.store.unit_of_work() as s:
-            _, launched = tree.launch(ctx, s, request, origin=HOOK, now=now, parent=run_name, child_mode=HOOK)
+            _, launched = tree.launch(ctx, s, request, now=now, parent=run_name, child_mode=HOOK)
         work += launched
     return work
 

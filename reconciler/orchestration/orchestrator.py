@@ -27,22 +27,15 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
-
 from reconciler.model import DesiredState, OpKey, RunRequest, StatusTransition
-from reconciler.orchestration import events, hooks, records, registry, ticking, tree
-from reconciler.orchestration.specs import ScheduleOptions, container_of, default_options
+from reconciler.orchestration import events, hooks, registry, ticking, tree
+from reconciler.orchestration.specs import RecordRun, ScheduleOptions, container_of, default_options
 from reconciler.orchestration.timer import Timer
 from reconciler.orchestration.work import NewRun, Work
 from reconciler.plan.actions import Action
 from reconciler.plan.state import TrackedSchedule, TrackedSubscription
-from reconciler.scheduling.lifecycle import FINAL, is_final
-from reconciler.statuses import Status
-from reconciler.tracking import Store
-from reconciler.tracking.errors import NotFound
-from reconciler.tracking.tables import Operation, OrchestratedRun, Run, ScheduleState
-
-_NOT_SUBMITTED = (Status.CREATED, Status.ON_SCHEDULE)
+from reconciler.statuses import is_done
+from reconciler.tracking import NotFound, Store
 
 
 def _no_outputs(run: str) -> Mapping[str, Any]:
@@ -54,13 +47,13 @@ class Orchestrator:
         self,
         store: Store,
         *,
-        backend_name: str,
+        record: RecordRun,
         options_for: Callable[[OpKey], ScheduleOptions] = default_options,
         outputs_of: Callable[[str], Mapping[str, Any]] = _no_outputs,
         resolve_hub: Callable[[OpKey, str], dict[str, Any] | None] | None = None,
         timer: Timer | None = None,
     ) -> None:
-        self.ctx = tree.Context(store, backend_name, options_for, outputs_of, resolve_hub)
+        self.ctx = tree.Context(store, record, options_for, outputs_of, resolve_hub)
         self.timer = timer
 
     # -- schedules and subscriptions -------------------------------------------------------
@@ -72,7 +65,7 @@ class Orchestrator:
         return work
 
     def tracked(self, repo: str) -> tuple[dict[OpKey, TrackedSchedule], dict[OpKey, TrackedSubscription]]:
-        return registry.tracked(self.ctx, repo)
+        return registry.tracked(self.ctx.store, repo)
 
     def due(self, now: dt.datetime) -> Work:
         work, wakeups = ticking.due(self.ctx, now)
@@ -86,15 +79,8 @@ class Orchestrator:
         """Give the timer every schedule's next wake-up (at start-up: the DB is the truth)."""
         if self.timer is None:
             return
-        st, o = records.table(ScheduleState).c, records.table(Operation).c
-        with records.read(self.ctx.store) as s:
-            rows = s.execute(
-                select(o.op_key, st.next_tick_at).join_from(
-                    records.table(ScheduleState), records.table(Operation), st.operation_id == o.id
-                )
-            ).all()
-        for key, when in rows:
-            self.timer.reschedule(str(key), when)
+        for key, when in self.ctx.store.wakeups():
+            self.timer.reschedule(key, when)
 
     def _rearm(self, wakeups: Mapping[OpKey, dt.datetime | None]) -> None:
         if self.timer is not None:
@@ -114,21 +100,20 @@ class Orchestrator:
         if container is None:
             raise ValueError(f"run {run.name} is a {run.kind} without a matrix: submit it to a backend")
         with self.ctx.store.unit_of_work() as s:
-            found = records.run_by_name(s, run.name, lock=True)
+            found = self.ctx.store.lock_run(run.name, s)
             if found is None:
                 raise NotFound(f"run {run.name!r} is not tracked: create it before starting it")
             return tree.begin(self.ctx, s, found, run, container, now)
 
     def on_transition(self, transition: StatusTransition, now: dt.datetime) -> Work:
         """What a recorded transition causes: subscribed runs, the parent's next step, hooks."""
-        with records.read(self.ctx.store) as s:
-            run = records.run_by_name(s, transition.run)
-            if run is None or run.id is None:
-                return Work()
-            row = records.orchestrated(s, run.id)
-            operation_id, parent = run.operation_id, run.parent
+        run = self.ctx.store.run(transition.run)
+        if run is None or run.id is None:
+            return Work()
+        row = self.ctx.store.run_detail(run.id)
+        operation_id, parent = run.operation_id, run.parent
         work = events.fire_pending(self.ctx, operation_id, now)
-        if is_final(transition.status):
+        if is_done(transition.status):
             if row is not None and row.container is not None:
                 work += Work(stops=tree.active_children(self.ctx, transition.run))
             if parent is not None:
@@ -137,33 +122,20 @@ class Orchestrator:
         return work
 
     def resume(self, now: dt.datetime) -> Work:
-        """Re-drive what a crash may have interrupted; safe to call at any time."""
-        r, o = records.table(Run).c, records.table(OrchestratedRun).c
-        with records.read(self.ctx.store) as s:
-            unsubmitted = s.execute(
-                select(Run, OrchestratedRun)
-                .join(OrchestratedRun, o.run_id == r.id)
-                .where(o.container.is_(None), r.status.in_([str(x) for x in _NOT_SUBMITTED]))
-                .order_by(r.id)
-            ).all()
-            work = Work(
-                new_runs=tuple(
-                    NewRun(records.request_of(s, run, row), str(run.status), run.parent) for run, row in unsubmitted
-                )
+        """Re-drive what a crash may have interrupted; safe to call at any time.
+
+        Runs recorded but never submitted come back as `new_runs` (submission is idempotent by
+        name), unconsumed transitions fire their subscriptions, and containers take the step a
+        child's transition may have missed."""
+        store = self.ctx.store
+        work = Work(
+            new_runs=tuple(
+                NewRun(store.request_of(run), str(run.status), run.parent) for run in store.unsubmitted_runs()
             )
-            containers = (
-                s.execute(
-                    select(r.name)
-                    .join(OrchestratedRun, o.run_id == r.id)
-                    .where(o.container.is_not(None), r.status.not_in(sorted(FINAL)))
-                    .order_by(r.id)
-                )
-                .scalars()
-                .all()
-            )
+        )
         work += events.fire_pending(self.ctx, None, now)
-        for name in containers:
-            work += tree.advance_parent(self.ctx, str(name), now)
+        for name in store.unsettled_containers():
+            work += tree.advance_parent(self.ctx, name, now)
         return work
 
 

@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import TypeAdapter
 
@@ -24,36 +24,34 @@ from reconciler.scheduling.ticks import DEFAULT_STARTING_DEADLINE, ConcurrencyPo
 from reconciler.spec.compose import compose
 from reconciler.spec.polyaxonfile import Polyaxonfile
 from reconciler.spec.schedules import Schedule
-from reconciler.tracking.tables import CauseKind
+from reconciler.statuses import Status
+from reconciler.tracking import Run, Tx
 
 _SCHEDULE: TypeAdapter[Any] = TypeAdapter(Schedule)
 
 DAG = "dag"
 MATRIX = "matrix"
 
-# model.Cause is finer than the tracking DB's cause kind: every run caused by another run is
-# `upstream` there (as `reconciler.apply` records it; the two must agree, or the daemon's
-# idempotent create of a run recorded here would collide on its name). The exact cause is kept
-# beside the run (`orchestrated_run.cause`), and cause ids carry it as a prefix.
-CAUSE_KIND: Mapping[Cause, CauseKind] = {
-    Cause.COMMIT: CauseKind.COMMIT,
-    Cause.SCHEDULE: CauseKind.SCHEDULE,
-    Cause.EVENT: CauseKind.UPSTREAM,
-    Cause.MANUAL: CauseKind.MANUAL,
-    Cause.PREVIEW: CauseKind.PREVIEW,
-    Cause.RETRY: CauseKind.UPSTREAM,
-    Cause.DAG: CauseKind.UPSTREAM,
-    Cause.MATRIX: CauseKind.UPSTREAM,
-    Cause.HOOK: CauseKind.UPSTREAM,
-}
-# Without the finer record, an upstream run is taken for an event's.
-CAUSE_OF_KIND: Mapping[CauseKind, Cause] = {
-    CauseKind.COMMIT: Cause.COMMIT,
-    CauseKind.SCHEDULE: Cause.SCHEDULE,
-    CauseKind.UPSTREAM: Cause.EVENT,
-    CauseKind.MANUAL: Cause.MANUAL,
-    CauseKind.PREVIEW: Cause.PREVIEW,
-}
+
+class RecordRun(Protocol):
+    """The one way a run comes into being (`reconciler.apply.Applier.record`), inside the caller's
+    transaction: the run row, its first status (or a final one, for a run that never starts),
+    its commit status in the outbox, and for a child its operation row."""
+
+    def __call__(
+        self,
+        request: RunRequest,
+        now: dt.datetime,
+        *,
+        session: Tx,
+        parent: str | None = None,
+        status: Status = Status.CREATED,
+        final: tuple[Status, str, str] | None = None,
+        node: str | None = None,
+        trial_index: int | None = None,
+        meta: Mapping[str, Any] | None = None,
+        child_mode: str | None = None,
+    ) -> tuple[Run, bool]: ...
 
 
 @dataclass(frozen=True)
@@ -162,10 +160,9 @@ def fallback_seed(run: str) -> int:
 
 
 __all__ = [
-    "CAUSE_KIND",
-    "CAUSE_OF_KIND",
     "DAG",
     "MATRIX",
+    "RecordRun",
     "ScheduleOptions",
     "child_key",
     "container_of",

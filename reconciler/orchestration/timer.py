@@ -22,18 +22,16 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 from apscheduler.jobstores.base import JobLookupError
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
-from sqlalchemy import Engine
 
 from reconciler.model import OpKey
 
 log = logging.getLogger(__name__)
 
-TABLE = "apscheduler_jobs"  # created by migration 0004
 _TIMERS: weakref.WeakSet[Timer] = weakref.WeakSet()
 _LOCK = threading.Lock()
 
@@ -51,10 +49,11 @@ def job_id(op: OpKey | str) -> str:
 
 
 class Timer:
-    def __init__(self, engine: Engine, on_due: Callable[[], None]) -> None:
+    def __init__(self, job_store: Any, on_due: Callable[[], None]) -> None:
+        """`job_store`: APScheduler's job store in the tracking DB (`Store.job_store()`)."""
         self._on_due = on_due
         self._scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=TABLE)},
+            jobstores={"default": job_store},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone=dt.UTC,
         )
@@ -104,4 +103,4 @@ class Timer:
         return {str(job.name): job.next_run_time for job in self._scheduler.get_jobs() if job.next_run_time is not None}
 
 
-__all__ = ["TABLE", "Timer", "job_id"]
+__all__ = ["Timer", "job_id"]

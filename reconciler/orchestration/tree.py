@@ -23,13 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 
 from reconciler.model import Cause, OpKey, RunRequest
-from reconciler.orchestration import records
 from reconciler.orchestration.specs import (
     DAG,
-    MATRIX,
+    RecordRun,
     ScheduleOptions,
     child_key,
     container_of,
@@ -43,14 +41,12 @@ from reconciler.orchestration.specs import (
 from reconciler.orchestration.work import NewRun, StatusUpdate, Work
 from reconciler.render.templates import param_values
 from reconciler.scheduling.dag import DagError, NodeState, graph_from_spec, next_step
-from reconciler.scheduling.lifecycle import ACTIVE, FAILED, RUNNING, SUCCEEDED, is_final
 from reconciler.scheduling.matrix import MatrixError, Trial, effective_seed, progress
 from reconciler.scheduling.refs import RefError
 from reconciler.spec.compose import ComposeError
 from reconciler.spec.polyaxonfile import Polyaxonfile
-from reconciler.statuses import NOT_STARTED, Status
-from reconciler.tracking import Store
-from reconciler.tracking.tables import OrchestratedRun, Run
+from reconciler.statuses import NOT_STARTED, Status, is_active, is_done
+from reconciler.tracking import OrchestratedRun, Run, Store, Tx
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +56,11 @@ _SPEC_ERRORS = (DagError, MatrixError, ComposeError, ValidationError, RefError, 
 
 @dataclass(frozen=True)
 class Context:
-    """What every orchestration step needs: the DB, the backend's name and the daemon's callbacks."""
+    """What every orchestration step needs: the DB, the one way to record a run (the applier's),
+    and the daemon's callbacks."""
 
     store: Store
-    backend: str
+    record: RecordRun
     options_for: Callable[[OpKey], ScheduleOptions]
     outputs_of: Callable[[str], Mapping[str, Any]]
     resolve_hub: Callable[[OpKey, str], dict[str, Any] | None] | None = None
@@ -79,10 +76,9 @@ class Context:
 
 def launch(
     ctx: Context,
-    s: Session,
+    s: Tx,
     request: RunRequest,
     *,
-    origin: str,
     now: dt.datetime,
     parent: str | None = None,
     node: str | None = None,
@@ -91,18 +87,8 @@ def launch(
     child_mode: str | None = None,
 ) -> tuple[Run, Work]:
     """Record `request`; a new leaf is returned for submission, a new container is expanded."""
-    run, new = records.create_run(
-        ctx.store,
-        s,
-        request,
-        origin=origin,
-        backend=ctx.backend,
-        now=now,
-        parent=parent,
-        node=node,
-        trial_index=trial_index,
-        meta=meta,
-        child_mode=child_mode,
+    run, new = ctx.record(
+        request, now, session=s, parent=parent, node=node, trial_index=trial_index, meta=meta, child_mode=child_mode
     )
     if not new:
         return run, Work()
@@ -112,39 +98,29 @@ def launch(
     return run, begin(ctx, s, run, request, container, now)
 
 
-def begin(ctx: Context, s: Session, run: Run, request: RunRequest, container: str, now: dt.datetime) -> Work:
+def begin(ctx: Context, s: Tx, run: Run, request: RunRequest, container: str, now: dt.datetime) -> Work:
     """Make `run` a container and take its first step."""
     assert run.id is not None
-    row = records.orchestrated(s, run.id)
-    if row is None:
-        row = OrchestratedRun(
-            run_id=run.id,
-            origin="start",
-            cause=request.cause.value,
-            params=dict(request.params),
-            namespace=request.namespace,
-            created_at=now,
-        )
+    row = ctx.store.run_detail(run.id, session=s)
+    if row is None:  # a run recorded before revision 0005 gave every run its detail row
+        row = OrchestratedRun(run_id=run.id, params=dict(request.params), namespace=request.namespace, created_at=now)
     row.container = container
     if run.spec is None:
         run.spec = dict(request.effective)
     # The daemon's mark for runs no backend holds (so a missing object is not drift).
     run.backend_ref = run.backend_ref or ORCHESTRATED
-    s.add(run)
-    s.add(row)
-    s.flush()
+    ctx.store.save(run, row, session=s)
     return advance(ctx, s, run, row, now, {})
 
 
 def prefetch_outputs(ctx: Context, parent: str) -> dict[str, dict[str, Any]]:
     """Outputs of the parent's succeeded children not read yet, fetched outside any transaction."""
-    with records.read(ctx.store) as s:
-        pending = [
-            run.name
-            for origin in (DAG, MATRIX)
-            for run, row in records.children(s, parent, origin)
-            if row.outputs is None and run.status == SUCCEEDED
-        ]
+    pending = [
+        run.name
+        for cause in (Cause.DAG, Cause.MATRIX)
+        for run, row in ctx.store.children(parent, cause)
+        if row.outputs is None and run.status == Status.SUCCEEDED
+    ]
     return {name: ctx.outputs(name) for name in pending}
 
 
@@ -152,19 +128,19 @@ def advance_parent(ctx: Context, parent: str, now: dt.datetime) -> Work:
     """One step of the container `parent` (after a child's transition, or on resume)."""
     fetched = prefetch_outputs(ctx, parent)
     with ctx.store.unit_of_work() as s:
-        run = records.run_by_name(s, parent, lock=True)
+        run = ctx.store.lock_run(parent, s)
         if run is None or run.id is None:
             return Work()
-        row = records.orchestrated(s, run.id)
+        row = ctx.store.run_detail(run.id, session=s)
         if row is None or row.container is None:
             return Work()
         return advance(ctx, s, run, row, now, fetched)
 
 
 def advance(
-    ctx: Context, s: Session, parent: Run, row: OrchestratedRun, now: dt.datetime, fetched: Mapping[str, dict[str, Any]]
+    ctx: Context, s: Tx, parent: Run, row: OrchestratedRun, now: dt.datetime, fetched: Mapping[str, dict[str, Any]]
 ) -> Work:
-    if is_final(parent.status):
+    if is_done(parent.status):
         return Work()  # a finished parent (stopped by hand, settled) starts nothing more
     try:
         if row.container == DAG:
@@ -172,17 +148,19 @@ def advance(
         else:
             work = _advance_matrix(ctx, s, parent, row, now, fetched)
     except _SPEC_ERRORS as e:
-        return Work(updates=(StatusUpdate(parent.name, FAILED, "InvalidSpec", f"cannot progress: {e}"),))
+        return Work(updates=(StatusUpdate(parent.name, Status.FAILED, "InvalidSpec", f"cannot progress: {e}"),))
     settled = any(u.run == parent.name for u in work.updates)
     if not settled and parent.status in NOT_STARTED:
-        work += Work(updates=(StatusUpdate(parent.name, RUNNING, "Started", f"{row.container} children started"),))
+        work += Work(
+            updates=(StatusUpdate(parent.name, Status.RUNNING, "Started", f"{row.container} children started"),)
+        )
     return work
 
 
 def _outputs_of_child(run: Run, row: OrchestratedRun, fetched: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-    if row.outputs is None and is_final(run.status):
+    if row.outputs is None and is_done(run.status):
         # Only succeeded runs have outputs worth reading; read once, then kept on the row.
-        if run.status != SUCCEEDED:
+        if run.status != Status.SUCCEEDED:
             row.outputs = {}
         elif run.name in fetched:
             row.outputs = dict(fetched[run.name])
@@ -190,18 +168,18 @@ def _outputs_of_child(run: Run, row: OrchestratedRun, fetched: Mapping[str, dict
 
 
 def _advance_dag(
-    ctx: Context, s: Session, parent: Run, row: OrchestratedRun, now: dt.datetime, fetched: Mapping[str, dict[str, Any]]
+    ctx: Context, s: Tx, parent: Run, row: OrchestratedRun, now: dt.datetime, fetched: Mapping[str, dict[str, Any]]
 ) -> Work:
     spec_dict = dict(parent.spec or {})
     model = Polyaxonfile.model_validate(spec_dict)
     inputs = param_values(spec_dict, row.params)
     graph = graph_from_spec(model.run, inputs)
-    parent_key = records.op_key_of(s, parent.operation_id)
+    parent_key = OpKey.parse(ctx.store.op_key_by_id(parent.operation_id, session=s))
     states: dict[str, NodeState] = {}
-    for run, krow in records.children(s, parent.name, DAG):
+    for run, krow in ctx.store.children(parent.name, Cause.DAG, session=s):
         if krow.node is not None:
             states[krow.node] = NodeState(str(run.status), run.name, _outputs_of_child(run, krow, fetched), krow.params)
-            s.add(krow)
+            ctx.store.save(krow, session=s)
     commit = parent.commit_sha or ""
     work = Work()
 
@@ -218,12 +196,10 @@ def _advance_dag(
             commit=commit,
             namespace=row.namespace,
         )
-        run, new = records.create_run(
-            ctx.store, s, request, origin=DAG, backend=ctx.backend, now=now, parent=parent.name, node=node,
-            child_mode="dag-op",
+        run, _ = ctx.record(
+            request, now, session=s, parent=parent.name, node=node, child_mode="dag-op",
+            final=(Status(status), reason, message),
         )  # fmt: skip
-        if new:
-            ctx.store.transition(run, Status(status), at=now, reason=reason, message=message, session=s)
         states[node] = NodeState(status, run.name)
 
     for _ in range(len(graph.order) + 1):
@@ -236,7 +212,7 @@ def _advance_dag(
             try:
                 effective = with_params(dag_node_effective(spec_dict, start.name), start.params)
             except (ComposeError, ValidationError) as e:
-                mark(start.name, FAILED, "InvalidOperation", f"cannot compose {start.name}: {e}")
+                mark(start.name, Status.FAILED, "InvalidOperation", f"cannot compose {start.name}: {e}")
                 changed = True
                 continue
             request = request_for(
@@ -248,9 +224,7 @@ def _advance_dag(
                 namespace=row.namespace,
                 params=start.params,
             )
-            run, started = launch(
-                ctx, s, request, origin=DAG, now=now, parent=parent.name, node=start.name, child_mode="dag-op"
-            )
+            run, started = launch(ctx, s, request, now=now, parent=parent.name, node=start.name, child_mode="dag-op")
             work += started
             states[start.name] = NodeState(str(run.status), run.name, inputs=start.params)
         stop = tuple(states[n].run for n in step.stop if n in states)
@@ -263,7 +237,7 @@ def _advance_dag(
 
 
 def _advance_matrix(
-    ctx: Context, s: Session, parent: Run, row: OrchestratedRun, now: dt.datetime, fetched: Mapping[str, dict[str, Any]]
+    ctx: Context, s: Tx, parent: Run, row: OrchestratedRun, now: dt.datetime, fetched: Mapping[str, dict[str, Any]]
 ) -> Work:
     spec_dict = dict(parent.spec or {})
     matrix = Polyaxonfile.model_validate(spec_dict).matrix
@@ -271,14 +245,14 @@ def _advance_matrix(
         raise MatrixError("the run has no matrix")
     if row.seed is None:
         row.seed = effective_seed(matrix, fallback_seed(parent.name))
-        s.add(row)
-    kids = records.children(s, parent.name, MATRIX)
+        ctx.store.save(row, session=s)
+    kids = ctx.store.children(parent.name, Cause.MATRIX, session=s)
     trials = []
     for run, krow in kids:
         trials.append(Trial(krow.params, str(run.status), _outputs_of_child(run, krow, fetched), krow.meta))
-        s.add(krow)
+        ctx.store.save(krow, session=s)
     step = progress(matrix, trials, row.seed)
-    parent_key = records.op_key_of(s, parent.operation_id)
+    parent_key = OpKey.parse(ctx.store.op_key_by_id(parent.operation_id, session=s))
     work = Work()
     for trial in step.new:
         request = request_for(
@@ -294,7 +268,6 @@ def _advance_matrix(
             ctx,
             s,
             request,
-            origin=MATRIX,
             now=now,
             parent=parent.name,
             trial_index=trial.index,
@@ -305,7 +278,7 @@ def _advance_matrix(
     work += Work(stops=tuple(kids[i][0].name for i in step.stop if i < len(kids)))
     if step.tuner is not None:
         message = "iterative matrices with a tuner are not supported by the reconciler"
-        return work + Work(updates=(StatusUpdate(parent.name, FAILED, "TunerUnsupported", message),))
+        return work + Work(updates=(StatusUpdate(parent.name, Status.FAILED, "TunerUnsupported", message),))
     if step.status is not None:
         work += Work(updates=(StatusUpdate(parent.name, step.status, step.reason, step.message),))
     return work
@@ -313,13 +286,12 @@ def _advance_matrix(
 
 def active_children(ctx: Context, parent: str) -> tuple[str, ...]:
     """Children still active, to stop when their parent ended (stopped by hand, or failed)."""
-    with records.read(ctx.store) as s:
-        return tuple(
-            run.name
-            for origin in (DAG, MATRIX)
-            for run, _ in records.children(s, parent, origin)
-            if str(run.status) in ACTIVE
-        )
+    return tuple(
+        run.name
+        for cause in (Cause.DAG, Cause.MATRIX)
+        for run, _ in ctx.store.children(parent, cause)
+        if is_active(run.status)
+    )
 
 
 __all__ = ["Context", "active_children", "advance", "advance_parent", "begin", "launch", "prefetch_outputs"]

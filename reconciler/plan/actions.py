@@ -54,7 +54,7 @@ class Action:
     events: tuple[Mapping[str, Any], ...] = ()  # subscribe
     spec_hash: str = ""  # the desired spec hash the action converges to (schedules, subscriptions)
     errors: tuple[Located, ...] = ()  # invalid
-    observed: ObservedObject | None = None  # adopt
+    observed: ObservedObject | None = None  # adopt; drift reported, not healed (self_heal off)
 
     @property
     def changes_something(self) -> bool:

@@ -49,6 +49,8 @@ class PlanOptions:
     prune: Mapping[str, bool] = field(default_factory=dict)
     tz: str = "UTC"  # for cron previews
     ticks: int = 3  # fire times shown per registered or changed schedule
+    # Re-apply long-running objects edited or deleted in the cluster; off: drift is reported only.
+    self_heal: bool = True
 
     def prune_allowed(self, kind: str) -> bool:
         return self.prune.get(kind, kind in LONG_RUNNING_KINDS)
@@ -262,13 +264,15 @@ class _Planner:
             )
             return
         obj = self.observed.get(live.name)
+        heal = self.options.self_heal
+        then = "re-applying" if heal else "not re-applied (self_heal off)"
         if self.observing and obj is None:
             self.add(
                 ActionKind.DRIFT,
                 op.key,
                 op.kind,
-                f"{live.name} is gone from the cluster; re-applying",
-                run=self.request(op, live.name),
+                f"{live.name} is gone from the cluster; {then}",
+                run=self.request(op, live.name) if heal else None,
                 target=live.name,
             )
         elif obj is not None and not same_hash(obj.spec_hash, op.spec_hash):
@@ -276,9 +280,10 @@ class _Planner:
                 ActionKind.DRIFT,
                 op.key,
                 op.kind,
-                f"{live.name} was edited in the cluster; re-applying",
-                run=self.request(op, live.name),
+                f"{live.name} was edited in the cluster; {then}",
+                run=self.request(op, live.name) if heal else None,
                 target=live.name,
+                observed=None if heal else obj,
             )
         else:
             self.add(ActionKind.NOOP, op.key, op.kind, f"{live.name} is {live.status} with this spec")

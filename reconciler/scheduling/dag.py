@@ -32,19 +32,10 @@ from typing import Any
 
 from reconciler.scheduling import early_stopping
 from reconciler.scheduling.conditions import ConditionError, evaluate
-from reconciler.scheduling.lifecycle import (
-    FAILED,
-    FAILURES,
-    SKIPPED,
-    STOPPED,
-    SUCCEEDED,
-    UPSTREAM_FAILED,
-    is_active,
-    is_final,
-)
 from reconciler.scheduling.refs import RefError, resolve_params, run_context
 from reconciler.spec.check import find_cycle, upstream_of_param
 from reconciler.spec.io import Param
+from reconciler.statuses import FAILURES, Status, is_active, is_done
 
 TRIGGER_POLICIES = ("all_succeeded", "all_failed", "all_done", "one_succeeded", "one_failed", "one_done")
 
@@ -188,29 +179,29 @@ def _policy(node: DagNode, states: Mapping[str, str | None]) -> tuple[str, str, 
     """(wait | go | a status to mark, reason, message) from the trigger policy."""
     ups = sorted(node.upstream)
     if node.skip_on_upstream_skip:
-        skipped = [u for u in ups if states.get(u) == SKIPPED]
+        skipped = [u for u in ups if states.get(u) == Status.SKIPPED]
         if skipped:
-            return SKIPPED, "UpstreamSkipped", f"upstream {', '.join(skipped)} skipped (skipOnUpstreamSkip)"
-    considered = [u for u in ups if states.get(u) != SKIPPED]
-    pending = [u for u in considered if not is_final(states.get(u))]
-    succeeded = [u for u in considered if states.get(u) == SUCCEEDED]
+            return Status.SKIPPED, "UpstreamSkipped", f"upstream {', '.join(skipped)} skipped (skipOnUpstreamSkip)"
+    considered = [u for u in ups if states.get(u) != Status.SKIPPED]
+    pending = [u for u in considered if not is_done(states.get(u))]
+    succeeded = [u for u in considered if states.get(u) == Status.SUCCEEDED]
     failed = [u for u in considered if states.get(u) in FAILURES]
-    finished = [u for u in considered if is_final(states.get(u))]
+    finished = [u for u in considered if is_done(states.get(u))]
     not_succeeded = [u for u in finished if u not in succeeded]
     not_failed = [u for u in finished if u not in failed]
     policy = node.trigger
     if policy == "all_succeeded":
         if not_succeeded:
             first = not_succeeded[0]
-            return UPSTREAM_FAILED, "UpstreamFailed", f"upstream {first} is {states.get(first)} (all_succeeded)"
+            return Status.UPSTREAM_FAILED, "UpstreamFailed", f"upstream {first} is {states.get(first)} (all_succeeded)"
         return (_WAIT, "", "") if pending else (_GO, "", "")
     if policy == "all_failed":
         if not_failed:
             first = not_failed[0]
-            return SKIPPED, "TriggerNotMet", f"upstream {first} is {states.get(first)} (all_failed)"
+            return Status.SKIPPED, "TriggerNotMet", f"upstream {first} is {states.get(first)} (all_failed)"
         if pending:
             return _WAIT, "", ""
-        return (_GO, "", "") if failed else (SKIPPED, "TriggerNotMet", "no upstream failed (all_failed)")
+        return (_GO, "", "") if failed else (Status.SKIPPED, "TriggerNotMet", "no upstream failed (all_failed)")
     if policy == "all_done":
         return (_WAIT, "", "") if pending else (_GO, "", "")
     if policy == "one_succeeded":
@@ -218,19 +209,19 @@ def _policy(node: DagNode, states: Mapping[str, str | None]) -> tuple[str, str, 
             return _GO, "", ""
         if pending:
             return _WAIT, "", ""
-        return UPSTREAM_FAILED, "UpstreamFailed", "no upstream succeeded (one_succeeded)"
+        return Status.UPSTREAM_FAILED, "UpstreamFailed", "no upstream succeeded (one_succeeded)"
     if policy == "one_failed":
         if failed:
             return _GO, "", ""
         if pending:
             return _WAIT, "", ""
-        return SKIPPED, "TriggerNotMet", "no upstream failed (one_failed)"
+        return Status.SKIPPED, "TriggerNotMet", "no upstream failed (one_failed)"
     # one_done
     if finished or not ups:
         return _GO, "", ""
     if pending:
         return _WAIT, "", ""
-    return SKIPPED, "TriggerNotMet", "every upstream was skipped (one_done)"
+    return Status.SKIPPED, "TriggerNotMet", "every upstream was skipped (one_done)"
 
 
 def _context(graph: DagGraph, states: Mapping[str, NodeState]) -> dict[str, Any]:
@@ -244,13 +235,17 @@ def _derived_status(statuses: Mapping[str, str | None]) -> tuple[str, str, str]:
     values = list(statuses.values())
     failed = sorted(n for n, s in statuses.items() if s in FAILURES)
     if failed:
-        return FAILED, "OperationsFailed", f"{', '.join(failed)} failed"
-    stopped = sorted(n for n, s in statuses.items() if s == STOPPED)
+        return Status.FAILED, "OperationsFailed", f"{', '.join(failed)} failed"
+    stopped = sorted(n for n, s in statuses.items() if s == Status.STOPPED)
     if stopped:
-        return STOPPED, "OperationsStopped", f"{', '.join(stopped)} stopped"
-    if values and all(s == SKIPPED for s in values):
-        return SKIPPED, "AllSkipped", "every operation was skipped"
-    return SUCCEEDED, "Succeeded", f"{sum(1 for s in values if s == SUCCEEDED)} of {len(values)} succeeded"
+        return Status.STOPPED, "OperationsStopped", f"{', '.join(stopped)} stopped"
+    if values and all(s == Status.SKIPPED for s in values):
+        return Status.SKIPPED, "AllSkipped", "every operation was skipped"
+    return (
+        Status.SUCCEEDED,
+        "Succeeded",
+        f"{sum(1 for s in values if s == Status.SUCCEEDED)} of {len(values)} succeeded",
+    )
 
 
 def next_step(graph: DagGraph, states: Mapping[str, NodeState], now: dt.datetime, dag_run: str = "") -> DagStep:
@@ -263,7 +258,7 @@ def next_step(graph: DagGraph, states: Mapping[str, NodeState], now: dt.datetime
     stop_verdict = early_stopping.check(graph.early_stopping, results, len(graph.order))
     if stop_verdict is not None:
         stop_marks = tuple(
-            Mark(n, SKIPPED, stop_verdict.reason, f"not started: {stop_verdict.message}")
+            Mark(n, Status.SKIPPED, stop_verdict.reason, f"not started: {stop_verdict.message}")
             for n in graph.order
             if current[n] is None
         )
@@ -296,20 +291,22 @@ def next_step(graph: DagGraph, states: Mapping[str, NodeState], now: dt.datetime
         try:
             params = resolve_params(node.params, context, roots=("ops", "dag"))
         except RefError as e:
-            marks.append(Mark(name, FAILED, "UnresolvedParam", str(e)))
-            current[name] = FAILED
+            marks.append(Mark(name, Status.FAILED, "UnresolvedParam", str(e)))
+            current[name] = Status.FAILED
             continue
         if node.conditions:
             names = {**context, **params, "params": {**dict(graph.inputs), **params}}
             try:
                 ok = evaluate(node.conditions, names)
             except ConditionError as e:
-                marks.append(Mark(name, FAILED, "InvalidConditions", f"conditions {node.conditions!r}: {e}"))
-                current[name] = FAILED
+                marks.append(Mark(name, Status.FAILED, "InvalidConditions", f"conditions {node.conditions!r}: {e}"))
+                current[name] = Status.FAILED
                 continue
             if not ok:
-                marks.append(Mark(name, SKIPPED, "ConditionsNotMet", f"conditions {node.conditions!r} are false"))
-                current[name] = SKIPPED
+                marks.append(
+                    Mark(name, Status.SKIPPED, "ConditionsNotMet", f"conditions {node.conditions!r} are false")
+                )
+                current[name] = Status.SKIPPED
                 continue
         ready.append(Start(name, params, f"dag:{dag_run}:{name}"))
 
@@ -320,7 +317,7 @@ def next_step(graph: DagGraph, states: Mapping[str, NodeState], now: dt.datetime
         current[s.name] = "created"
 
     status = reason = message = ""
-    if all(is_final(s) for s in current.values()):
+    if all(is_done(s) for s in current.values()):
         status, reason, message = _derived_status(current)
     return DagStep(at=now, start=starts, mark=tuple(marks), status=status or None, reason=reason, message=message)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.scheduling.lifecycle import FAILED, FAILURES, SUCCEEDED, is_final
+from reconciler.statuses import FAILURES, Status, is_done
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def check(policies: Sequence[Any] | None, results: Sequence[Result], total: int)
             failed = sum(1 for r in results if r.status in FAILURES)
             if failed and failed * 100 >= percent * total:
                 return EarlyStop(
-                    FAILED,
+                    Status.FAILED,
                     "EarlyStoppingFailures",
                     f"{failed} of {total} failed, at least {percent}% (failure early stopping)",
                 )
@@ -59,12 +59,12 @@ def check(policies: Sequence[Any] | None, results: Sequence[Result], total: int)
             maximize = _maximize(policy.optimization)
             for r in results:
                 value = r.metrics.get(policy.metric)
-                if r.status != SUCCEEDED or not isinstance(value, (int, float)) or isinstance(value, bool):
+                if r.status != Status.SUCCEEDED or not isinstance(value, (int, float)) or isinstance(value, bool):
                     continue
                 if (value >= target) if maximize else (value <= target):
                     better = ">=" if maximize else "<="
                     return EarlyStop(
-                        SUCCEEDED,
+                        Status.SUCCEEDED,
                         "EarlyStoppingMetric",
                         f"{policy.metric} = {value} {better} {target} (metric early stopping)",
                     )
@@ -72,7 +72,7 @@ def check(policies: Sequence[Any] | None, results: Sequence[Result], total: int)
 
 
 def all_final(results: Sequence[Result]) -> bool:
-    return all(is_final(r.status) for r in results)
+    return all(is_done(r.status) for r in results)
 
 
 __all__ = ["EarlyStop", "Result", "all_final", "check"]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.scheduling.conditions import ConditionError, evaluate
-from reconciler.scheduling.lifecycle import DONE, is_final
 from reconciler.scheduling.refs import RefError, resolve_params, run_context
+from reconciler.statuses import Status, is_done
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,15 @@ def hooks_to_fire(
     inputs: Mapping[str, Any] | None = None,
 ) -> tuple[list[HookRun], list[HookProblem]]:
     """The hooks (spec `Hook` models) that fire for `run` reaching `status`."""
-    if not is_final(status) or not hooks:
+    if not is_done(status) or not hooks:
         return [], []
     me = run_context(uuid=run, status=status, outputs=outputs or {}, inputs=inputs or {})
     context = {"run": me, "outputs": me["outputs"], "inputs": me["inputs"], "status": status}
     fired: list[HookRun] = []
     problems: list[HookProblem] = []
     for index, hook in enumerate(hooks):
-        trigger = getattr(hook.trigger, "value", hook.trigger) or DONE
-        if trigger != DONE and trigger != status:
+        trigger = getattr(hook.trigger, "value", hook.trigger) or Status.DONE
+        if trigger != Status.DONE and trigger != status:
             continue
         if hook.conditions:
             try:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.scheduling import early_stopping
-from reconciler.scheduling.lifecycle import FAILED, STOPPED, SUCCEEDED, is_active, is_final
+from reconciler.statuses import Status, is_active, is_done
 
 
 class MatrixError(ValueError):
@@ -252,7 +252,7 @@ def _metric(matrix: Any) -> tuple[str, bool]:
 
 def _score(trial: Trial, metric: str) -> float | None:
     value = trial.metrics.get(metric)
-    if trial.status != SUCCEEDED or isinstance(value, bool) or not isinstance(value, (int, float)):
+    if trial.status != Status.SUCCEEDED or isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
 
@@ -287,7 +287,7 @@ def _tpe(matrix: Any, trials: Sequence[Trial], seed: int, slots: int) -> _Plan:
         score = _score(t, metric)
         if score is not None:
             state, value = optuna.trial.TrialState.COMPLETE, score
-        elif is_final(t.status):
+        elif is_done(t.status):
             state, value = optuna.trial.TrialState.FAIL, None
         else:
             state, value = optuna.trial.TrialState.RUNNING, None
@@ -307,7 +307,7 @@ def _bayes(matrix: Any, trials: Sequence[Trial], seed: int) -> _Plan:
     n = len(trials)
     if n >= total:
         return _Plan([], True, total)
-    if n >= initial and any(not is_final(t.status) for t in trials):
+    if n >= initial and any(not is_done(t.status) for t in trials):
         return _Plan([], False, total)  # the GP waits for the previous point's result
     from bayes_opt import BayesianOptimization, acquisition
 
@@ -411,7 +411,7 @@ def _hyperband(matrix: Any, trials: Sequence[Trial], seed: int) -> _Plan:
             have = by_rung.get((b, r), [])
             value = round(amount) if as_int else amount
             if len(have) >= count:
-                if any(not is_final(t.status) for _, t in have):
+                if any(not is_done(t.status) for _, t in have):
                     return _Plan([], False, total)  # the rung must finish before the next one
                 continue
             configs: list[tuple[int, dict[str, Any], int | None]]
@@ -445,7 +445,7 @@ def _iterative(matrix: Any, trials: Sequence[Trial], seed: int, concurrency: int
     iterations = _int(matrix.max_iterations, "maxIterations")
     done_iterations = {int(t.meta.get("iteration", 0)) for t in trials}
     current = max(done_iterations) if trials else -1
-    if trials and any(not is_final(t.status) for t in trials):
+    if trials and any(not is_done(t.status) for t in trials):
         return _Plan([], False, len(trials))
     nxt = current + 1
     if nxt >= iterations:
@@ -463,14 +463,14 @@ def _iterative(matrix: Any, trials: Sequence[Trial], seed: int, concurrency: int
 
 
 def _settled_status(trials: Sequence[Trial]) -> tuple[str, str, str]:
-    succeeded = sum(1 for t in trials if t.status == SUCCEEDED)
-    stopped = sum(1 for t in trials if t.status == STOPPED)
+    succeeded = sum(1 for t in trials if t.status == Status.SUCCEEDED)
+    stopped = sum(1 for t in trials if t.status == Status.STOPPED)
     summary = f"{succeeded} of {len(trials)} trials succeeded"
     if succeeded or not trials:
-        return SUCCEEDED, "Succeeded", summary
+        return Status.SUCCEEDED, "Succeeded", summary
     if stopped:
-        return STOPPED, "TrialsStopped", summary
-    return FAILED, "TrialsFailed", summary
+        return Status.STOPPED, "TrialsStopped", summary
+    return Status.FAILED, "TrialsFailed", summary
 
 
 def progress(matrix: Any, trials: Sequence[Trial], seed: int) -> MatrixStep:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from reconciler.scheduling.lifecycle import FAILED, RETRYING, is_final
+from reconciler.statuses import Status, is_done
 
 DEFAULT_BACKOFF_BASE = dt.timedelta(seconds=10)
 DEFAULT_BACKOFF_CAP = dt.timedelta(minutes=10)
@@ -52,7 +52,7 @@ def retry_decision(
     cap: dt.timedelta = DEFAULT_BACKOFF_CAP,
 ) -> RetryDecision:
     """Whether a run that ended with `status` at `finished_at` is retried, and when."""
-    if status != FAILED or reason == TIMEOUT_REASON:
+    if status != Status.FAILED or reason == TIMEOUT_REASON:
         return RetryDecision(False)
     if not max_retries or retries_done >= max_retries:
         message = f"no retries left ({retries_done} of {max_retries or 0} used)"
@@ -63,7 +63,7 @@ def retry_decision(
         True,
         attempt,
         finished_at + delay,
-        RETRYING,
+        Status.RETRYING,
         "Retrying",
         f"retry {attempt} of {max_retries} in {int(delay.total_seconds())}s (termination.maxRetries)",
     )
@@ -81,7 +81,7 @@ def timeout_decision(
     *, status: str, started_at: dt.datetime | None, timeout_seconds: int | None, now: dt.datetime
 ) -> TimeoutDecision:
     """Stop a run that has been running longer than `termination.timeout` seconds."""
-    if not timeout_seconds or started_at is None or is_final(status):
+    if not timeout_seconds or started_at is None or is_done(status):
         return TimeoutDecision(False)
     deadline = started_at + dt.timedelta(seconds=timeout_seconds)
     if now < deadline:

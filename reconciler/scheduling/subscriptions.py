@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model import DesiredOp, OpKey, StatusTransition
-from reconciler.scheduling.lifecycle import event_matches
 from reconciler.scheduling.refs import RefError, resolve_params, run_context
 from reconciler.spec.io import Param
+from reconciler.statuses import event_matches
 
 
 @dataclass(frozen=True)

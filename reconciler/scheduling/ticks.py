@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from reconciler.scheduling.lifecycle import ACTIVE, SUCCEEDED
+from reconciler.statuses import ACTIVE, Status
 
 UTC = dt.UTC
 
@@ -400,7 +400,7 @@ def decide(
     if fire is not None:
         active = tuple(r.name for r in runs if r.status in ACTIVE)
         previous = runs[-1] if runs else None
-        if spec.depends_on_past and previous is not None and previous.status != SUCCEEDED:
+        if spec.depends_on_past and previous is not None and previous.status != Status.SUCCEEDED:
             skipped = Skipped(
                 fire,
                 "DependsOnPast",

@@ -25,7 +25,7 @@ def run_row(run: Run, op_key: str) -> dict[str, Any]:
         "op": op_key,
         "kind": run.kind,
         "status": str(run.status),
-        "cause": str(run.cause_kind),
+        "cause": str(run.cause),
         "cause_id": run.cause_id,
         "commit": run.commit_sha,
         "parent": run.parent,

@@ -29,19 +29,35 @@ class Check:
     run: Callable[[], str | None]
 
 
-def build_app(metrics: Metrics, checks: Sequence[Check] = (), routes: Sequence[BaseRoute] = ()) -> Starlette:
+def _failing(checks: Sequence[Check]) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    for check in checks:
+        try:
+            problem = check.run()
+        except Exception as e:  # a check that crashes is a failing check
+            problem = f"{type(e).__name__}: {e}"
+        if problem:
+            problems[check.name] = problem
+    return problems
+
+
+def build_app(
+    metrics: Metrics,
+    checks: Sequence[Check] = (),
+    routes: Sequence[BaseRoute] = (),
+    liveness: Sequence[Check] = (),
+) -> Starlette:
+    """`checks` decide readiness (503 while one fails); `liveness` decides `/healthz`: what only a
+    restart mends, such as a worker thread that is gone."""
+
     async def healthz(_: Request) -> Response:
+        problems = _failing(liveness)
+        if problems:
+            return JSONResponse({"alive": False, "failing": problems}, status_code=503)
         return PlainTextResponse("ok\n")
 
     async def readyz(_: Request) -> Response:
-        problems: dict[str, str] = {}
-        for check in checks:
-            try:
-                problem = await asyncio.to_thread(check.run)
-            except Exception as e:  # a check that crashes is a failing check
-                problem = f"{type(e).__name__}: {e}"
-            if problem:
-                problems[check.name] = problem
+        problems = await asyncio.to_thread(_failing, checks)
         status = 503 if problems else 200
         return JSONResponse({"ready": not problems, "failing": problems}, status_code=status)
 

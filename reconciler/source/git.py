@@ -10,14 +10,17 @@ One `GitSource` belongs to one repo and is driven by that repo's queue; it is no
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
+import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, TypeVar, cast
 
 import git
 
@@ -64,7 +67,173 @@ def ref_problem(ref: str) -> str | None:
     return f"{ref!r} is not a valid git ref name" if bad else None
 
 
-class GitSource:
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    @functools.wraps(method)
+    def wrapper(self: GitReader, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return cast(_F, wrapper)
+
+
+class GitReader:
+    """Read commits of a git directory: files at a commit, one file, the repo config, changes.
+
+    Nothing here writes to the repository or reaches the network, so it can read a user's own
+    repository in place (`reconciler plan --repo PATH`); `GitSource` adds fetching a remote.
+    """
+
+    def __init__(self, name: str, path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+        self.name = name
+        self.path = Path(path)
+        self.max_file_bytes = max_file_bytes
+        self._repo: git.Repo | None = None
+        # gitpython's object readers are not thread-safe: every public call holds this lock, so
+        # a reconcile, a pull-request check and a hook's component lookup may share one copy.
+        self.lock = threading.RLock()
+
+    @_locked
+    def close(self) -> None:
+        """Stop the git helper processes gitpython keeps open for object reads."""
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
+    def _open(self) -> git.Repo:
+        if self._repo is None:
+            try:
+                self._repo = git.Repo(self.path)
+            except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandError, OSError) as err:
+                raise PermanentSourceError(
+                    self.name, f"{self.path} is not a git repository ({type(err).__name__})", "nothing was read"
+                ) from None
+        return self._repo
+
+    def _scrub(self, text: str, token: str | None = None) -> str:
+        return auth.redact(text)
+
+    @_locked
+    def resolve(self, revision: str) -> str:
+        """The commit a revision (sha, branch, tag, `main~1`, `HEAD`) names in this repository."""
+        return self._resolve(revision)
+
+    def _git(self, *args: str, timeout: float | None = None, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        result = self._open().git.execute(
+            ["git", *args],
+            with_extended_output=True,
+            with_exceptions=False,
+            kill_after_timeout=timeout,
+            env=env,
+        )
+        status, out, err = result
+        return status, out, err
+
+    def _local(self, *args: str) -> str:
+        """A local, read-only git command that must succeed."""
+        status, out, err = self._git(*args)
+        if status != 0:
+            raise PermanentSourceError(
+                self.name, f"git {args[0]} failed: {self._scrub(summarize(err))}", f"not retried; {_STAYS}"
+            )
+        return out
+
+    def _resolve(self, sha: str) -> str:
+        status, out, _ = self._git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{sha}^{{commit}}")
+        if status != 0:
+            raise PermanentSourceError(
+                self.name, f"commit {sha!r} is not in the local copy", "fetch first; nothing was read"
+            )
+        return out.strip()
+
+    def _has_commit(self, sha: str) -> bool:
+        status, _, _ = self._git("cat-file", "-e", f"{sha}^{{commit}}")
+        return status == 0
+
+    def _tree(self, sha: str) -> list[tuple[str, str, str, int | None, str]]:
+        """(mode, type, object, size, path) of every entry at `sha`, recursively."""
+        out = self._local("ls-tree", "-r", "-l", "-z", "--full-tree", self._resolve(sha))
+        entries = []
+        for entry in out.split("\0"):
+            if not entry:
+                continue
+            meta, path = entry.split("\t", 1)
+            mode, kind, obj, size = meta.split()
+            entries.append((mode, kind, obj, None if size == "-" else int(size), path))
+        return entries
+
+    @_locked
+    def files_at(
+        self, sha: str, patterns: Sequence[str], *, ignore: Sequence[str] = (), max_bytes: int | None = None
+    ) -> FilesAt:
+        """Contents of the files at `sha` matching any of `patterns` and none of `ignore`.
+
+        Files over `max_bytes`, symbolic links and submodules that match are left out and
+        listed in `skipped`, so the caller can report them rather than silently lose them.
+        """
+        limit = self.max_file_bytes if max_bytes is None else max_bytes
+        odb = self._open().odb
+        files: dict[str, bytes] = {}
+        skipped: list[SkippedFile] = []
+        for mode, kind, obj, size, path in self._tree(sha):
+            if not globs.match_any(patterns, path) or globs.match_any(ignore, path):
+                continue
+            if kind != "blob":
+                skipped.append(SkippedFile(path, 0, "submodule"))
+            elif mode not in _REGULAR_MODES:
+                skipped.append(SkippedFile(path, size or 0, "symbolic link"))
+            elif size is not None and size > limit:
+                skipped.append(SkippedFile(path, size, f"larger than {limit} bytes"))
+            else:
+                files[path] = odb.stream(bytes.fromhex(obj)).read()
+        return FilesAt(files, tuple(skipped))
+
+    @_locked
+    def read_file(self, sha: str, path: str) -> bytes | None:
+        """The regular file at `path` in `sha`, or None when there is none."""
+        commit = self._open().commit(self._resolve(sha))
+        try:
+            obj = commit.tree.join(path)
+        except KeyError:
+            return None
+        if obj.type != "blob" or f"{obj.mode:o}" not in _REGULAR_MODES:
+            return None
+        return cast(bytes, obj.data_stream.read())
+
+    @_locked
+    def repo_config(self, sha: str) -> rc.RepoFileConfig | list[Located]:
+        """The per-repo config at `sha` (defaults when the file is absent)."""
+        return rc.parse(self.read_file(sha, rc.FILENAME))
+
+    @_locked
+    def changed_files(self, old_sha: str | None, new_sha: str) -> ChangeSet:
+        """Paths added, modified and deleted from `old_sha` to `new_sha` (None: everything is added).
+
+        Renames are not detected on purpose: a renamed file is a deleted and an added operation.
+        """
+        if old_sha is None:
+            return ChangeSet(added=frozenset(path for *_, path in self._tree(new_sha)))
+        out = self._local(
+            "diff-tree",
+            "-r",
+            "-z",
+            "--no-renames",
+            "--name-status",
+            self._resolve(old_sha),
+            self._resolve(new_sha),
+        )
+        fields = [f for f in out.split("\0") if f]
+        added: set[str] = set()
+        modified: set[str] = set()
+        deleted: set[str] = set()
+        for status, path in zip(fields[::2], fields[1::2], strict=True):
+            {"A": added, "D": deleted}.get(status[0], modified).add(path)
+        return ChangeSet(frozenset(added), frozenset(modified), frozenset(deleted))
+
+
+class GitSource(GitReader):
     """Fetch one ref of one remote into `cache_dir/<name>.git` and read commits from it."""
 
     def __init__(
@@ -100,28 +269,19 @@ class GitSource:
         if found:
             # The URL may hold a username; redact before it reaches any message.
             raise ValueError(auth.redact(f"repo {name!r}: " + "; ".join(found)))
-        self.name = name
+        super().__init__(name, Path(cache_dir) / f"{name}.git", max_file_bytes=max_file_bytes)
         self.url = url
         self.ref = full_ref(ref)
         self.local_ref = "refs/reconciler/" + self.ref.removeprefix("refs/")
-        self.path = Path(cache_dir) / f"{name}.git"
         self.timeout_s = timeout_s
         self.depth = depth
         self.backoff = backoff or Backoff()
-        self.max_file_bytes = max_file_bytes
         self._token = token
         self._token_file = token_file
         self._token_env = token_env
         self._token_username = token_username
         self._ssh_command = ssh_command
         self._sleep = sleep
-        self._repo: git.Repo | None = None
-
-    def close(self) -> None:
-        """Stop the git helper processes gitpython keeps open for object reads."""
-        if self._repo is not None:
-            self._repo.close()
-            self._repo = None
 
     def __repr__(self) -> str:
         return f"GitSource({self.name!r}, {auth.redact(self.url)!r}, {self.ref!r})"
@@ -143,26 +303,6 @@ class GitSource:
                     f"not retried; remove {self.path} to let it be fetched again; {_STAYS}",
                 ) from None
         return self._repo
-
-    def _git(self, *args: str, timeout: float | None = None, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-        result = self._open().git.execute(
-            ["git", *args],
-            with_extended_output=True,
-            with_exceptions=False,
-            kill_after_timeout=timeout,
-            env=env,
-        )
-        status, out, err = result
-        return status, out, err
-
-    def _local(self, *args: str) -> str:
-        """A local, read-only git command that must succeed."""
-        status, out, err = self._git(*args)
-        if status != 0:
-            raise PermanentSourceError(
-                self.name, f"git {args[0]} failed: {self._scrub(summarize(err))}", f"not retried; {_STAYS}"
-            )
-        return out
 
     def _read_token(self) -> str | None:
         if self._token is not None:
@@ -247,18 +387,6 @@ class GitSource:
                 f"will try again at the next poll; {_STAYS}",
             ) from None
 
-    def _has_commit(self, sha: str) -> bool:
-        status, _, _ = self._git("cat-file", "-e", f"{sha}^{{commit}}")
-        return status == 0
-
-    def _resolve(self, sha: str) -> str:
-        status, out, _ = self._git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{sha}^{{commit}}")
-        if status != 0:
-            raise PermanentSourceError(
-                self.name, f"commit {sha!r} is not in the local copy", "fetch first; nothing was read"
-            )
-        return out.strip()
-
     def _is_shallow(self) -> bool:
         return (self.path / "shallow").exists()
 
@@ -272,6 +400,7 @@ class GitSource:
 
     # -- API --------------------------------------------------------------------------------
 
+    @_locked
     def fetch(self) -> Revision:
         """Bring the tracked ref up to date and return the commit it points to."""
         extra: list[str] = []
@@ -290,6 +419,7 @@ class GitSource:
         status, _, _ = self._git("rev-parse", "--verify", "--quiet", self.local_ref)
         return status == 0
 
+    @_locked
     def relation(self, previous: str | None, fetched: str) -> Relation:
         """How `fetched` relates to `previous`, deepening a shallow copy when that could matter."""
         if previous is None:
@@ -314,6 +444,7 @@ class GitSource:
             return Relation.BEHIND
         return Relation.DIVERGED
 
+    @_locked
     def force_push_policy(self, applied: str | None) -> rc.ForcePushPolicy:
         """The policy written at the last applied commit: new history cannot allow itself in."""
         if applied is None or not self._has_commit(applied):
@@ -321,6 +452,7 @@ class GitSource:
         parsed = rc.parse(self.read_file(applied, rc.FILENAME))
         return "reject" if isinstance(parsed, list) else parsed.force_push
 
+    @_locked
     def advance(
         self, last_applied_sha: str | None, fetched: Revision, *, policy: rc.ForcePushPolicy | None = None
     ) -> Advance:
@@ -333,78 +465,32 @@ class GitSource:
         log.log(level, "repo %s: %s %s: %s", self.name, self.ref, result.verdict.value, result.reason)
         return result
 
-    def _tree(self, sha: str) -> list[tuple[str, str, str, int | None, str]]:
-        """(mode, type, object, size, path) of every entry at `sha`, recursively."""
-        out = self._local("ls-tree", "-r", "-l", "-z", "--full-tree", self._resolve(sha))
-        entries = []
-        for entry in out.split("\0"):
-            if not entry:
-                continue
-            meta, path = entry.split("\t", 1)
-            mode, kind, obj, size = meta.split()
-            entries.append((mode, kind, obj, None if size == "-" else int(size), path))
-        return entries
 
-    def files_at(
-        self, sha: str, patterns: Sequence[str], *, ignore: Sequence[str] = (), max_bytes: int | None = None
-    ) -> FilesAt:
-        """Contents of the files at `sha` matching any of `patterns` and none of `ignore`.
-
-        Files over `max_bytes`, symbolic links and submodules that match are left out and
-        listed in `skipped`, so the caller can report them rather than silently lose them.
-        """
-        limit = self.max_file_bytes if max_bytes is None else max_bytes
-        odb = self._open().odb
-        files: dict[str, bytes] = {}
-        skipped: list[SkippedFile] = []
-        for mode, kind, obj, size, path in self._tree(sha):
-            if not globs.match_any(patterns, path) or globs.match_any(ignore, path):
-                continue
-            if kind != "blob":
-                skipped.append(SkippedFile(path, 0, "submodule"))
-            elif mode not in _REGULAR_MODES:
-                skipped.append(SkippedFile(path, size or 0, "symbolic link"))
-            elif size is not None and size > limit:
-                skipped.append(SkippedFile(path, size, f"larger than {limit} bytes"))
-            else:
-                files[path] = odb.stream(bytes.fromhex(obj)).read()
-        return FilesAt(files, tuple(skipped))
-
-    def read_file(self, sha: str, path: str) -> bytes | None:
-        """The regular file at `path` in `sha`, or None when there is none."""
-        commit = self._open().commit(self._resolve(sha))
-        try:
-            obj = commit.tree.join(path)
-        except KeyError:
-            return None
-        if obj.type != "blob" or f"{obj.mode:o}" not in _REGULAR_MODES:
-            return None
-        return cast(bytes, obj.data_stream.read())
-
-    def repo_config(self, sha: str) -> rc.RepoFileConfig | list[Located]:
-        """The per-repo config at `sha` (defaults when the file is absent)."""
-        return rc.parse(self.read_file(sha, rc.FILENAME))
-
-    def changed_files(self, old_sha: str | None, new_sha: str) -> ChangeSet:
-        """Paths added, modified and deleted from `old_sha` to `new_sha` (None: everything is added).
-
-        Renames are not detected on purpose: a renamed file is a deleted and an added operation.
-        """
-        if old_sha is None:
-            return ChangeSet(added=frozenset(path for *_, path in self._tree(new_sha)))
-        out = self._local(
-            "diff-tree",
-            "-r",
-            "-z",
-            "--no-renames",
-            "--name-status",
-            self._resolve(old_sha),
-            self._resolve(new_sha),
+def clone_for_reading(name: str, url: str, dest: Path, *, timeout_s: float = 120.0) -> GitReader:
+    """A bare clone of `url` (all branches and tags) into `dest`, for one-off reads (`reconciler
+    plan --repo URL`): prompts off, only file/git/ssh/http(s), no credentials, bounded in time."""
+    problem = auth.url_problem(url) or ("the URL must not start with '-'" if url.startswith("-") else None)
+    if problem:
+        raise PermanentSourceError(name, auth.redact(problem), "nothing was read")
+    env = {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ALLOW_PROTOCOL": _ALLOWED_PROTOCOLS,
+        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=30",
+    }
+    try:
+        done = subprocess.run(
+            ["git", "clone", "--quiet", "--bare", "--no-hardlinks", "--", url, str(dest)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+            check=False,
         )
-        fields = [f for f in out.split("\0") if f]
-        added: set[str] = set()
-        modified: set[str] = set()
-        deleted: set[str] = set()
-        for status, path in zip(fields[::2], fields[1::2], strict=True):
-            {"A": added, "D": deleted}.get(status[0], modified).add(path)
-        return ChangeSet(frozenset(added), frozenset(modified), frozenset(deleted))
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise TransientSourceError(name, f"clone of {auth.redact(url)} failed: {err}", "nothing was read") from None
+    if done.returncode != 0:
+        raise PermanentSourceError(
+            name, f"clone of {auth.redact(url)} failed: {auth.redact(summarize(done.stderr))}", "nothing was read"
+        )
+    return GitReader(name, dest)

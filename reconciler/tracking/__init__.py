@@ -4,6 +4,7 @@ Other parts use `Store` (writes and queries), `create_engine_for` (SQLite or Pos
 right settings) and the migration functions; tables are exported for typing and the read API.
 """
 
+from reconciler.tracking.db import Tx
 from reconciler.tracking.engine import create_engine_for, safe_url
 from reconciler.tracking.errors import (
     DatabaseNotReady,
@@ -20,34 +21,46 @@ from reconciler.tracking.migrate import (
     head_revision,
     upgrade,
 )
-from reconciler.tracking.store import CreatedRun, DueTick, LatestStatus, PendingEvent, Store, run_uuid
+from reconciler.tracking.store import (
+    CreatedRun,
+    DueTick,
+    LatestStatus,
+    PendingEvent,
+    Store,
+    preview_cause,
+    preview_cause_prefix,
+    run_uuid,
+)
 from reconciler.tracking.tables import (
-    CauseKind,
     ConsumedTransition,
     GitCommit,
+    Instance,
     Operation,
+    OrchestratedRun,
     OutboxEntry,
     Repo,
     Run,
     ScheduleState,
     ScheduleTick,
     StatusChange,
+    Subscriber,
     Subscription,
     WebhookDelivery,
 )
 
 __all__ = [
     "UPGRADE_COMMAND",
-    "CauseKind",
     "ConsumedTransition",
     "CreatedRun",
     "DatabaseNotReady",
     "DueTick",
     "GitCommit",
     "IllegalTransition",
+    "Instance",
     "LatestStatus",
     "NotFound",
     "Operation",
+    "OrchestratedRun",
     "OutboxEntry",
     "PendingEvent",
     "Repo",
@@ -57,14 +70,18 @@ __all__ = [
     "ScheduleTick",
     "StatusChange",
     "Store",
+    "Subscriber",
     "Subscription",
     "TrackingError",
+    "Tx",
     "WebhookDelivery",
     "check_ready",
     "create_engine_for",
     "current_revision",
     "ensure_ready",
     "head_revision",
+    "preview_cause",
+    "preview_cause_prefix",
     "run_uuid",
     "safe_url",
     "upgrade",

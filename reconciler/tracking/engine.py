@@ -45,8 +45,12 @@ def sqlite_path(url: str | URL) -> Path | None:
     return Path(parsed.database)
 
 
-def create_engine_for(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine for the tracking database at `url` (SQLite file or PostgreSQL)."""
+def create_engine_for(url: str | URL, *, sqlite_foreign_keys: bool = True, **kwargs: Any) -> Engine:
+    """An engine for the tracking database at `url` (SQLite file or PostgreSQL).
+
+    `sqlite_foreign_keys=False` is for migrations only: SQLite rebuilds a table to alter it, and
+    dropping the old copy with foreign keys on would cascade into the rows that refer to it.
+    """
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_path(parsed)
@@ -57,7 +61,7 @@ def create_engine_for(url: str | URL, **kwargs: Any) -> Engine:
             connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
             **kwargs,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, foreign_keys=sqlite_foreign_keys)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     connect_args = kwargs.pop("connect_args", {})
@@ -65,7 +69,7 @@ def create_engine_for(url: str | URL, **kwargs: Any) -> Engine:
     return create_engine(parsed, connect_args=connect_args, **kwargs)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, foreign_keys: bool = True) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Autocommit at the driver level; transactions are begun explicitly below.
@@ -74,7 +78,7 @@ def _configure_sqlite(engine: Engine) -> None:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
             cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()

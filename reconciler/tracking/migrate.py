@@ -44,12 +44,17 @@ def known_revisions() -> list[str]:
 
 def upgrade(url: str, revision: str = "head") -> str | None:
     """Migrate the database at `url` to `revision`; returns the revision it is at afterwards."""
-    engine = create_engine_for(url)
+    engine = create_engine_for(url, sqlite_foreign_keys=False)
     try:
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
             command.upgrade(_config(connection), revision)
+            if connection.dialect.name == "sqlite":
+                # Foreign keys were off while tables were rebuilt: prove nothing dangles now.
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migration left rows pointing at nothing: {broken[:5]}")
         with engine.connect() as connection:
             return _current(connection)
     finally:
@@ -74,6 +79,15 @@ def _current(connection: Connection) -> str | None:
 def check_ready(url: str) -> None:
     """Raise `DatabaseNotReady` unless the database at `url` is at this release's head revision."""
     head = head_revision()
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        # Asking must not create it: an empty file would then look like a foreign database.
+        raise DatabaseNotReady(
+            f"no tracking database at {path} yet: the daemon creates it on its first start "
+            f"(or run `{UPGRADE_COMMAND}`)",
+            None,
+            head,
+        )
     current = current_revision(url)
     if current == head:
         return

@@ -1,9 +1,11 @@
 """The tracking database's tables, as sqlmodel models.
 
 The schema is what makes the reconciler idempotent: every "do this once" rule is a unique
-constraint here (one run per (operation, cause), one outbox row per (sha, context, state), one
-schedule tick per (operation, tick time), one consumption per (subscription, transition), one
-webhook per delivery id), so a crash and a retry can never do a thing twice.
+constraint here (one run per (operation, cause), one schedule tick per (operation, tick time),
+one consumption per (subscription, transition), one webhook per delivery id), so a crash and a
+retry can never do a thing twice. Commit statuses are ordered rather than unique: each state
+change adds its row in the transaction that made it, and only the newest one of a
+(repo, sha, context) is posted.
 
 Migrations under `migrations/versions/` create exactly these tables; a test compares the two.
 Timestamps are timezone-aware UTC (`UTCDateTime`); enums are stored as text (`EnumText`).
@@ -12,7 +14,6 @@ Timestamps are timezone-aware UTC (`UTCDateTime`); enums are stored as text (`En
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from typing import Any
 
 from sqlalchemy import (
@@ -32,18 +33,9 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from reconciler.model import Cause
 from reconciler.statuses import CommitState, Status
 from reconciler.tracking.coltypes import EnumText, UTCDateTime
-
-
-class CauseKind(enum.StrEnum):
-    """Why a run exists; with the cause id it identifies the run within its operation."""
-
-    COMMIT = "commit"
-    SCHEDULE = "schedule"
-    UPSTREAM = "upstream"
-    MANUAL = "manual"
-    PREVIEW = "preview"
 
 
 def _utc(nullable: bool = True, index: bool = False) -> Any:
@@ -100,12 +92,15 @@ class Operation(SQLModel, table=True):
     invalid_since: dt.datetime | None = _utc()
     invalid_commit_sha: str | None = Field(default=None, max_length=64)
     updated_at: dt.datetime = _required_utc()
+    # Added in revision 0005: set when the operation left Git (its file or name went away),
+    # cleared when it comes back. Its runs and history stay.
+    removed_at: dt.datetime | None = _utc()
 
 
 class Run(SQLModel, table=True):
     __tablename__ = "run"
     __table_args__ = (
-        UniqueConstraint("operation_id", "cause_kind", "cause_id", name="uq_run_op_cause"),
+        UniqueConstraint("operation_id", "cause", "cause_id", name="uq_run_op_cause"),
         UniqueConstraint("name", name="uq_run_name"),
         UniqueConstraint("uuid", name="uq_run_uuid"),
         Index("ix_run_op_created", "operation_id", "created_at", "id"),
@@ -118,8 +113,10 @@ class Run(SQLModel, table=True):
     name: str = Field(max_length=253)
     uuid: str = Field(max_length=36)
     operation_id: int = Field(sa_column=Column(Integer, ForeignKey("operation.id"), nullable=False))
-    cause_kind: CauseKind = Field(sa_type=EnumText(CauseKind), nullable=False)
-    # Commit sha, tick time (ISO), upstream run uuid, manual request id or "pr-<n>@<sha>".
+    # Why the run exists (reconciler.model.Cause, stored as is) and, within its operation, which
+    # occurrence of that cause: commit sha, tick time, `<sub>:<transition>`, `dag:<parent>:<op>`,
+    # `matrix:<parent>:<i>`, `hook:<run>:<i>:<status>`, `retry:<run>:<n>`, `pr-<n>@<sha>`.
+    cause: Cause = Field(sa_type=EnumText(Cause), nullable=False)
     cause_id: str = Field(max_length=255)
     commit_sha: str | None = Field(default=None, max_length=64)
     spec_hash: str = Field(max_length=64)
@@ -172,6 +169,11 @@ class ScheduleState(SQLModel, table=True):
     spec: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     # When this schedule (as it is now) was registered: no tick before it fires.
     registered_at: dt.datetime | None = _utc()
+    # Added in revision 0005: what the repo config said when the schedule was registered, so a
+    # tick after a restart (before the repo config is read again) runs in the right zone and place.
+    tz: str | None = Field(default=None, max_length=64)
+    namespace: str | None = Field(default=None, max_length=253)
+    starting_deadline_seconds: float | None = Field(default=None)
 
 
 class ScheduleTick(SQLModel, table=True):
@@ -243,12 +245,14 @@ class Subscriber(SQLModel, table=True):
     spec: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
     registered_at: dt.datetime = _required_utc()
     updated_at: dt.datetime = _required_utc()
+    # Added in revision 0005: where its runs go, as the repo config said at registration.
+    namespace: str | None = Field(default=None, max_length=253)
 
 
 class OrchestratedRun(SQLModel, table=True):
     """What the orchestration adapter knows of a run it created or expanded.
 
-    The parent link is `run.parent`; this row adds why the run exists (`origin`), whether it is a
+    The parent link is `run.parent` and why it exists is `run.cause`; this row adds whether it is a
     DAG or matrix expanded into children (`container`), a DAG op's name or a trial's index, the
     params it was given, and the outputs read once it finished, so DAG and matrix progress is a
     function of rows and survives restarts.
@@ -257,8 +261,6 @@ class OrchestratedRun(SQLModel, table=True):
     __tablename__ = "orchestrated_run"
 
     run_id: int = Field(sa_column=Column(Integer, ForeignKey("run.id", ondelete="CASCADE"), primary_key=True))
-    origin: str = Field(max_length=16)  # schedule | event | dag | matrix | hook | start
-    cause: str = Field(max_length=16)  # reconciler.model.Cause, finer than cause_kind
     container: str | None = Field(default=None, max_length=16)  # dag | matrix once expanded
     node: str | None = Field(default=None, max_length=255)
     trial_index: int | None = Field(default=None)
@@ -291,11 +293,14 @@ class WebhookDelivery(SQLModel, table=True):
 
 
 class OutboxEntry(SQLModel, table=True):
-    """A commit status to post; a row leaves the queue when posted or superseded by a newer state."""
+    """A commit status to post; a row leaves the queue when posted or superseded by a newer state.
+
+    One row per reported state change, in order (`id`): the poster only ever posts the newest row
+    of a (repo, sha, context), so success -> failure -> success ends on success.
+    """
 
     __tablename__ = "commit_status_outbox"
     __table_args__ = (
-        UniqueConstraint("sha", "context", "state", name="uq_outbox_sha_context_state"),
         Index(
             "ix_outbox_pending",
             "next_attempt_at",
@@ -303,7 +308,7 @@ class OutboxEntry(SQLModel, table=True):
             postgresql_where=text("posted_at IS NULL AND superseded_at IS NULL"),
             sqlite_where=text("posted_at IS NULL AND superseded_at IS NULL"),
         ),
-        Index("ix_outbox_sha_context", "sha", "context"),
+        Index("ix_outbox_repo_sha_context", "repo", "sha", "context"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -323,6 +328,20 @@ class OutboxEntry(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_type=Text)
 
 
+class Instance(SQLModel, table=True):
+    """The identity of the daemon that owns this database (one row, created on first start).
+
+    It is written into every local run's directory and every Kubernetes object's labels, so a
+    daemon adopts, stops or prunes only what it started, even beside another daemon.
+    """
+
+    __tablename__ = "reconciler_instance"
+
+    key: str = Field(default="instance", primary_key=True, max_length=16)  # one row: "instance"
+    id: str = Field(max_length=36)
+    created_at: dt.datetime = _required_utc()
+
+
 ALL_TABLES = (
     Repo,
     GitCommit,
@@ -337,4 +356,5 @@ ALL_TABLES = (
     OutboxEntry,
     Subscriber,
     OrchestratedRun,
+    Instance,
 )

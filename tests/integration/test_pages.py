@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from reconciler.metrics import Metrics
+from reconciler.model import Cause
 from reconciler.server import HttpServer, build_app
 from reconciler.server.pages import page_routes
 from reconciler.statuses import Status
-from reconciler.tracking import CauseKind, Store, upgrade
+from reconciler.tracking import Store, upgrade
 
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 SHA = "a" * 40
@@ -46,7 +47,7 @@ def served(tmp_path: Path) -> Iterator[str]:
     store.upsert_operation("ml:ops/train.yaml#train", "ml", "one-shot", T0, spec_hash="h" * 64, commit_sha=SHA)
     store.create_run(
         op_key="ml:ops/train.yaml#train",
-        cause_kind=CauseKind.COMMIT,
+        cause=Cause.COMMIT,
         cause_id=SHA,
         name="train-1",
         spec_hash="h" * 64,

@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from reconciler.cli import app
-from reconciler.commands.plan import _read_repo
-from reconciler.compile import CompileOptions, compile_repo
+from reconciler.commands.plan import open_repo
+from reconciler.loader import LoadedCommit, load_commit
 from reconciler.model import ObservedObject
 from reconciler.plan import Action, PlanOptions, TrackedState, apply_effects, changes, plan
 
@@ -178,7 +178,8 @@ def test_unreadable_repos_exit_2(repo: Path, tmp_path: Path) -> None:
 
 
 def test_db_option_plans_against_what_the_daemon_recorded(repo: Path, tmp_path: Path) -> None:
-    from reconciler.tracking import CauseKind, Store, upgrade
+    from reconciler.model import Cause
+    from reconciler.tracking import Store, upgrade
 
     sha = commit(repo, {"ops/train.yaml": JOB})
     db = f"sqlite:///{tmp_path / 'tracking.db'}"
@@ -186,8 +187,10 @@ def test_db_option_plans_against_what_the_daemon_recorded(repo: Path, tmp_path: 
     code, out, _ = run_plan("--repo", str(repo), "--db", db, "--name", "demo")
     assert code == 0 and "+ create demo:ops/train.yaml#train" in out
 
-    with _read_repo(str(repo), None) as snapshot:
-        desired = compile_repo(snapshot.files, CompileOptions(repo="demo"), snapshot.commit).desired
+    with open_repo(str(repo), None, "demo") as (reader, head):
+        loaded = load_commit(reader, "demo", head)
+    assert isinstance(loaded, LoadedCommit)
+    desired = loaded.desired
     [op] = desired.ops.values()
     store = Store.open(db)
     try:
@@ -196,7 +199,7 @@ def test_db_option_plans_against_what_the_daemon_recorded(repo: Path, tmp_path: 
         store.upsert_operation(str(op.key), "demo", op.mode.value, at, spec_hash=op.spec_hash, commit_sha=sha)
         store.create_run(
             op_key=str(op.key),
-            cause_kind=CauseKind.COMMIT,
+            cause=Cause.COMMIT,
             cause_id=sha,
             name="train-1",
             spec_hash=op.spec_hash,
@@ -211,19 +214,29 @@ def test_db_option_plans_against_what_the_daemon_recorded(repo: Path, tmp_path: 
     code, out, _ = run_plan("--repo", str(repo), "--db", db, "--name", "demo")
     assert code == 0
     assert "+ create" not in out, "the run the database knows is not created again"
-    code, _, err = run_plan("--repo", str(repo), "--db", f"sqlite:///{tmp_path / 'missing.db'}")
+    # No database yet: planned as if nothing ran, and none is created by asking.
+    code, out, err = run_plan("--repo", str(repo), "--db", f"sqlite:///{tmp_path / 'missing.db'}")
+    assert code == 0 and "no tracking database yet" in err and "+ create" in out
+    assert not (tmp_path / "missing.db").exists()
+    # A database that exists but was never migrated is an error that names the fix.
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "foreign.db").execute("CREATE TABLE t (x)").connection.close()
+    code, _, err = run_plan("--repo", str(repo), "--db", f"sqlite:///{tmp_path / 'foreign.db'}")
     assert code == 2 and "reconciler db upgrade" in err
 
 
 def _sync(repo: Path, state: dict[str, object], now: datetime, options: PlanOptions | None = None) -> list[Action]:
     """One daemon cycle over real git: read HEAD, compile (incrementally), plan, apply the effects."""
-    with _read_repo(str(repo), None) as snapshot:
-        result = compile_repo(snapshot.files, CompileOptions("demo"), snapshot.commit, state.get("compiled"))  # type: ignore[arg-type]
+    with open_repo(str(repo), None, "demo") as (reader, head):
+        loaded = load_commit(reader, "demo", head, previous=state.get("loaded"))  # type: ignore[arg-type]
+    assert isinstance(loaded, LoadedCommit)
+    result = loaded.compiled
     observed: list[ObservedObject] = state.get("observed", [])  # type: ignore[assignment]
     tracked: TrackedState = state.get("tracked", TrackedState())  # type: ignore[assignment]
     actions = plan(result.desired, observed, tracked, now, options)
     state["observed"], state["tracked"] = apply_effects(actions, observed, tracked, now)
-    state["compiled"] = result
+    state["loaded"] = loaded
     return actions
 
 

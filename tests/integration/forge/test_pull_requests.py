@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reconciler.forge.queries import preview_runs
 
 from reconciler.backends.local import LocalBackend
 from reconciler.config import ForgeConfig, RepoConfig
@@ -25,12 +26,11 @@ from reconciler.forge import (
     webhook_routes,
     webhook_targets,
 )
-from reconciler.forge.queries import preview_runs
 from reconciler.metrics import Metrics
-from reconciler.model import OpKey
+from reconciler.model import Cause, OpKey
 from reconciler.server import HttpServer, build_app
 from reconciler.statuses import Status
-from reconciler.tracking import CauseKind, IllegalTransition, Store
+from reconciler.tracking import IllegalTransition, Store
 from tests.infra.git_server import GitRepoFactory
 from tests.infra.wait import wait_until
 from tests.infra.webhooks import WebhookSender
@@ -172,7 +172,7 @@ def test_open_sync_close_lifecycle(
         assert "~ update ops/train.yaml" in first["body"] and "+ create ops/quick.yaml" in first["body"]
         runs1 = preview_runs(store, REPO, 7)
         assert sorted(r.name.split("-")[2] for r in runs1) == ["quick", "train"]
-        assert all(r.name.startswith(preview_prefix(7)) and r.cause_kind == CauseKind.PREVIEW for r in runs1)
+        assert all(r.name.startswith(preview_prefix(7)) and r.cause == Cause.PREVIEW for r in runs1)
         assert all(r.commit_sha == head1 for r in runs1)
         owned = {o.run for o in backend.list_owned()}
         assert {r.name for r in runs1} <= owned

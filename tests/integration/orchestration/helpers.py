@@ -65,7 +65,7 @@ class Daemon:
         """A CREATE action's run: recorded, then started if it is a DAG or matrix, else submitted."""
         self.store.create_run(
             op_key=str(request.op),
-            cause_kind=CAUSE_KIND[request.cause],
+            cause=CAUSE_KIND[request.cause],
             cause_id=request.cause_id,
             name=request.name,
             spec_hash=request.spec_hash,

@@ -151,13 +151,11 @@ def test_stopping_a_dag_stops_its_active_ops(daemon: Daemon) -> None:
 
 
 def test_the_daemons_create_of_a_returned_run_is_a_no_op(daemon: Daemon, store: Store) -> None:
-    from reconciler.apply import cause_kind
-
     dag = start(daemon, {"pipelines/p.yaml": PIPELINE})
     [pre] = daemon.submitted
     again = store.create_run(
         op_key=str(pre.request.op),
-        cause_kind=cause_kind(pre.request.cause),
+        cause=pre.request.cause,
         cause_id=pre.request.cause_id,
         name=pre.request.name,
         spec_hash=pre.request.spec_hash,

@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 
+from reconciler.model import Cause
 from reconciler.statuses import CommitState, Status
-from reconciler.tracking import CauseKind, Store
+from reconciler.tracking import Store
 
 CRASH_EXIT = 17
 OP = "r:a.yaml#a"
@@ -19,7 +20,7 @@ OP = "r:a.yaml#a"
 def create_run(store: Store, now: dt.datetime, session: object = None) -> None:
     store.create_run(
         op_key=OP,
-        cause_kind=CauseKind.COMMIT,
+        cause=Cause.COMMIT,
         cause_id="c1",
         name="a-h-c1",
         spec_hash="h",
@@ -65,7 +66,7 @@ def crash_after_tick_before_commit(url: str, now: dt.datetime) -> None:
         store.claim_tick(OP, now, now + dt.timedelta(hours=1), now, session=tx)
         store.create_run(
             op_key=OP,
-            cause_kind=CauseKind.SCHEDULE,
+            cause=Cause.SCHEDULE,
             cause_id=now.isoformat(),
             name="a-h-tick",
             spec_hash="h",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reconciler.tracking import CauseKind, CreatedRun, Store
+from reconciler.model import Cause
+from reconciler.tracking import CreatedRun, Store
 
 
 def commit_run(store: Store, op_key: str, sha: str, now: dt.datetime, spec_hash: str = "h") -> CreatedRun:
@@ -12,7 +13,7 @@ def commit_run(store: Store, op_key: str, sha: str, now: dt.datetime, spec_hash:
     slug = op_key.replace(":", "-").replace("#", "-").replace(".", "-").replace("/", "-")
     return store.create_run(
         op_key=op_key,
-        cause_kind=CauseKind.COMMIT,
+        cause=Cause.COMMIT,
         cause_id=sha,
         name=f"{slug}-{spec_hash[:8]}-{sha[:8]}",
         spec_hash=spec_hash,

@@ -6,8 +6,9 @@ import datetime as dt
 import multiprocessing
 from collections.abc import Callable
 
+from reconciler.model import Cause
 from reconciler.statuses import CommitState, Status
-from reconciler.tracking import CauseKind, Store
+from reconciler.tracking import Store
 
 from . import crash_worker as w
 
@@ -67,7 +68,7 @@ def test_crash_while_firing_a_tick_neither_drops_nor_doubles_it(db_url: str, see
             if seeded.claim_tick(w.OP, now, now + dt.timedelta(hours=1), now + S, session=tx):
                 seeded.create_run(
                     op_key=w.OP,
-                    cause_kind=CauseKind.SCHEDULE,
+                    cause=Cause.SCHEDULE,
                     cause_id=now.isoformat(),
                     name="a-h-tick",
                     spec_hash="h",

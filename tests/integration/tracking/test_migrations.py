@@ -41,8 +41,8 @@ def schema_diff(url: str) -> list[object]:
 
 
 def test_revisions_form_one_line() -> None:
-    assert known_revisions() == ["0001", "0002", "0003", "0004"]
-    assert head_revision() == "0004"
+    assert known_revisions() == ["0001", "0002", "0003", "0004", "0005"]
+    assert head_revision() == "0005"
 
 
 def test_upgrade_from_empty_gives_exactly_the_models(db_url: str) -> None:
@@ -204,5 +204,85 @@ def test_upgrade_from_0002_keeps_runs_and_adds_kind_spec_parent(db_url: str) -> 
         run = store.run("a-1")
         assert run is not None and run.status == "running"
         assert (run.kind, run.spec, run.parent) == (None, None, None)
+    finally:
+        store.close()
+
+
+def test_upgrade_from_0004_gives_each_run_its_own_cause_and_lets_a_state_repeat(db_url: str) -> None:
+    """0005: `upstream` runs take the finer cause orchestration kept for them; the outbox takes a
+    state that repeats (success -> failure -> success); removed ops and schedule zones get columns."""
+    assert upgrade(db_url, "0004") == "0004"
+    engine = create_engine_for(db_url)
+    t = T0.replace(tzinfo=None) if engine.dialect.name == "sqlite" else T0
+    runs = [  # name, cause kind in 0004, the orchestration row's cause (None: no row)
+        ("c-1", "commit", None),
+        ("e-1", "upstream", "event"),
+        ("d-1", "upstream", "dag"),
+        ("m-1", "upstream", "matrix"),
+        ("h-1", "upstream", "hook"),
+        ("u-1", "upstream", None),
+        ("p-1", "preview", None),
+    ]
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO repo (id, name, url, branch, created_at) VALUES (1, 'r', 'u', 'main', :t)"),
+                {"t": t},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO operation (id, op_key, repo_id, mode, updated_at) VALUES (1, 'r:a.yaml#a', 1,"
+                    " 'one-shot', :t)"
+                ),
+                {"t": t},
+            )
+            for i, (name, kind, cause) in enumerate(runs, start=1):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO run (id, name, uuid, operation_id, cause_kind, cause_id, spec_hash, backend,"
+                        " status, created_at, updated_at) VALUES (:id, :name, :uuid, 1, :kind, :cid, 'h', 'local',"
+                        " 'running', :t, :t)"
+                    ),
+                    {"id": i, "name": name, "uuid": f"00000000-0000-0000-0000-{i:012d}", "kind": kind,
+                     "cid": name, "t": t},
+                )  # fmt: skip
+                if cause is not None:
+                    conn.execute(
+                        sa.text(
+                            "INSERT INTO orchestrated_run (run_id, origin, cause, params, meta, namespace,"
+                            " created_at) VALUES (:id, :cause, :cause, '{}', '{}', 'default', :t)"
+                        ),
+                        {"id": i, "cause": cause, "t": t},
+                    )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO commit_status_outbox (repo, sha, context, state, attempts, next_attempt_at,"
+                    " created_at, posted_at) VALUES ('r', 'c1', 'polyaxon/a', 'success', 1, :t, :t, :t)"
+                ),
+                {"t": t},
+            )
+    finally:
+        engine.dispose()
+    assert upgrade(db_url) == head_revision()
+    assert schema_diff(db_url) == []
+    store = Store.open(db_url)
+    try:
+        causes = {name: str(store.run(name).cause) for name, _, _ in runs}  # type: ignore[union-attr]
+        assert causes == {
+            "c-1": "commit",
+            "e-1": "event",
+            "d-1": "dag",
+            "m-1": "matrix",
+            "h-1": "hook",
+            "u-1": "event",
+            "p-1": "preview",
+        }
+        # success was posted; failure then success again are both queued, in order.
+        assert store.enqueue_commit_status(repo="r", sha="c1", context="polyaxon/a", state=CommitState.FAILURE, now=T0)
+        assert store.enqueue_commit_status(repo="r", sha="c1", context="polyaxon/a", state=CommitState.SUCCESS, now=T0)
+        assert [str(r.state) for r in store.outbox("c1")] == ["success", "failure", "success"]
+        [op] = store.operations("r")
+        assert op.removed_at is None
+        assert store.instance_id(T0) == store.instance_id(T0)
     finally:
         store.close()

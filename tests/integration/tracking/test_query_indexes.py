@@ -83,12 +83,12 @@ QUERIES: dict[str, tuple[Callable[[Store, dt.datetime], object], set[str], list[
     "pending_outbox": (
         lambda s, now: s.pending_outbox(now),
         {"commit_status_outbox"},
-        ["ix_outbox_pending", "ix_outbox_sha_context"],
+        ["ix_outbox_pending", "ix_outbox_repo_sha_context"],
     ),
     "claim_outbox": (
         lambda s, now: s.claim_outbox(5, now),
         {"commit_status_outbox"},
-        ["ix_outbox_pending", "ix_outbox_sha_context"],
+        ["ix_outbox_pending", "ix_outbox_repo_sha_context"],
     ),
     "due_ticks": (lambda s, now: s.due_ticks(now), {"schedule_state"}, ["ix_schedule_state_next_tick"]),
 }

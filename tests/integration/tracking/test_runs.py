@@ -6,8 +6,9 @@ import datetime as dt
 
 import pytest
 
+from reconciler.model import Cause
 from reconciler.statuses import Status
-from reconciler.tracking import CauseKind, IllegalTransition, NotFound, RunNameConflict, Store, run_uuid
+from reconciler.tracking import IllegalTransition, NotFound, RunNameConflict, Store, run_uuid
 
 from .helpers import commit_run
 
@@ -30,7 +31,7 @@ def test_other_causes_make_other_runs(seeded: Store, now: dt.datetime) -> None:
     commit_run(seeded, "r:a.yaml#a", "c2", now + S)
     tick = seeded.create_run(
         op_key="r:a.yaml#a",
-        cause_kind=CauseKind.SCHEDULE,
+        cause=Cause.SCHEDULE,
         cause_id="c1",  # same id, other kind: another cause
         name="a-tick",
         spec_hash="h",
@@ -39,10 +40,10 @@ def test_other_causes_make_other_runs(seeded: Store, now: dt.datetime) -> None:
         status=Status.ON_SCHEDULE,
     )
     assert tick.created and tick.run.status == Status.ON_SCHEDULE
-    assert [(r.cause_kind, r.cause_id) for r in seeded.runs_by_op("r:a.yaml#a")] == [
-        (CauseKind.SCHEDULE, "c1"),
-        (CauseKind.COMMIT, "c2"),
-        (CauseKind.COMMIT, "c1"),
+    assert [(r.cause, r.cause_id) for r in seeded.runs_by_op("r:a.yaml#a")] == [
+        (Cause.SCHEDULE, "c1"),
+        (Cause.COMMIT, "c2"),
+        (Cause.COMMIT, "c1"),
     ]
 
 
@@ -51,7 +52,7 @@ def test_a_name_owned_by_another_cause_is_a_conflict(seeded: Store, now: dt.date
     with pytest.raises(RunNameConflict):
         seeded.create_run(
             op_key="r:b.yaml#b",
-            cause_kind=CauseKind.MANUAL,
+            cause=Cause.MANUAL,
             cause_id="m1",
             name=commit_run(seeded, "r:a.yaml#a", "c1", now).run.name,
             spec_hash="h",

@@ -1,0 +1,98 @@
+"""The shared session helper every aggregate module of the tracking DB builds on.
+
+A `Database` holds the engine and opens units of work. Each aggregate (repos and operations, runs,
+the outbox, schedules, subscriptions, webhook deliveries) is a mixin over it in a module of its
+own; `Store` composes them. Writes that must happen together share one transaction: every method
+takes an optional `session`, and `unit_of_work()` opens one; without a session a method runs in
+its own short transaction. "Insert, or do nothing on conflict" is `insert_ignore`, written once.
+
+Every time is passed in (`now`, `at`): nothing in the tracking package reads the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Self
+
+from sqlalchemy import Engine
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+from sqlmodel import SQLModel
+
+from reconciler.tracking.engine import READ_ONLY, create_engine_for
+
+APSCHEDULER_TABLE = "apscheduler_jobs"
+
+# A unit of work as the other packages see it: an opaque handle they pass back to the store.
+Tx = Session
+
+
+def table(model: type[SQLModel]) -> Any:
+    """The Core table of a model (sqlmodel types `__table__` loosely)."""
+    return model.__table__  # type: ignore[attr-defined]
+
+
+class Database:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._read_engine = engine.execution_options(**{READ_ONLY: True})
+
+    @classmethod
+    def open(cls, url: str) -> Self:
+        return cls(create_engine_for(url))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def job_store(self) -> Any:
+        """APScheduler 3's job store on this database (its table is created by migration 0004)."""
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+        return SQLAlchemyJobStore(engine=self.engine, tablename=APSCHEDULER_TABLE)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        """One transaction for several writes: committed on exit, rolled back on error."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _tx(self, session: Session | None) -> Iterator[Session]:
+        if session is not None:
+            yield session
+            return
+        with self.unit_of_work() as own:
+            yield own
+
+    @contextmanager
+    def _read(self, session: Session | None) -> Iterator[Session]:
+        if session is not None:
+            yield session
+            return
+        with Session(self._read_engine, expire_on_commit=False) as own, own.begin():
+            yield own
+
+    def insert_ignore(
+        self, session: Session, model: type[SQLModel], values: Mapping[str, Any], conflict: Sequence[str] = ()
+    ) -> bool:
+        """Insert a row unless it collides with a unique constraint; True when inserted.
+
+        `conflict` names the columns of the constraint that makes the insert a no-op; left empty,
+        any unique constraint does (callers then tell which one by reading back).
+        """
+        table_ = table(model)
+        if self.dialect == "postgresql":
+            pg = pg_insert(table_).values(**values)
+            stmt: Any = pg.on_conflict_do_nothing(index_elements=list(conflict) or None)
+        else:
+            lite = sqlite_insert(table_).values(**values)
+            stmt = lite.on_conflict_do_nothing(index_elements=list(conflict) or None)
+        # RETURNING says whether a row went in; rowcount is not reliable across drivers here.
+        result = session.connection().execute(stmt.returning(*table_.primary_key.columns))
+        return result.first() is not None

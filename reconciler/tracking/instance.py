@@ -1,0 +1,31 @@
+"""The identity of the daemon that owns a tracking database.
+
+A daemon labels what it starts (Kubernetes objects, local run directories) with this id and
+adopts, stops or prunes only what carries it: two daemons with their own databases that share a
+namespace or a data directory never take each other's runs. The id is made once, on the first
+start against a database, and never changes; several replicas sharing one database share it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid as uuidlib
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reconciler.tracking.db import Database, table
+from reconciler.tracking.tables import Instance
+
+
+class InstanceMixin(Database):
+    def instance_id(self, now: dt.datetime, session: Session | None = None) -> str:
+        """This database's daemon identity, created on first use."""
+        with self._tx(session) as s:
+            c = table(Instance).c
+            found = s.execute(select(c.id).where(c.key == "instance")).scalar_one_or_none()
+            if found is None:
+                values = {"key": "instance", "id": str(uuidlib.uuid4()), "created_at": now}
+                self.insert_ignore(s, Instance, values, ["key"])
+                found = s.execute(select(c.id).where(c.key == "instance")).scalar_one()
+            return str(found)

@@ -1,0 +1,28 @@
+"""Webhook deliveries seen, so a redelivery is a no-op."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.orm import Session
+
+from reconciler.tracking.db import Database, table
+from reconciler.tracking.tables import (
+    WebhookDelivery,
+)
+
+_t = table
+
+
+class WebhooksMixin(Database):
+    def record_delivery(
+        self, provider: str, delivery_id: str, now: dt.datetime, session: Session | None = None
+    ) -> bool:
+        """True the first time a webhook delivery id is seen, False for a redelivery."""
+        with self._tx(session) as s:
+            return self.insert_ignore(
+                s,
+                WebhookDelivery,
+                {"provider": provider, "delivery_id": delivery_id, "received_at": now},
+                ["provider", "delivery_id"],
+            )

@@ -1,0 +1,96 @@
+"""Build a daemon from its settings: every adapter, made once and handed to those that use it.
+
+This is the one module (with `daemon`) that knows every adapter. The applier and the orchestrator
+need each other (the orchestrator records its runs through the applier; the applier expands DAGs
+and matrices through the orchestrator), so the applier is made first and given the orchestrator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from reconciler.apply import Applier
+from reconciler.backends import Backend
+from reconciler.config import Settings
+from reconciler.daemon import Daemon, utcnow
+from reconciler.forge_wiring import build_forge_wiring
+from reconciler.metrics import Metrics
+from reconciler.orchestration import Orchestrator, Timer
+from reconciler.source import Backoff, GitSource
+from reconciler.tracking import Store
+from reconciler.workqueue import WorkQueue
+
+
+def git_sources(settings: Settings) -> dict[str, GitSource]:
+    git_dir = Path(settings.data_dir) / "git"
+    return {
+        repo.name: GitSource(
+            repo.name,
+            repo.url,
+            repo.branch,
+            git_dir,
+            token_file=repo.token_file,
+            token_env=repo.token_env,
+            # One try per reconcile: retrying is the work queue's job (capped, per repo, and
+            # without holding a worker). Retries inside fetch would keep a worker asleep for
+            # seconds per unreachable repo, and two such repos would stall every other one.
+            backoff=Backoff(attempts=1),
+        )
+        for repo in settings.repos
+    }
+
+
+def build_daemon(
+    settings: Settings,
+    store: Store,
+    backend: Backend,
+    *,
+    metrics: Metrics | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    timer: bool = True,
+) -> Daemon:
+    """A daemon over `store` and `backend`; `timer=False` leaves the APScheduler wake-ups out
+    (one-pass `reconciler sync`, tests that drive ticks themselves)."""
+    metrics = metrics or Metrics()
+    queue = WorkQueue()
+    applier = Applier(store, backend, metrics=metrics, clock=clock)
+    # The daemon is made last; these callbacks reach it once it exists.
+    holder: list[Daemon] = []
+    orchestrator = Orchestrator(
+        store,
+        record=applier.record,
+        options_for=lambda op: holder[0].schedule_options(op),
+        outputs_of=lambda run: holder[0].outputs_of(run),
+        resolve_hub=lambda op, ref: holder[0].resolve_hub(op, ref),
+        timer=Timer(store.job_store(), lambda: holder[0].wake_ticks()) if timer else None,
+    )
+    applier.orchestration = orchestrator
+    forge = build_forge_wiring(
+        settings,
+        store,
+        applier,
+        on_push=lambda repo, sha: holder[0].on_push(repo, sha),
+        on_pull_request=lambda repo, event: holder[0].pull_request_event(repo, event),
+        check_pull_request=lambda repo, head, base: holder[0].check_pull_request(repo, head, base),
+        clock=clock,
+    )
+    applier.reporter = forge
+    daemon = Daemon(
+        settings,
+        store,
+        backend,
+        applier=applier,
+        orchestrator=orchestrator,
+        forge=forge,
+        sources=git_sources(settings),
+        metrics=metrics,
+        clock=clock,
+        queue=queue,
+    )
+    holder.append(daemon)
+    return daemon
+
+
+__all__ = ["build_daemon", "git_sources"]
