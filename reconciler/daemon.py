@@ -34,7 +34,7 @@ from reconciler.metrics import Metrics
 from reconciler.model import ANNOTATION_OP_KEY, ANNOTATION_REPO, Cause, ObservedObject, OpKey, StatusTransition
 from reconciler.orchestration import Orchestrator, ScheduleOptions
 from reconciler.orchestration.tree import ORCHESTRATED
-from reconciler.plan import PlanOptions, TrackedState, plan
+from reconciler.plan import Action, PlanOptions, TrackedState, plan
 from reconciler.repo_config import RepoFileConfig
 from reconciler.scheduling.ticks import ConcurrencyPolicy
 from reconciler.server import Check, HttpServer, build_app
@@ -129,6 +129,7 @@ class ReconcileResult:
     invalid: list[Located] = field(default_factory=list)
     applied: ApplyResult = field(default_factory=ApplyResult)
     actions: dict[str, int] = field(default_factory=dict)
+    plan: list[Action] = field(default_factory=list)  # what was decided, noops included
 
     @property
     def converged(self) -> bool:
@@ -240,6 +241,7 @@ class Daemon:
         tracked = self.tracked_state(name)
         observed = self._observed(name, self.backend.list_owned())
         actions = plan(desired, observed, tracked, now, self.plan_options(config))
+        result.plan = actions
         result.applied = self.applier.apply(actions, desired, now)
         for action in actions:
             result.actions[action.action.value] = result.actions.get(action.action.value, 0) + 1
