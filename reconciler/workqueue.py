@@ -21,19 +21,20 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
+from reconciler.backoff import Backoff
+
 
 @dataclass
-class Backoff:
-    """Per-key exponential delay: base * 2**failures, capped."""
+class RateLimiter:
+    """Per-key failure counts; the delay of each requeue is the one backoff's for that count."""
 
-    base: float = 0.005
-    cap: float = 300.0
+    backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.005, cap=300.0))
     failures: dict[Hashable, int] = field(default_factory=dict)
 
     def when(self, key: Hashable) -> float:
-        n = self.failures.get(key, 0)
-        self.failures[key] = n + 1
-        return float(min(self.cap, self.base * (2**n)))
+        n = self.failures.get(key, 0) + 1
+        self.failures[key] = n
+        return self.backoff.delay(n)
 
     def forget(self, key: Hashable) -> None:
         self.failures.pop(key, None)
@@ -49,7 +50,7 @@ class ShutDown(Exception):
 class WorkQueue:
     def __init__(self, *, backoff: Backoff | None = None, now: Callable[[], float] = time.monotonic) -> None:
         self._now = now
-        self._backoff = backoff or Backoff()
+        self._backoff = RateLimiter(backoff) if backoff is not None else RateLimiter()
         self._cond = threading.Condition()
         self._queue: list[Hashable] = []  # FIFO of ready keys
         self._queued: set[Hashable] = set()

@@ -4,8 +4,8 @@ Rows are written by whoever changes state (`commit_status`), in the same transac
 claims due rows (a lease in the tracking DB, so two daemons never post the same row and a dead
 worker's rows come back), posts each, and marks it posted or failed:
 
-- transient failure (5xx, timeout, connection refused): retried after a capped exponential
-  backoff per row (`backoff_base * 2**(attempts-1)`, at most `backoff_cap`);
+- transient failure (5xx, timeout, connection refused): retried after the one capped exponential
+  backoff (`reconciler.backoff`) per row, from `backoff_base`, at most `backoff_cap`;
 - rate limited (429, or 403 with rate-limit headers): the row, and every other row for the same
   forge and token, waits until the forge's reset time; no request is sent meanwhile;
 - permanent failure (401, 404, 422): retried at the backoff cap, logged each time, never dropped;
@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from reconciler.backoff import Backoff
 from reconciler.forge.errors import ForgeError, PermanentForgeError, RateLimited
 from reconciler.forge.statuses.base import CommitStatus, StatusProvider
 from reconciler.tracking import OutboxEntry, Store
@@ -70,6 +71,9 @@ class OutboxWorker:
         self.lease = lease
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self._row_backoff = Backoff(initial=backoff_base.total_seconds(), cap=backoff_cap.total_seconds())
+        # After a step that failed as a whole (the database unreachable, say).
+        self._loop_backoff = Backoff(initial=2 * poll_interval, cap=backoff_cap.total_seconds())
         self.clock = clock
         self.poll_interval = poll_interval
         self.concurrency = max(1, concurrency)
@@ -84,9 +88,7 @@ class OutboxWorker:
 
     def backoff(self, attempts: int) -> dt.timedelta:
         """Delay after the `attempts`-th failed attempt of a row (1-based)."""
-        exponent = min(max(attempts - 1, 0), 30)
-        delay: dt.timedelta = self.backoff_base * (2**exponent)
-        return min(self.backoff_cap, delay)
+        return dt.timedelta(seconds=self._row_backoff.delay(max(attempts, 1)))
 
     def run_once(self, now: dt.datetime) -> int:
         """Claim the due rows and post them; returns how many reached (or were found on) the forge."""
@@ -193,7 +195,7 @@ class OutboxWorker:
                 failures += 1
                 log.exception("outbox step failed")
                 done = 0
-                self._stop.wait(min(self.backoff_cap.total_seconds(), self.poll_interval * 2**failures))
+                self._stop.wait(self._loop_backoff.delay(failures))
                 continue
             if done < self.batch:
                 self._wake.wait(self.poll_interval)

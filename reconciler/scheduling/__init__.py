@@ -1,6 +1,7 @@
 """Orchestration decisions, as pure functions of plain data and `now`.
 
-Schedules (`ticks`), event subscriptions, DAG and matrix progress, hooks, retries and timeouts.
+Schedules (`ticks`), event subscriptions, DAG and matrix progress and hooks. (Retries and timeouts
+of a run are its backend's: `backends.local.lifecycle`, Kubernetes' own `backoffLimit`.)
 Nothing here reads a clock, a database or the network; the scheduling adapters (APScheduler job
 store, daemon loop) call these functions and store what they return.
 """
@@ -8,7 +9,6 @@ store, daemon loop) call these functions and store what they return.
 from reconciler.scheduling.dag import DagGraph, DagNode, DagStep, NodeState, build_graph, graph_from_spec, next_step
 from reconciler.scheduling.hooks import HookRun, hooks_to_fire
 from reconciler.scheduling.matrix import MatrixStep, Trial, TrialRequest, matrix_status, progress, suggest
-from reconciler.scheduling.retries import RetryDecision, TimeoutDecision, retry_decision, timeout_decision
 from reconciler.scheduling.subscriptions import EventDecision, Subscription, UpstreamRun, on_transition
 from reconciler.scheduling.ticks import (
     ConcurrencyPolicy,
@@ -31,11 +31,9 @@ __all__ = [
     "MatrixStep",
     "NodeState",
     "PastRun",
-    "RetryDecision",
     "ScheduleSpec",
     "Subscription",
     "TickDecision",
-    "TimeoutDecision",
     "Trial",
     "TrialRequest",
     "UpstreamRun",
@@ -49,8 +47,6 @@ __all__ = [
     "next_ticks",
     "on_transition",
     "progress",
-    "retry_decision",
     "suggest",
     "tick_cause_id",
-    "timeout_decision",
 ]

@@ -1,32 +1,16 @@
-"""Capped exponential backoff, with the clock's `sleep` passed in so tests never wait.
-
-The schedule is a plain function of the policy; `retry` is the only loop, and it takes the
-classification (retry or stop) from the caller.
+"""Retry in place with the one backoff (`reconciler.backoff`), the clock's `sleep` passed in so
+tests never wait. `retry` is the only loop, and it takes the classification (retry or stop) from
+the caller.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
+from reconciler.backoff import Backoff
+
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Backoff:
-    attempts: int = 4  # total tries, including the first
-    initial_s: float = 1.0
-    factor: float = 2.0
-    max_delay_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1 or self.initial_s < 0 or self.factor < 1 or self.max_delay_s < 0:
-            raise ValueError(f"invalid backoff {self}")
-
-    def delays(self) -> list[float]:
-        """Seconds to wait before try 2, 3, ...: initial * factor**n, never above max_delay_s."""
-        return [min(self.max_delay_s, self.initial_s * self.factor**n) for n in range(self.attempts - 1)]
 
 
 class RetriesExhausted(Exception):
@@ -68,3 +52,6 @@ def retry(
             sleep(delay)
             waited += delay
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+__all__ = ["Backoff", "RetriesExhausted", "retry"]

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from reconciler.workqueue import Backoff, ShutDown, WorkQueue
+from reconciler.backoff import Backoff
+from reconciler.workqueue import ShutDown, WorkQueue
 
 
 class Clock:
@@ -39,7 +40,7 @@ def test_a_key_in_processing_is_not_handed_out_twice_and_comes_back_when_dirty()
 
 def test_rate_limited_requeue_uses_capped_exponential_delays() -> None:
     clock = Clock()
-    q = WorkQueue(backoff=Backoff(base=1.0, cap=5.0), now=clock)
+    q = WorkQueue(backoff=Backoff(initial=1.0, cap=5.0), now=clock)
     delays = []
     for _ in range(5):
         delays.append(q.add_rate_limited("k"))

@@ -20,12 +20,14 @@ import urllib3
 from kubernetes.client import ApiClient
 
 from reconciler.backends.base import TransientBackendError
+from reconciler.backoff import Backoff
 
 APPLY = "application/apply-patch+yaml"  # JSON is YAML, so the body is plain JSON
 MERGE = "application/merge-patch+json"
 RETRIES = 3
 POOL_SIZE = 32
 _RETRY_STATUS = {429, 500, 502, 503, 504}
+_CALL_BACKOFF = Backoff(initial=0.2, cap=2.0)
 
 
 class ApiError(Exception):
@@ -86,7 +88,6 @@ class Client:
         if payload is not None and content_type is None:
             content_type = "application/json"
         url, headers = self._prepare(method, path, query, content_type)
-        delay = 0.2
         for attempt in range(RETRIES):
             self._count(verb)
             try:
@@ -102,8 +103,7 @@ class Client:
                     return data
                 if response.status not in _RETRY_STATUS or attempt == RETRIES - 1:
                     raise ApiError(response.status, data)
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            time.sleep(_CALL_BACKOFF.delay(attempt + 1))
         raise AssertionError("unreachable")
 
     def text(self, path: str, query: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 from reconciler.backends.kubernetes.client import ApiError, Client
 from reconciler.backends.kubernetes.resources import Resource
+from reconciler.backoff import Backoff
 from reconciler.model import LABEL_MANAGED_BY, MANAGED_BY
 
 log = logging.getLogger(__name__)
@@ -111,13 +112,14 @@ class Informer:
     # --- loop ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = 0.5
+        backoff = Backoff(initial=0.5, cap=self.backoff_max)
+        failures = 0
         while not self._stop.is_set():
             try:
                 if not self.resource_version:
                     self._list()
                 self._watch()
-                delay = 0.5
+                failures = 0
             except Gone:
                 log.info("%s: watch expired (410), relisting", self.resource.kind)
                 self.resource_version = ""
@@ -132,15 +134,17 @@ class Informer:
                         continue
                     self._park()
                     continue
+                failures += 1
+                delay = backoff.delay(failures)
                 log.warning("%s: %s; retrying in %.1fs", self.resource.kind, e, delay)
                 self._stop.wait(delay)
-                delay = min(delay * 2, self.backoff_max)
             except Exception as e:
                 if self._stop.is_set():
                     return
+                failures += 1
+                delay = backoff.delay(failures)
                 log.warning("%s: watch broke (%s); resuming in %.1fs", self.resource.kind, e, delay)
                 self._stop.wait(delay)
-                delay = min(delay * 2, self.backoff_max)
 
     def _park(self) -> None:
         self.missing = True

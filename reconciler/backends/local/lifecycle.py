@@ -13,9 +13,10 @@ a process ended while nobody watched and its exit code was not recorded.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
+
+from reconciler.backoff import Backoff
 
 CREATED = "created"
 STARTING = "starting"
@@ -112,10 +113,8 @@ Observed = Exit | str | None
 
 
 def backoff(failures: int, base: float, cap: float) -> float:
-    """Capped exponential backoff: base, 2*base, 4*base, ... never above cap."""
-    if failures <= 0:
-        return 0.0
-    return float(min(cap, base * math.pow(2, failures - 1)))
+    """The wait before the next attempt after `failures` failed ones (the one backoff)."""
+    return Backoff(initial=base, cap=cap).delay(failures)
 
 
 def timed_out(state: RunState, policy: Policy, now: float) -> bool:

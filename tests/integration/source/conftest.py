@@ -96,7 +96,7 @@ def make_source(tmp_path: Path, sleeps: Sleeps) -> Iterator[Callable[..., GitSou
     made: list[GitSource] = []
 
     def make(url: str, ref: str = "main", **kwargs: object) -> GitSource:
-        kwargs.setdefault("backoff", Backoff(attempts=3, initial_s=1, factor=2, max_delay_s=30))
+        kwargs.setdefault("backoff", Backoff(attempts=3, initial=1, factor=2, cap=30))
         kwargs.setdefault("timeout_s", 30.0)
         source = GitSource("demo", url, ref, tmp_path / "cache", sleep=sleeps, **kwargs)  # type: ignore[arg-type]
         made.append(source)

@@ -111,7 +111,7 @@ def test_transient_failure_is_retried_until_the_remote_comes_back(remote, make_s
     hidden = remote.path.with_name("hidden")
     remote.path.rename(hidden)
     sleeps.hooks[2] = lambda: hidden.rename(remote.path)  # the remote reappears during the 2nd wait
-    source = make_source(remote.url, backoff=Backoff(attempts=5, initial_s=1, factor=2, max_delay_s=30))
+    source = make_source(remote.url, backoff=Backoff(attempts=5, initial=1, factor=2, cap=30))
 
     with caplog.at_level(logging.WARNING, logger="reconciler.source"):
         rev = source.fetch()
@@ -125,7 +125,7 @@ def test_transient_failure_is_retried_until_the_remote_comes_back(remote, make_s
 def test_backoff_is_capped_and_gives_up_with_a_transient_error(remote, make_source, sleeps) -> None:
     remote.commit({"a.yaml": "1"})
     shutil.rmtree(remote.path)
-    source = make_source(remote.url, backoff=Backoff(attempts=6, initial_s=1, factor=2, max_delay_s=5))
+    source = make_source(remote.url, backoff=Backoff(attempts=6, initial=1, factor=2, cap=5))
 
     with pytest.raises(TransientSourceError) as err:
         source.fetch()
@@ -148,7 +148,7 @@ def test_hung_fetch_is_killed_at_the_timeout_and_retried(make_source, sleeps, tm
         "ssh://unreachable.invalid/repo.git",
         ssh_command=hang,
         timeout_s=1.0,
-        backoff=Backoff(attempts=2, initial_s=1, factor=2, max_delay_s=30),
+        backoff=Backoff(attempts=2, initial=1, factor=2, cap=30),
     )
     started = time.monotonic()
     with pytest.raises(TransientSourceError) as err:

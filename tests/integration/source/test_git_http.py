@@ -20,7 +20,7 @@ def source(url: str, tmp_path: Path, sleeps: list[float], **kwargs: object) -> G
         "main",
         tmp_path / "cache",
         sleep=sleeps.append,
-        backoff=Backoff(attempts=4, initial_s=1, max_delay_s=4),
+        backoff=Backoff(attempts=4, initial=1, cap=4),
         **kwargs,  # type: ignore[arg-type]
     )
 

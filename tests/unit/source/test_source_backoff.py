@@ -8,7 +8,7 @@ from reconciler.source.backoff import Backoff, RetriesExhausted, retry
 
 
 def test_schedule_grows_then_stays_at_the_cap() -> None:
-    assert Backoff(attempts=7, initial_s=0.5, factor=3, max_delay_s=10).delays() == [
+    assert Backoff(attempts=7, initial=0.5, factor=3, cap=10).delays() == [
         0.5,
         1.5,
         4.5,
@@ -19,7 +19,7 @@ def test_schedule_grows_then_stays_at_the_cap() -> None:
     assert Backoff(attempts=1).delays() == []
 
 
-@pytest.mark.parametrize("bad", [{"attempts": 0}, {"factor": 0.5}, {"initial_s": -1}, {"max_delay_s": -1}])
+@pytest.mark.parametrize("bad", [{"attempts": 0}, {"factor": 0.5}, {"initial": -1}, {"cap": -1}])
 def test_invalid_policies_are_refused(bad) -> None:
     with pytest.raises(ValueError):
         Backoff(**bad)
@@ -43,7 +43,7 @@ def test_retries_transient_errors_with_the_schedule() -> None:
     call = Flaky([TimeoutError(), TimeoutError()])
     result = retry(
         call,
-        backoff=Backoff(attempts=4, initial_s=1, factor=2, max_delay_s=30),
+        backoff=Backoff(attempts=4, initial=1, factor=2, cap=30),
         retryable=lambda e: isinstance(e, TimeoutError),
         sleep=slept.append,
         on_retry=lambda e, n, d: seen.append((n, d)),
@@ -65,7 +65,7 @@ def test_gives_up_after_the_last_try() -> None:
     with pytest.raises(RetriesExhausted) as err:
         retry(
             call,
-            backoff=Backoff(attempts=3, initial_s=2, factor=10, max_delay_s=5),
+            backoff=Backoff(attempts=3, initial=2, factor=10, cap=5),
             retryable=lambda e: True,
             sleep=slept.append,
         )
