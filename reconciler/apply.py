@@ -15,6 +15,7 @@ two runs, never a lost one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -105,9 +106,12 @@ class Applier:
         reporter: StatusReporter | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
+        project_of: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
+        # The Polyaxon project of a repo's runs (its repo config `project`; empty: the repo name).
+        self.project_of = project_of
         self.backend = backend
         self.reporter = reporter
         self.metrics = metrics
@@ -205,6 +209,8 @@ class Applier:
             self.store.set_backend_ref(run.name, ORCHESTRATED, now)
             self.apply_work(work, now)
             return
+        if not run.project and self.project_of is not None:
+            run = dataclasses.replace(run, project=self.project_of(run.op.repo))
         try:
             ref = self.backend.submit(run)
         except PermanentBackendError as e:

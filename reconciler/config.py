@@ -63,6 +63,9 @@ class KubernetesConfig(_Strict):
     context: str | None = None
     in_cluster: bool = False
     namespace: str = "default"
+    # Server-side apply takes over fields another manager owns (kubectl edits, an HPA's replicas)
+    # instead of reporting the conflict and leaving them.
+    force_conflicts: bool = False
 
 
 class RetentionConfig(_Strict):

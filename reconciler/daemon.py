@@ -323,6 +323,15 @@ class Daemon:
             starting_deadline=timedelta(seconds=config.schedules.starting_deadline_for(op.name)),
         )
 
+    def self_heal_of(self, repo: str) -> bool:
+        """Whether drift of the repo's long-running objects is re-applied (its repo config)."""
+        state = self.repos.get(repo)
+        return state.repo_config.self_heal if state is not None else True
+
+    def project_of(self, repo: str) -> str:
+        state = self.repos.get(repo)
+        return (state.repo_config.project or "") if state is not None else ""
+
     def outputs_of(self, run: str) -> Mapping[str, Any]:
         """What a finished run reported (DAG params, matrix objectives); empty where unknown."""
         read = getattr(self.backend, "outputs", None)

@@ -21,6 +21,9 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_OP = "reconciler.polyaxon.io/op"
 LABEL_RUN = "reconciler.polyaxon.io/run"
 LABEL_SPEC_HASH = "reconciler.polyaxon.io/spec-hash"
+# The daemon (its tracking database's identity) that created the object: another daemon's objects
+# in the same namespace are never adopted, stopped or pruned. Absent on objects of older releases.
+LABEL_INSTANCE = "reconciler.polyaxon.io/instance"
 ANNOTATION_REPO = "reconciler.polyaxon.io/repo"
 ANNOTATION_PATH = "reconciler.polyaxon.io/path"
 ANNOTATION_COMMIT = "reconciler.polyaxon.io/commit"
@@ -150,6 +153,11 @@ class RunRequest:
     commit: str
     namespace: str = "default"
     params: dict[str, Any] = field(default_factory=dict)
+    project: str = ""  # Polyaxon project (repo config `project`); empty: the repo name
+
+    @property
+    def project_name(self) -> str:
+        return self.project or self.op.repo
 
     def labels(self) -> dict[str, str]:
         return {

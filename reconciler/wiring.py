@@ -55,9 +55,14 @@ def build_daemon(
     (one-pass `reconciler sync`, tests that drive ticks themselves)."""
     metrics = metrics or Metrics()
     queue = WorkQueue()
-    applier = Applier(store, backend, metrics=metrics, clock=clock)
     # The daemon is made last; these callbacks reach it once it exists.
     holder: list[Daemon] = []
+    applier = Applier(store, backend, metrics=metrics, clock=clock, project_of=lambda repo: holder[0].project_of(repo))
+    if hasattr(backend, "self_heal"):
+        # The Kubernetes backend re-applies drift as it sees it: ask the run's repo config.
+        backend.self_heal = lambda run: (
+            holder[0].repos[run.op.repo].repo_config.self_heal if run.op.repo in holder[0].repos else True
+        )
     orchestrator = Orchestrator(
         store,
         record=applier.record,

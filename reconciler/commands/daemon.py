@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,7 +30,8 @@ def settings_or_exit(config: Path | None) -> Settings:
         raise typer.Exit(EXIT_USAGE) from None
 
 
-def build_backend(settings: Settings) -> Backend:
+def build_backend(settings: Settings, *, instance: str = "") -> Backend:
+    """The configured backend; `instance` (the database's daemon identity) marks what it makes."""
     if settings.backend == "kubernetes":
         import kubernetes
 
@@ -43,10 +45,15 @@ def build_backend(settings: Settings) -> Backend:
                 config_file=str(settings.kubernetes.kubeconfig) if settings.kubernetes.kubeconfig else None,
                 context=settings.kubernetes.context,
             )
-        return KubernetesBackend(api, namespace=settings.kubernetes.namespace)
+        return KubernetesBackend(
+            api,
+            namespace=settings.kubernetes.namespace,
+            force_conflicts=settings.kubernetes.force_conflicts,
+            instance=instance,
+        )
     from reconciler.backends.local import LocalBackend
 
-    return LocalBackend.in_data_dir(settings.data_dir)
+    return LocalBackend.in_data_dir(settings.data_dir, instance=instance)
 
 
 def build_daemon(settings: Settings, *, timer: bool = True) -> Daemon:
@@ -70,7 +77,7 @@ def build_daemon(settings: Settings, *, timer: bool = True) -> Daemon:
             if path is not None and Path(path).exists():
                 register_secret(Path(path).read_text().strip())
     store = Store.open(settings.database)
-    backend = build_backend(settings)
+    backend = build_backend(settings, instance=store.instance_id(datetime.now(UTC)))
     return wire(settings, store, backend, timer=timer)
 
 

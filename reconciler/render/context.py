@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.model import RunRequest
+from reconciler.model import LABEL_INSTANCE, RunRequest
 from reconciler.render import templates
 
 
@@ -22,7 +22,9 @@ class RenderOptions:
     """
 
     connection_secrets: dict[str, str] = field(default_factory=dict)
-    project: str = ""
+    project: str = ""  # used when a run names none (`RunRequest.project`)
+    # The daemon's identity, labelled on every object so only its own are adopted or pruned.
+    instance: str = ""
     git_image: str = "alpine/git:2.45.2"
     file_image: str = "busybox:1.36"
 
@@ -39,11 +41,17 @@ class Context:
     def name(self) -> str:
         return self.run.name
 
+    def labels(self) -> dict[str, str]:
+        labels = self.run.labels()
+        if self.options.instance:
+            labels[LABEL_INSTANCE] = self.options.instance
+        return labels
+
     def metadata(self, name: str | None = None) -> dict[str, Any]:
         return {
             "name": name or self.run.name,
             "namespace": self.run.namespace,
-            "labels": self.run.labels(),
+            "labels": self.labels(),
             "annotations": self.run.annotations(),
         }
 
@@ -60,7 +68,7 @@ def build(run: RunRequest, options: RenderOptions) -> Context:
         "globals": templates.globals_for(
             run_name=run.name,
             namespace=run.namespace,
-            project=options.project or run.op.repo,
+            project=run.project or options.project or run.op.repo,
             ports=list(ports or []),
         ),
     }

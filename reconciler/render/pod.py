@@ -174,7 +174,7 @@ def pod(
         spec["imagePullSecrets"] = [{"name": s} if isinstance(s, str) else s for s in env["imagePullSecrets"]]
     labels = {str(k): str(v) for k, v in (env.get("labels") or {}).items()}
     labels.update(extra_labels or {})
-    labels.update(ctx.run.labels())  # ownership labels win over the user's
+    labels.update(ctx.labels())  # ownership labels win over the user's
     annotations = {str(k): str(v) for k, v in (env.get("annotations") or {}).items()}
     annotations.update(ctx.run.annotations())
     template = {"metadata": {"labels": labels, "annotations": annotations}, "spec": spec}

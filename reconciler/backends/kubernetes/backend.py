@@ -14,6 +14,7 @@ and watches on those objects become status transitions.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -38,6 +39,7 @@ from reconciler.backends.kubernetes.resources import (
 )
 from reconciler.backends.kubernetes.statuses import FINAL, STOP_ANNOTATION, Mapped, status_of, status_of_deleted
 from reconciler.model import (
+    LABEL_INSTANCE,
     LABEL_MANAGED_BY,
     LABEL_OP,
     LABEL_RUN,
@@ -107,11 +109,17 @@ class KubernetesBackend:
         watch_seconds: int = 300,
         sync_timeout: float = 30.0,
         start: bool = True,
+        instance: str = "",
     ) -> None:
-        """`namespace` None watches every namespace (needs cluster-wide list/watch rights)."""
+        """`namespace` None watches every namespace (needs cluster-wide list/watch rights).
+
+        `instance` is the daemon's identity: objects are labelled with it, and objects another
+        daemon labelled are neither listed, adopted, stopped nor pruned (objects without the label,
+        made by releases before it, count as this daemon's)."""
         self.client = Client(api_client)
         self.namespace = namespace
-        self.render_options = render_options or RenderOptions()
+        self.instance = instance
+        self.render_options = dataclasses.replace(render_options or RenderOptions(), instance=instance)
         self.force_conflicts = force_conflicts
         self.self_heal = self_heal
         self.clock = clock
@@ -142,8 +150,13 @@ class KubernetesBackend:
         for informer in self.informers.values():
             informer.stop()
 
+    def _mine(self, obj: dict[str, Any]) -> bool:
+        owner = _labels(obj).get(LABEL_INSTANCE)
+        return not owner or not self.instance or owner == self.instance
+
     def _on_event(self, kind: str, obj: dict[str, Any], before: dict[str, Any] | None) -> None:
-        self._queue.put((kind, obj, before))
+        if self._mine(obj):
+            self._queue.put((kind, obj, before))
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -202,7 +215,7 @@ class KubernetesBackend:
             what = f"{manifest['kind']} {meta['namespace']}/{meta['name']}"
             informer = self.informers[resource.key]
             cached = informer.get(meta["namespace"], meta["name"])
-            if cached is not None and _labels(cached).get(LABEL_RUN) == run.name:
+            if cached is not None and _labels(cached).get(LABEL_RUN) == run.name and self._mine(cached):
                 continue  # already there: adopt
             try:
                 created = self.client.request(
@@ -235,6 +248,10 @@ class KubernetesBackend:
             raise PermanentBackendError(
                 f"{what} already exists and is not this run's; the reconciler will not touch it"
             )
+        if not self._mine(live):
+            raise PermanentBackendError(
+                f"{what} belongs to another reconciler (instance {labels.get(LABEL_INSTANCE)}); not touched"
+            )
         return live
 
     def apply(self, run: RunRequest) -> str:
@@ -250,7 +267,8 @@ class KubernetesBackend:
             meta = manifest["metadata"]
             what = f"{manifest['kind']} {meta['namespace']}/{meta['name']}"
             informer = self.informers[resource.key]
-            if informer.get(meta["namespace"], meta["name"]) is None:
+            live = informer.get(meta["namespace"], meta["name"])
+            if live is None:
                 # Not in our cache: either new, or there and not ours. Server-side apply would
                 # happily take over the latter, so look first.
                 try:
@@ -258,11 +276,11 @@ class KubernetesBackend:
                 except ApiError as e:
                     if e.status != 404:
                         raise self._fail(e, f"reading {what}") from e
-                else:
-                    if _labels(live).get(LABEL_MANAGED_BY) != MANAGED_BY:
-                        raise PermanentBackendError(
-                            f"{what} already exists and is not managed by the reconciler; it will not be taken over"
-                        )
+                    live = None
+            if live is not None and (_labels(live).get(LABEL_MANAGED_BY) != MANAGED_BY or not self._mine(live)):
+                raise PermanentBackendError(
+                    f"{what} already exists and is not managed by this reconciler; it will not be taken over"
+                )
             try:
                 applied = self.client.request(
                     "PATCH",
@@ -286,6 +304,7 @@ class KubernetesBackend:
             (informer.resource, obj)
             for informer in self.informers.values()
             for obj in informer.by_label(LABEL_RUN, run_name)
+            if self._mine(obj)
         ]
 
     def stop(self, run_name: str) -> None:
@@ -340,10 +359,22 @@ class KubernetesBackend:
             else:
                 found = self._process(*item)
             for transition in found:
-                if self._last.get(transition.run) == transition.status and transition.reason != "Drift":
-                    continue
+                repeat = self._last.get(transition.run) == transition.status and transition.reason != "Drift"
                 self._last[transition.run] = transition.status
-                yield transition
+                if transition.status in FINAL:
+                    self._forget(transition.run)
+                if not repeat:
+                    yield transition
+
+    def _forget(self, run_name: str) -> None:
+        """A run that ended: what is kept about it in memory goes (bounded by what is live).
+
+        Its last status stays until its objects are gone, so a late repeat is still dropped."""
+        with self._lock:
+            self._long_running.pop(run_name, None)
+            if not self._objects_of(run_name):
+                self._last.pop(run_name, None)
+                self._removing.discard(run_name)
 
     def _process(self, kind: str, obj: dict[str, Any], before: dict[str, Any] | None) -> list[Transition]:
         labels = _labels(obj)
@@ -372,6 +403,9 @@ class KubernetesBackend:
             mapped = status_of_deleted(obj)
             if run in self._removing and mapped.reason == "Deleted":
                 mapped = Mapped("stopped", "DeletedByReconciler", "deleted by the reconciler")
+            uid = str(_meta(obj).get("uid"))
+            with self._lock:
+                self._healed = {key for key in self._healed if key[0] != uid}
         else:
             mapped = status_of(obj)
         if mapped is not None:
@@ -441,6 +475,8 @@ class KubernetesBackend:
         out: list[ObservedObject] = []
         for informer in self.informers.values():
             for obj in informer.objects():
+                if not self._mine(obj):
+                    continue
                 labels = _labels(obj)
                 mapped = status_of(obj)
                 out.append(

@@ -100,9 +100,16 @@ class LocalBackend:
         stable_after: float = 60.0,
         python: str = sys.executable,
         clock: Callable[[], float] = time.time,
+        instance: str = "",
+        legacy_dir: Path | None = None,
     ) -> None:
+        """`instance` is the daemon's identity: runs made before run directories were kept per
+        instance, in `legacy_dir`, are claimed by the first instance that starts (an `owner` file)
+        and never seen by another."""
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.instance = instance
+        self._legacy_dir = legacy_dir
         self._python = python
         self._clock = clock
         self._interval = interval
@@ -129,9 +136,13 @@ class LocalBackend:
             self._thread.start()
 
     @classmethod
-    def in_data_dir(cls, data_dir: Path, **options: Any) -> LocalBackend:
-        """The backend the daemon uses: runs under `<data_dir>/local-runs/`."""
-        return cls(Path(data_dir) / STATE_SUBDIR, **options)
+    def in_data_dir(cls, data_dir: Path, *, instance: str = "", **options: Any) -> LocalBackend:
+        """The backend the daemon uses: runs under `<data_dir>/local-runs/<instance>/`, so two
+        daemons sharing a data dir (each with its own database) never see each other's runs."""
+        root = Path(data_dir) / STATE_SUBDIR
+        if not instance:
+            return cls(root, **options)
+        return cls(root / instance, instance=instance, legacy_dir=root, **options)
 
     # --- Backend protocol --------------------------------------------------------------------
 
@@ -311,13 +322,31 @@ class LocalBackend:
         )
 
     def _reattach(self) -> None:
-        for path in sorted(self.state_dir.iterdir()):
+        paths = sorted(self.state_dir.iterdir())
+        if self._legacy_dir is not None and self._legacy_dir.is_dir():
+            paths += [p for p in sorted(self._legacy_dir.iterdir()) if self._claim(p)]
+        for path in paths:
             run_dir = RunDir(path)
             if path.is_dir() and run_dir.exists():
                 try:
                     self._load(run_dir)
                 except Exception:
                     log.exception("local run directory %s could not be loaded; left alone", path)
+
+    def _claim(self, path: Path) -> bool:
+        """A run directory of an older release (no instance): this instance's if unclaimed or
+        claimed by it. Claiming is atomic (O_EXCL), so two daemons starting together never share."""
+        if not path.is_dir() or not RunDir(path).exists():
+            return False
+        owner = path / "owner"
+        try:
+            fd = os.open(owner, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return owner.read_text(encoding="utf-8").strip() == self.instance
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self.instance)
+        log.info("local run %s (made before run directories were per daemon) claimed", path.name)
+        return True
 
     def _load(self, run_dir: RunDir) -> _Run:
         request = run_dir.request()

@@ -181,9 +181,9 @@ def globals_for(run: RunRequest, paths: RunPaths) -> dict[str, Any]:
     ports = (run.effective.get("run") or {}).get("ports") or []
     return {
         "owner_name": "local",
-        "project_name": run.op.repo,
-        "project_unique_name": f"local.{run.op.repo}",
-        "run_info": f"local.{run.op.repo}.runs.{run_id}",
+        "project_name": run.project_name,
+        "project_unique_name": f"local.{run.project_name}",
+        "run_info": f"local.{run.project_name}.runs.{run_id}",
         "name": run.name,
         "run_name": run.name,
         "uuid": run_id,

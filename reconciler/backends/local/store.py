@@ -66,6 +66,7 @@ def request_to_json(run: RunRequest) -> dict[str, Any]:
         "commit": run.commit,
         "namespace": run.namespace,
         "params": run.params,
+        "project": run.project,
     }
 
 
@@ -81,6 +82,7 @@ def request_from_json(data: dict[str, Any]) -> RunRequest:
         commit=data["commit"],
         namespace=data.get("namespace", "default"),
         params=data.get("params") or {},
+        project=data.get("project") or "",
     )
 
 

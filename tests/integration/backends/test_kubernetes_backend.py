@@ -317,7 +317,7 @@ def test_an_object_that_is_not_ours_is_never_touched(
         verb="CREATE",
         body={**deployment, "metadata": {"name": "taken-svc", "namespace": k8s_namespace}},
     )
-    with pytest.raises(PermanentBackendError, match="not managed by the reconciler"):
+    with pytest.raises(PermanentBackendError, match="not managed by this reconciler"):
         backend.apply(svc)
     assert "labels" not in (get(api, deployment) or {}).get("metadata", {})
 
@@ -427,3 +427,31 @@ def test_no_list_calls_at_steady_state(api: ApiClient, k8s_namespace: str) -> No
         assert lists == kinds  # one LIST per kind at start, and only then
     finally:
         backend.close()
+
+
+def test_two_daemons_in_one_namespace_never_touch_each_others_runs(api: ApiClient, k8s_namespace: str) -> None:
+    """Each daemon labels what it makes with its identity: the other neither lists, adopts, stops,
+    deletes nor takes over it, even for a run of the same name (a repo and its fork)."""
+    ours = KubernetesBackend(api, namespace=k8s_namespace, instance="instance-a")
+    theirs = KubernetesBackend(api, namespace=k8s_namespace, instance="instance-b")
+    try:
+        run = service_run(k8s_namespace, "shared")
+        ours.submit(run)
+        wait_for(lambda: any(o.run == "shared" for o in ours.list_owned()), timeout=DEADLINE, what="our object")
+        deployments = theirs.informers[("apps/v1", "Deployment")]
+        wait_for(lambda: deployments.get(k8s_namespace, "shared") is not None, timeout=DEADLINE, what="b's cache")
+        assert not any(o.run == "shared" for o in theirs.list_owned())
+        with pytest.raises(PermanentBackendError, match="another reconciler"):
+            theirs.submit(run)
+        with pytest.raises(PermanentBackendError, match="not managed by this reconciler"):
+            theirs.apply(run)
+        theirs.delete("shared")
+        theirs.stop("shared")
+        live = Client(api).request("GET", f"/apis/apps/v1/namespaces/{k8s_namespace}/deployments/shared", verb="GET")
+        assert live["metadata"]["labels"]["reconciler.polyaxon.io/instance"] == "instance-a"
+        assert "deletionTimestamp" not in live["metadata"]
+        assert not [t for t in theirs.observe(timeout=0.2) if t.run == "shared" and t.status != "stopped"]
+        ours.delete("shared")
+    finally:
+        ours.close()
+        theirs.close()
