@@ -29,6 +29,7 @@ test: venv lint typecheck postgres oracle k8s-binaries test-assets
 lint: venv
 	$(BIN)/ruff check reconciler tests bench
 	$(BIN)/ruff format --check reconciler
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy

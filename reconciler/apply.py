@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from reconciler.backends import Backend, PermanentBackendError, TransientBackendError
+from reconciler.backends import Backend, BackendError, PermanentBackendError, TransientBackendError
 from reconciler.metrics import Metrics
 from reconciler.model import (
     ANNOTATION_COMMIT,
@@ -231,6 +231,13 @@ class Applier:
     def delete(self, run_name: str) -> None:
         """Remove a run's objects (what is gone already is no error)."""
         self.backend.delete(run_name)
+
+    def logs(self, run_name: str, tail: int | None = None) -> str:
+        """The run's logs as its backend keeps them; LookupError for a run it does not know."""
+        try:
+            return self.backend.logs(run_name, tail)
+        except BackendError as e:
+            raise LookupError(str(e)) from e
 
     # --- the one way a status is recorded -----------------------------------------------------
 

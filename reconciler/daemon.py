@@ -629,7 +629,7 @@ class Daemon:
         from reconciler.server.pages import page_routes
 
         return [
-            *api_routes(self.store, self.backend, self.trigger),
+            *api_routes(self.store, self.applier, self.trigger),
             *page_routes(self.store),
             *self.forge.routes,
             *self.routes,

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from reconciler.backends import Backend, BackendError
 from reconciler.tracking import Run, Store
 
 
@@ -36,7 +35,15 @@ def run_row(run: Run, op_key: str) -> dict[str, Any]:
     }
 
 
-def api_routes(store: Store, backend: Backend, on_push: Callable[[str], bool] | None = None) -> list[Route]:
+class RunControl(Protocol):
+    """What the API asks of the daemon's runs (the applier): logs raise LookupError when unknown."""
+
+    def logs(self, run_name: str, tail: int | None = None) -> str: ...
+
+    def stop(self, run_name: str) -> None: ...
+
+
+def api_routes(store: Store, backend: RunControl, on_push: Callable[[str], bool] | None = None) -> list[Route]:
     async def list_runs(request: Request) -> Response:
         q = request.query_params
         limit = int(q.get("limit", "100"))
@@ -63,7 +70,7 @@ def api_routes(store: Store, backend: Backend, on_push: Callable[[str], bool] | 
         tail = request.query_params.get("tail")
         try:
             text = await asyncio.to_thread(backend.logs, name, int(tail) if tail else None)
-        except BackendError as e:
+        except LookupError as e:
             return JSONResponse({"error": str(e)}, status_code=404)
         return PlainTextResponse(text)
 
