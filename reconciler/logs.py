@@ -72,5 +72,5 @@ def setup_logging(level: str = "info", fmt: str = "console", stream: Any = None)
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "git", "urllib3", "kubernetes", "alembic", "apscheduler", "httpx"):
+    for noisy in ("uvicorn.access", "git", "urllib3", "kubernetes", "alembic", "apscheduler", "httpx", "optuna"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -30,6 +30,7 @@ trial succeeded, else stopped if one was stopped, else failed.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import math
 import random
@@ -257,10 +258,25 @@ def _score(trial: Trial, metric: str) -> float | None:
     return float(value)
 
 
+@functools.cache
+def _quiet_optuna() -> None:
+    """Optuna sets its own logger to INFO when first used: lowered once per process, not per matrix."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@functools.cache
+def _quiet_bayes_opt() -> None:
+    """bayes_opt flags non-float params as experimental. The filter is installed once per process:
+    `warnings.catch_warnings()` swaps the global filter list, which races between worker threads."""
+    warnings.filterwarnings("ignore", module=r"bayes_opt(\..*)?$")
+
+
 def _tpe(matrix: Any, trials: Sequence[Trial], seed: int, slots: int) -> _Plan:
     import optuna  # imported here: the daemon pays for it only when a tpe matrix runs
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_optuna()
     from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
     space = _space(matrix)
@@ -335,37 +351,36 @@ def _bayes(matrix: Any, trials: Sequence[Trial], seed: int) -> _Plan:
         acq = acquisition.ExpectedImprovement(xi=utility.eps if utility and utility.eps is not None else 0.0)
     else:
         acq = acquisition.ProbabilityOfImprovement(xi=utility.eps if utility and utility.eps is not None else 0.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # bayes_opt flags non-float params as experimental
-        optimizer = BayesianOptimization(
-            f=None,
-            pbounds=bounds,
-            acquisition_function=acq,
-            random_state=_trial_seed(seed, 0 if n < initial else n),
-            verbose=0,
-        )
-        gp = utility.gaussian_process if utility else None
-        if gp is not None:
-            from sklearn.gaussian_process.kernels import RBF, Matern  # type: ignore[import-untyped]
+    _quiet_bayes_opt()
+    optimizer = BayesianOptimization(
+        f=None,
+        pbounds=bounds,
+        acquisition_function=acq,
+        random_state=_trial_seed(seed, 0 if n < initial else n),
+        verbose=0,
+    )
+    gp = utility.gaussian_process if utility else None
+    if gp is not None:
+        from sklearn.gaussian_process.kernels import RBF, Matern  # type: ignore[import-untyped]
 
-            length = gp.length_scale or 1.0
-            kernel = RBF(length_scale=length) if gp.kernel == "rbf" else Matern(length_scale=length, nu=gp.nu or 1.5)
-            optimizer._gp.set_params(kernel=kernel, n_restarts_optimizer=gp.num_restarts_optimizer or 0)
-        if n < initial:
-            # Warm-up: the optimizer's own random points, the i-th of its seeded sequence.
-            cands = []
-            for i in range(initial):
-                point = optimizer.suggest()
-                if i >= n:
-                    cands.append(TrialRequest(i, _bayes_point(point, snaps)))
-            return _Plan(cands, False, total)
-        for t in trials:
-            score = _score(t, metric)
-            if score is not None:
-                optimizer.register({k: t.params[k] for k in bounds}, score if maximize else -score)
-        if not optimizer.space.target.size:
-            raise MatrixError("every initial bayes trial failed or reported no metric; nothing to model")
-        point = optimizer.suggest()
+        length = gp.length_scale or 1.0
+        kernel = RBF(length_scale=length) if gp.kernel == "rbf" else Matern(length_scale=length, nu=gp.nu or 1.5)
+        optimizer._gp.set_params(kernel=kernel, n_restarts_optimizer=gp.num_restarts_optimizer or 0)
+    if n < initial:
+        # Warm-up: the optimizer's own random points, the i-th of its seeded sequence.
+        cands = []
+        for i in range(initial):
+            point = optimizer.suggest()
+            if i >= n:
+                cands.append(TrialRequest(i, _bayes_point(point, snaps)))
+        return _Plan(cands, False, total)
+    for t in trials:
+        score = _score(t, metric)
+        if score is not None:
+            optimizer.register({k: t.params[k] for k in bounds}, score if maximize else -score)
+    if not optimizer.space.target.size:
+        raise MatrixError("every initial bayes trial failed or reported no metric; nothing to model")
+    point = optimizer.suggest()
     return _Plan([TrialRequest(n, _bayes_point(point, snaps))], n + 1 >= total, total)
 
 
