@@ -99,8 +99,11 @@ def dns_label(text: str, limit: int = 63) -> str:
 
 
 def run_name(op: OpKey, spec_hash_hex: str, cause_id: str) -> str:
-    """Deterministic: the same op, spec and cause always give the same name (design.md §3)."""
-    cause = hashlib.sha256(cause_id.encode()).hexdigest()[:8]
+    """Deterministic: the same op, spec and cause always give the same name (design.md §3).
+
+    The last part hashes the whole op key with the cause, so a repo and its fork (same commits),
+    or two files declaring an op of the same name, never share a run name."""
+    cause = hashlib.sha256(f"{op}\0{cause_id}".encode()).hexdigest()[:8]
     return f"{op.slug}-{spec_hash_hex[:8]}-{cause}"
 
 

@@ -64,7 +64,7 @@ def preview_prefix(number: int) -> str:
 
 def preview_run_name(number: int, op: OpKey, spec_hash: str, head_sha: str) -> str:
     """Deterministic and at most 63 characters (a Kubernetes label value)."""
-    cause = hashlib.sha256(preview_cause(number, head_sha).encode()).hexdigest()[:8]
+    cause = hashlib.sha256(f"{op}\0{preview_cause(number, head_sha)}".encode()).hexdigest()[:8]
     return f"{preview_prefix(number)}{dns_label(op.name, 32)}-{spec_hash[:8]}-{cause}"
 
 

@@ -267,23 +267,33 @@ class Leftover:
     cmdline: str
 
 
+def local_run_dir(data_dir: Path, run: str) -> Path:
+    """Where the local backend keeps `run`: `local-runs/<daemon instance>/<run>` (or, for runs of
+    releases before the instance, `local-runs/<run>`)."""
+    root = data_dir / "local-runs"
+    found = [p for p in root.glob(f"*/{run}") if p.is_dir()] if root.exists() else []
+    return found[0] if found else root / run
+
+
 def sweep_local_runs(data_dir: Path) -> None:
     """Kill every process the local backend started under `data_dir` and remove the run dirs.
 
     Only once no daemon holds the state dir (the backend's lock refuses a second owner)."""
-    state = data_dir / "local-runs"
-    if not state.exists():
+    root = data_dir / "local-runs"
+    if not root.exists():
         return
-    sweeper = LocalBackend(state, supervise=False)
-    try:
-        for owned in sweeper.list_owned():
-            sweeper.delete(owned.run)
-        # Directories the backend never loaded (a crash mid-create) may still name a process group.
-        for run_dir in state.iterdir():
-            if run_dir.is_dir():
-                sweeper.delete(run_dir.name)
-    finally:
-        sweeper.close()
+    # The per-daemon directories, and the root itself for runs of older releases.
+    for state in [root, *(p for p in root.iterdir() if p.is_dir() and not (p / "request.json").exists())]:
+        sweeper = LocalBackend(state, supervise=False)
+        try:
+            for owned in sweeper.list_owned():
+                sweeper.delete(owned.run)
+            # Directories the backend never loaded (a crash mid-create) may still name a process group.
+            for run_dir in state.iterdir():
+                if run_dir.is_dir() and (run_dir / "request.json").exists():
+                    sweeper.delete(run_dir.name)
+        finally:
+            sweeper.close()
 
 
 def leftover_processes(marker: str) -> list[Leftover]:

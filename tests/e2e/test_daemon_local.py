@@ -22,7 +22,7 @@ from typing import Any
 
 from reconciler.tracking import Store
 from tests.e2e.conftest import MakeDaemon
-from tests.e2e.harness import FINAL, DaemonProcess, job, metric, reconciler_argv, service
+from tests.e2e.harness import FINAL, DaemonProcess, job, local_run_dir, metric, reconciler_argv, service
 from tests.infra.git_server import GitRepoFactory
 
 REPO = "models"
@@ -201,7 +201,7 @@ def crash_point(daemon: DaemonProcess, db: str, sha: str) -> str:
         return "before recording"
     if recorded[0].backend_ref is not None:
         return "submitted and recorded"
-    if (daemon.data_dir / "local-runs" / recorded[0].name).exists():
+    if local_run_dir(daemon.data_dir, recorded[0].name).exists():
         return "submitted, reference not recorded"
     return "recorded, not submitted"
 

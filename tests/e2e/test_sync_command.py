@@ -15,7 +15,7 @@ import pytest
 
 from reconciler.backends.local.store import RunDir
 from tests.e2e.conftest import MakeDaemon
-from tests.e2e.harness import DaemonProcess, job, reconciler_argv
+from tests.e2e.harness import DaemonProcess, job, local_run_dir, reconciler_argv
 from tests.infra.git_server import GitRepoFactory
 
 REPO = "models"
@@ -27,7 +27,7 @@ def sync(daemon: DaemonProcess) -> subprocess.CompletedProcess[str]:
 
 def exit_code(daemon: DaemonProcess, run: str) -> int | None:
     """The exit code the local backend's wrapper recorded for the run's first attempt."""
-    recorded = RunDir(daemon.data_dir / "local-runs" / run).exit(1)
+    recorded = RunDir(local_run_dir(daemon.data_dir, run)).exit(1)
     return recorded.code if recorded is not None else None
 
 
