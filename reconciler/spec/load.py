@@ -205,11 +205,6 @@ def load_value(path: str, document: Document, value: Any, *, prefix: tuple[Any, 
     if not isinstance(value, dict):
         result.errors.append(_at(path, document.locate(prefix), "expected a polyaxonfile mapping"))
         return result
-    if ("version" in value and not isinstance(value["version"], (int, float))) or isinstance(
-        value.get("version"), bool
-    ):
-        result.errors.append(_at(path, document.locate((*prefix, "version")), "version must be a number, e.g. 1.1"))
-        return result
     try:
         result.spec = Polyaxonfile.model_validate(value)
     except ValidationError as e:
