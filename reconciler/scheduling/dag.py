@@ -43,7 +43,7 @@ from reconciler.scheduling.lifecycle import (
     is_final,
 )
 from reconciler.scheduling.refs import RefError, resolve_params, run_context
-from reconciler.spec.check import find_cycle, upstream_of_param
+from reconciler.spec.check import find_cycle, upstream_of_event, upstream_of_param
 from reconciler.spec.io import Param
 
 TRIGGER_POLICIES = ("all_succeeded", "all_failed", "all_done", "one_succeeded", "one_failed", "one_done")
@@ -122,8 +122,9 @@ def graph_from_spec(dag: Any, inputs: Mapping[str, Any] | None = None) -> DagGra
             if ref:
                 ups.add(ref)
         for event in op.events if isinstance(op.events, list) else []:
-            if event.ref.startswith("ops."):
-                ups.add(event.ref[4:])
+            target = upstream_of_event(event)
+            if target:
+                ups.add(target)
         trigger = op.trigger or "all_succeeded"
         if trigger not in TRIGGER_POLICIES:
             raise DagError(f"operation {op.name!r}: trigger {trigger!r} is not resolved to a policy")
