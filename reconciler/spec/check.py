@@ -342,6 +342,19 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def _dag_written_at(spec: Polyaxonfile) -> tuple[Any, ...] | None:
+    """Where the DAG is written in this file (`run`, `component.run`, ...), None if elsewhere."""
+    where: tuple[Any, ...] = ()
+    node: Polyaxonfile | None = spec
+    while node is not None:
+        if node.dag is not None:
+            return (*where, "run")
+        if node.reference is not None:
+            return None  # the component was read from another file
+        where, node = (*where, "component"), node.component
+    return None
+
+
 def check(parsed: Parsed) -> tuple[Checked | None, list[Located]]:
     """Compile and check a parsed, resolved file."""
     spec = parsed.spec
@@ -370,13 +383,14 @@ def check(parsed: Parsed) -> tuple[Checked | None, list[Located]]:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and "[" in p))
         return None, [at(("run",), f"the composed operation is invalid at {loc}: {first['msg']}", "compile")]
+    dag_where = _dag_written_at(spec)
     try:
         check_params(compiled)
         if compiled.dag is not None:
-            dag_where: tuple[Any, ...] = ("run",) if spec.dag is not None else ()
-            check_dag(compiled.dag, dag_where, compiled.inputs or [])
+            check_dag(compiled.dag, dag_where or ("run",), compiled.inputs or [])
     except CheckError as e:
-        where = e.where if spec.dag is not None or not e.where or e.where[0] != "run" else ()
+        # A DAG that comes from another file is reported at the top of this one.
+        where = () if dag_where is None and e.where[:1] == ("run",) else e.where
         return None, [at(where, str(e), e.stage)]
     return Checked(effective, compiled), []
 
