@@ -162,6 +162,7 @@ class GeomSpace(LinSpace):
 class Uniform(_Range):
     KEYS = ("low", "high", "size")
     REQUIRED = 2
+    ORDERED = False  # distributions take any low and high (Polyaxon's Dist)
     low: float
     high: float
     size: int | None = None
@@ -170,6 +171,7 @@ class Uniform(_Range):
 class QUniform(_Range):
     KEYS = ("low", "high", "q", "size")
     REQUIRED = 3
+    ORDERED = False
     low: float
     high: float
     q: StrictIntOrFloat | float

@@ -178,7 +178,7 @@ def _hp_rules(model: str, kind: str, base: dict[str, Any], kinds: dict[str, str]
     return [ScalarRule(f"{model}.{key}", k, hp(kind, {**base, key: HOLE})) for key, k in kinds.items()]
 
 
-_LOW_HIGH = {"low": "float, below the upper bound", "high": "float", "size": "int"}
+_LOW_HIGH = {"low": "float", "high": "float", "size": "int"}  # distributions: any order
 _LOC_SCALE = {"loc": "float", "scale": "float", "size": "int"}
 _MAX_RUNS_OURS = "VIIIIVIIII"  # maxRuns must be at least 1 here (KNOWN_DIFFERENCES.md)
 
@@ -463,6 +463,31 @@ SCALAR_RULES: list[ScalarRule] = [
         )
         for key in ("minReplicas", "maxReplicas")
     ],
+]
+
+
+@dataclass(frozen=True)
+class DocRule:
+    label: str
+    doc: dict[str, Any]
+    valid: bool
+
+
+# Search spaces: ranges and spaces need start < stop and a non-zero third value; distributions
+# (uniform, normal and their q/log variants) take their bounds in any order.
+SEARCH_SPACE_RULES: list[DocRule] = [
+    DocRule("range: start must be below stop", hp("range", {"start": 10, "stop": 10, "step": 1}), False),
+    DocRule("range: step must not be zero", hp("range", {"start": 0, "stop": 10, "step": 0}), False),
+    DocRule("range: as a list", hp("range", [0, 10, 2]), True),
+    DocRule("range: as a string", hp("range", "0:10:2"), True),
+    DocRule("linspace: start must be below stop", hp("linspace", {"start": 10, "stop": 5, "num": 3}), False),
+    DocRule("logspace: num must not be zero", hp("logspace", {"start": 0, "stop": 5, "num": 0}), False),
+    DocRule("uniform: bounds in any order", hp("uniform", {"low": 11, "high": 10}), True),
+    DocRule("uniform: equal bounds", hp("uniform", [10, 10]), True),
+    DocRule("quniform: bounds in any order", hp("quniform", {"low": 10, "high": 1, "q": 1}), True),
+    DocRule("quniform: q must not be zero", hp("quniform", {"low": 0, "high": 1, "q": 0}), False),
+    DocRule("loguniform: bounds in any order", hp("loguniform", "5:1"), True),
+    DocRule("normal: any scale", hp("normal", {"loc": 5, "scale": -1}), True),
 ]
 
 
@@ -821,13 +846,6 @@ PARAM_RULES: list[ParamRule] = [
     ParamRule(3, "dag", "input", "dag", "globals", False),
     ParamRule(15, "dag", "input", "ops.a", "artifacts.art", False),
 ]
-
-
-@dataclass(frozen=True)
-class DocRule:
-    label: str
-    doc: dict[str, Any]
-    valid: bool
 
 
 def _dag(*ops: dict[str, Any], inputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -33,6 +33,12 @@ def test_every_scalar_kind_is_used() -> None:
     assert {r.kind for r in rules.SCALAR_RULES} == set(rules.KINDS)
 
 
+@pytest.mark.parametrize("rule", rules.SEARCH_SPACE_RULES, ids=lambda r: r.label)
+def test_search_spaces(rule: DocRule) -> None:
+    result = validate(rule.doc)
+    assert result.valid == rule.valid, [str(e) for e in result.errors]
+
+
 def test_a_quoted_count_is_located_and_explained() -> None:
     [error] = validate(rules.matrix("random", numRuns="5")).errors
     assert error.line is not None
