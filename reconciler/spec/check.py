@@ -223,10 +223,14 @@ GLOBALS = (
 )
 
 
+_STR, _DICT = Typed("str"), Typed("dict")
+_OP_SECTIONS = (("inputs", _DICT), ("outputs", _DICT), ("globals", _STR), ("artifacts", _STR), ("io", _STR))
+
+
 def _dag_context(ops: dict[str, Polyaxonfile], dag_inputs: list[IO]) -> Context:
     """Every `<ref>.<value>` a param may name inside the DAG, with its type (Polyaxon's context)."""
-    entries: dict[str, Typed] = {f"dag.globals.{g}": Typed("str") for g in GLOBALS}
-    entries.update({"dag.inputs": Typed("dict"), "dag.globals": Typed("str"), "dag.artifacts": Typed("str")})
+    entries: dict[str, Typed] = {f"dag.globals.{g}": _STR for g in GLOBALS}
+    entries.update({"dag.inputs": _DICT, "dag.globals": _STR, "dag.artifacts": _STR})
     for io in dag_inputs:
         entries[f"dag.inputs.{io.name}"] = Typed(io.type, io.is_list)
     for name, op in ops.items():
@@ -236,15 +240,9 @@ def _dag_context(ops: dict[str, Polyaxonfile], dag_inputs: list[IO]) -> Context:
                 if io.type == "artifacts":
                     entries[f"ops.{name}.artifacts.{io.name}"] = Typed(io.type, io.is_list)
         for g in GLOBALS:
-            entries[f"ops.{name}.globals.{g}"] = Typed("str")
-        for section, type_ in (
-            ("inputs", "dict"),
-            ("outputs", "dict"),
-            ("globals", "str"),
-            ("artifacts", "str"),
-            ("io", "str"),
-        ):
-            entries[f"ops.{name}.{section}"] = Typed(type_)
+            entries[f"ops.{name}.globals.{g}"] = _STR
+        for section, typed in _OP_SECTIONS:
+            entries[f"ops.{name}.{section}"] = typed
     return Context(entries)
 
 
