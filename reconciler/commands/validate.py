@@ -41,7 +41,9 @@ def validate(
     url_map: Annotated[
         list[str] | None, typer.Option(help="Read urlRefs starting with PREFIX from DIR (PREFIX=DIR).")
     ] = None,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also list skipped files and warnings.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Also list skipped files and Kubernetes lint warnings.")
+    ] = False,
 ) -> None:
     """Validate polyaxonfiles: `path:line:col: message` per error, exit 1 if any file is invalid."""
     if output_format not in ("text", "json"):
@@ -67,8 +69,9 @@ def validate(
                 continue
             for error in result.errors:
                 typer.echo(str(error))
-            if verbose:
-                for warning in result.warnings:
+            for warning in result.warnings:
+                # What could not be checked is always said; Kubernetes lint only with -v.
+                if verbose or warning.stage != "lint":
                     typer.echo(f"{warning} [warning]")
         skipped = len(results) - len(checked)
         summary = f"{len(checked)} file(s) checked, {len(invalid)} invalid"

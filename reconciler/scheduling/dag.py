@@ -33,7 +33,7 @@ from typing import Any
 from reconciler.scheduling import early_stopping
 from reconciler.scheduling.conditions import ConditionError, evaluate
 from reconciler.scheduling.refs import RefError, resolve_params, run_context
-from reconciler.spec.check import find_cycle, upstream_of_param
+from reconciler.spec.check import find_cycle, upstream_of_event, upstream_of_param
 from reconciler.spec.io import Param
 from reconciler.statuses import FAILURES, Status, is_active, is_done
 
@@ -113,8 +113,9 @@ def graph_from_spec(dag: Any, inputs: Mapping[str, Any] | None = None) -> DagGra
             if ref:
                 ups.add(ref)
         for event in op.events if isinstance(op.events, list) else []:
-            if event.ref.startswith("ops."):
-                ups.add(event.ref[4:])
+            target = upstream_of_event(event)
+            if target:
+                ups.add(target)
         trigger = op.trigger or "all_succeeded"
         if trigger not in TRIGGER_POLICIES:
             raise DagError(f"operation {op.name!r}: trigger {trigger!r} is not resolved to a policy")

@@ -19,6 +19,16 @@ from reconciler.spec.io import IO, Param
 from reconciler.spec.load import Parsed, located_from_validation
 from reconciler.spec.params import substitute_params
 from reconciler.spec.polyaxonfile import Polyaxonfile
+from reconciler.spec.refs import (
+    EMPTY,
+    Context,
+    Typed,
+    entity_of,
+    is_template,
+    join_value_error,
+    ref_form_error,
+)
+from reconciler.spec.sections import EventTrigger
 from reconciler.spec.types import TypeCheckError, check_value
 
 _TEMPLATE_OPS = re.compile(r"{{\s*ops\.([-a-zA-Z0-9_]+)")
@@ -40,13 +50,20 @@ class Checked:
 
 
 def upstream_of_param(param: Param) -> str | None:
-    if param.ref and param.ref.startswith("ops."):
-        return param.ref[4:].split(".")[0]
+    """The DAG operation a param takes its value from: `ref: ops.<name>`, or a `{{ ops.<name>... }}`
+    template in its value (the scheduler waits for that op too, so it is an edge here as well)."""
+    if param.ref:
+        return entity_of(param.ref)
     if isinstance(param.value, str):
         match = _TEMPLATE_OPS.search(param.value)
         if match:
             return match.group(1)
     return None
+
+
+def upstream_of_event(event: EventTrigger) -> str | None:
+    """The DAG operation an event trigger listens to (`ref: ops.<name>`), an upstream edge."""
+    return entity_of(event.ref)
 
 
 def _requires_params(inputs: list[IO], outputs: list[IO]) -> bool:
@@ -73,19 +90,43 @@ def _matrix_covers(matrix: Any, name: str) -> bool:
     return resource is not None and resource.name == name
 
 
-def check_params(op: Polyaxonfile, *, label: str = "") -> None:
-    """Polyaxon's rules for params of a compiled (non-template) operation."""
+def _join_params(op: Polyaxonfile) -> dict[str, Param]:
+    """Params the joins add (those not given directly); every join needs its params mapping."""
+    out: dict[str, Param] = {}
+    for i, join in enumerate(op.joins if isinstance(op.joins, list) else []):
+        if not isinstance(join.params, dict):
+            raise CheckError(
+                "a join needs params: what to collect from the joined runs (e.g. {metrics: {value: outputs.loss}})",
+                ("joins", i),
+            )
+        out.update(join.params)
+    return out
+
+
+def _param_form(name: str, param: Param, *, join: bool, suffix: str) -> None:
+    """Rules 2-11 of refs.py: the form of a referencing param, declared or not."""
+    if join:
+        error = join_value_error(param.value)
+    elif param.ref is not None and isinstance(param.value, str):
+        error = ref_form_error(param.ref, param.value)
+    else:
+        return
+    if error:
+        raise CheckError(f"param {name!r}: {error}{suffix}", ("params", name))
+
+
+def check_params(op: Polyaxonfile, *, label: str = "", context: Context = EMPTY) -> None:
+    """Polyaxon's rules for params of a compiled (non-template) operation.
+
+    `context` is what refs may name: the DAG's, for an operation of a DAG; nothing at the top level.
+    """
     inputs = op.inputs or []
     outputs = op.outputs or []
     params: dict[str, Param] = dict(op.params or {})
-    # Join params take their values from the joined runs (`artifacts.x`, `outputs.y`): no literal to check.
-    join_params: set[str] = set()
-    for join in op.joins if isinstance(op.joins, list) else []:
-        if isinstance(join.params, dict):
-            for key, value in join.params.items():
-                if key not in params:
-                    params[key] = value
-                    join_params.add(key)
+    # Join params take their values from the joined runs (`artifacts.x`, `outputs.y`).
+    joined = _join_params(op)
+    join_params = set(joined) - set(params)
+    params.update({k: joined[k] for k in join_params})
     suffix = f" ({label})" if label else ""
     if _requires_params(inputs, outputs) and not params and op.matrix is None:
         required = [io.name for io in inputs if not io.is_optional and not io.delay_validation]
@@ -93,11 +134,14 @@ def check_params(op: Polyaxonfile, *, label: str = "") -> None:
             f"required inputs have no value: {', '.join(required) or 'outputs'}; pass them as params{suffix}",
             ("inputs",),
         )
+    declared = {io.name for io in [*inputs, *outputs]}
+    for name, param in params.items():
+        if name in declared or name not in join_params:
+            _param_form(name, param, join=name in join_params, suffix=suffix)
     processed: set[str] = set()
     for io in inputs:
         if io.name in params:
-            if io.name not in join_params:
-                _check_param_value(io, params[io.name], suffix)
+            _check_param_value(io, params[io.name], context, suffix, join=io.name in join_params)
             processed.add(io.name)
         elif _matrix_covers(op.matrix, io.name):
             continue
@@ -105,7 +149,8 @@ def check_params(op: Polyaxonfile, *, label: str = "") -> None:
             raise CheckError(f"input {io.name!r} is required and no param gives it a value{suffix}", ("inputs",))
     for io in outputs:
         if io.name in params:
-            _check_param_value(io, params[io.name], suffix)
+            # Outputs are checked without a context, even in a DAG (Polyaxon's rule).
+            _check_param_value(io, params[io.name], EMPTY, suffix, join=io.name in join_params)
             processed.add(io.name)
     for name, param in params.items():
         if name in processed:
@@ -120,19 +165,32 @@ def check_params(op: Polyaxonfile, *, label: str = "") -> None:
             )
 
 
-def _check_param_value(io: IO, param: Param, suffix: str) -> None:
-    if param.ref is not None or (isinstance(param.value, str) and "{{" in param.value):
+def _check_param_value(io: IO, param: Param, context: Context, suffix: str, *, join: bool) -> None:
+    where = ("params", io.name)
+    if join:
+        # Rule 12: a join gives one value per joined run.
+        if not io.is_list and io.type != "artifacts":
+            raise CheckError(
+                f"param {io.name!r} takes a list from a join, but the {io.type} input is not a list "
+                f"(isList: true){suffix}",
+                where,
+            )
         return
-    if io.type is None:
+    if param.ref is not None:
+        missing = context.missing(param.ref, str(param.value), io.type, io.is_list)
+        if missing:
+            raise CheckError(f"param {io.name!r} {missing}{suffix}", where)
+        return
+    if is_template(param.value) or io.type is None:
         return
     if param.value is None:
         if io.is_optional:
             return
-        raise CheckError(f"param {io.name!r} has no value and the input is not optional{suffix}", ("params", io.name))
+        raise CheckError(f"param {io.name!r} has no value and the input is not optional{suffix}", where)
     try:
         check_value(io.type, param.value, is_list=bool(io.is_list), validation=io.validation, options=io.options)
     except TypeCheckError as e:
-        raise CheckError(f"param {io.name!r}: {e}{suffix}", ("params", io.name)) from None
+        raise CheckError(f"param {io.name!r}: {e}{suffix}", where) from None
 
 
 def _validated(effective: dict[str, Any]) -> Polyaxonfile:
@@ -163,75 +221,29 @@ GLOBALS = (
     "original_uuid",
     "is_independent",
 )
-_PATH_LIKE = {"str", "path", "s3", "gcs", "wasb"}
 
 
-def _dag_context(ops: dict[str, Polyaxonfile], dag_inputs: list[IO]) -> dict[str, tuple[str | None, bool]]:
-    """Every `ref.value` a param may point at inside the DAG, with its (type, is_list)."""
-    context: dict[str, tuple[str | None, bool]] = {}
-    for prefix in ("dag",):
-        for g in GLOBALS:
-            context[f"{prefix}.globals.{g}"] = ("str", False)
-        context.update(
-            {
-                f"{prefix}.inputs": ("dict", False),
-                f"{prefix}.globals": ("str", False),
-                f"{prefix}.artifacts": ("str", False),
-            }
-        )
+_STR, _DICT = Typed("str"), Typed("dict")
+_OP_SECTIONS = (("inputs", _DICT), ("outputs", _DICT), ("globals", _STR), ("artifacts", _STR), ("io", _STR))
+
+
+def _dag_context(ops: dict[str, Polyaxonfile], dag_inputs: list[IO]) -> Context:
+    """Every `<ref>.<value>` a param may name inside the DAG, with its type (Polyaxon's context)."""
+    entries: dict[str, Typed] = {f"dag.globals.{g}": _STR for g in GLOBALS}
+    entries.update({"dag.inputs": _DICT, "dag.globals": _STR, "dag.artifacts": _STR})
     for io in dag_inputs:
-        context[f"dag.inputs.{io.name}"] = (io.type, bool(io.is_list))
+        entries[f"dag.inputs.{io.name}"] = Typed(io.type, io.is_list)
     for name, op in ops.items():
         for section, ios in (("outputs", op.outputs or []), ("inputs", op.inputs or [])):
             for io in ios:
-                context[f"ops.{name}.{section}.{io.name}"] = (io.type, bool(io.is_list))
+                entries[f"ops.{name}.{section}.{io.name}"] = Typed(io.type, io.is_list)
                 if io.type == "artifacts":
-                    context[f"ops.{name}.artifacts.{io.name}"] = (io.type, bool(io.is_list))
+                    entries[f"ops.{name}.artifacts.{io.name}"] = Typed(io.type, io.is_list)
         for g in GLOBALS:
-            context[f"ops.{name}.globals.{g}"] = ("str", False)
-        for section, type_ in (
-            ("inputs", "dict"),
-            ("outputs", "dict"),
-            ("globals", "str"),
-            ("artifacts", "str"),
-            ("io", "str"),
-        ):
-            context[f"ops.{name}.{section}"] = (type_, False)
-    return context
-
-
-def _compatible(a: str | None, b: str | None) -> bool:
-    return a == b or (a in _PATH_LIKE and b in _PATH_LIKE)
-
-
-def _check_refs(op: Polyaxonfile, context: dict[str, tuple[str | None, bool]], where: tuple[Any, ...]) -> None:
-    """A param `{ref: ops.x, value: outputs.y}` must name something op x declares, of a compatible type."""
-    ios = {io.name: io for io in [*(op.inputs or []), *(op.outputs or [])]}
-    for name, param in (op.params or {}).items():
-        if param.ref is None or not isinstance(param.value, str) or param.ref.startswith("runs."):
-            continue
-        if name not in ios:
-            continue
-        value = param.value.strip()
-        match = re.search(r"{{\s*(.+?)\s*}}", value)
-        value = match.group(1).strip() if match else value
-        searchable = f"{param.ref}.{value}"
-        if searchable not in context:
-            if value.split(".")[0] == "artifacts":
-                continue
-            raise CheckError(
-                f"param {name!r} takes {value!r} from {param.ref!r}, which declares no such thing",
-                (*where, "params", name),
-            )
-        io = ios[name]
-        ref_type, ref_list = context[searchable]
-        if not _compatible(io.type, ref_type):
-            raise CheckError(
-                f"param {name!r} is of type {io.type!r} but {searchable} is of type {ref_type!r}",
-                (*where, "params", name),
-            )
-        if bool(io.is_list) != ref_list:
-            raise CheckError(f"param {name!r} and {searchable} differ in being a list", (*where, "params", name))
+            entries[f"ops.{name}.globals.{g}"] = _STR
+        for section, typed in _OP_SECTIONS:
+            entries[f"ops.{name}.{section}"] = typed
+    return Context(entries)
 
 
 def check_dag(spec_run: Any, where: tuple[Any, ...], dag_inputs: list[IO] | None = None) -> None:
@@ -268,16 +280,18 @@ def check_dag(spec_run: Any, where: tuple[Any, ...], dag_inputs: list[IO] | None
         except ValidationError as e:
             raise CheckError(f"DAG operation {op.name!r} does not compile: {e.errors()[0]['msg']}", op_where) from None
     upstream: dict[str, set[str]] = {}
-    for name, i in names.items():
-        op = operations[i]
+    for name, op in effective_ops.items():
+        # Edges: dependencies, params with `ref: ops.<name>` and event refs `ops.<name>`, of the
+        # operation as composed (a component's params and events count too).
         ups = set(op.dependencies) if isinstance(op.dependencies, list) else set()
         for param in (op.params or {}).values():
             ref = upstream_of_param(param)
-            if ref:
+            if ref is not None:
                 ups.add(ref)
         for event in op.events if isinstance(op.events, list) else []:
-            if event.ref.startswith("ops."):
-                ups.add(event.ref[4:])
+            target = upstream_of_event(event)
+            if target is not None:
+                ups.add(target)
         upstream[name] = ups
     for name, ups in upstream.items():
         missing = sorted(u for u in ups if u not in names)
@@ -291,8 +305,10 @@ def check_dag(spec_run: Any, where: tuple[Any, ...], dag_inputs: list[IO] | None
         raise CheckError(f"the DAG has a cycle: {' -> '.join(cycle)}", (*where, "operations", names[cycle[0]]))
     context = _dag_context(effective_ops, dag_inputs)
     for name, op in effective_ops.items():
-        check_params(op, label=f"op {name}")
-        _check_refs(op, context, (*where, "operations", names[name]))
+        try:
+            check_params(op, label=f"op {name}", context=context)
+        except CheckError as e:
+            raise CheckError(str(e), (*where, "operations", names[name], *e.where), e.stage) from None
         if op.dag is not None:
             check_dag(op.dag, (*where, "operations", names[name], "run"), op.inputs or [])
 
@@ -324,6 +340,19 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def _dag_written_at(spec: Polyaxonfile) -> tuple[Any, ...] | None:
+    """Where the DAG is written in this file (`run`, `component.run`, ...), None if elsewhere."""
+    where: tuple[Any, ...] = ()
+    node: Polyaxonfile | None = spec
+    while node is not None:
+        if node.dag is not None:
+            return (*where, "run")
+        if node.reference is not None:
+            return None  # the component was read from another file
+        where, node = (*where, "component"), node.component
+    return None
+
+
 def check(parsed: Parsed) -> tuple[Checked | None, list[Located]]:
     """Compile and check a parsed, resolved file."""
     spec = parsed.spec
@@ -352,13 +381,14 @@ def check(parsed: Parsed) -> tuple[Checked | None, list[Located]]:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and "[" in p))
         return None, [at(("run",), f"the composed operation is invalid at {loc}: {first['msg']}", "compile")]
+    dag_where = _dag_written_at(spec)
     try:
         check_params(compiled)
         if compiled.dag is not None:
-            dag_where: tuple[Any, ...] = ("run",) if spec.dag is not None else ()
-            check_dag(compiled.dag, dag_where, compiled.inputs or [])
+            check_dag(compiled.dag, dag_where or ("run",), compiled.inputs or [])
     except CheckError as e:
-        where = e.where if spec.dag is not None or not e.where or e.where[0] != "run" else ()
+        # A DAG that comes from another file is reported at the top of this one.
+        where = () if dag_where is None and e.where[:1] == ("run",) else e.where
         return None, [at(where, str(e), e.stage)]
     return Checked(effective, compiled), []
 

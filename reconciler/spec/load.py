@@ -54,6 +54,16 @@ class Parsed:
         return self.spec is not None and not self.errors
 
 
+# Top-level keys of a file with a `kind`: Polyaxon reads them as "sections", camelCase only
+# (`hubRef`, not `hub_ref`), although every model below the top level, and a file without a
+# `kind`, take both spellings. snake_case spelling -> section.
+SNAKE_SECTIONS = {
+    name: field.alias
+    for name, field in Polyaxonfile.model_fields.items()
+    if field.alias is not None and field.alias != name
+}
+
+
 def looks_like_polyaxonfile(value: Any) -> bool:
     if not isinstance(value, dict):
         return False
@@ -199,17 +209,27 @@ def parse_document(path: str, data: bytes | str) -> tuple[Document | None, list[
     return document, []
 
 
-def load_value(path: str, document: Document, value: Any, *, prefix: tuple[Any, ...] = ()) -> Parsed:
-    """Validate an already parsed mapping (a whole file, or an entry inside one) into a model."""
+def load_value(
+    path: str, document: Document, value: Any, *, prefix: tuple[Any, ...] = (), check_sections: bool = True
+) -> Parsed:
+    """Validate an already parsed mapping (a whole file, or an entry inside one) into a model.
+
+    `check_sections`: apply the rules of a file read on its own (camelCase sections); a file read
+    through a reference (pathRef, hubRef, urlRef) is read as a plain model, as Polyaxon does.
+    """
     result = Parsed(path, document)
     if not isinstance(value, dict):
         result.errors.append(_at(path, document.locate(prefix), "expected a polyaxonfile mapping"))
         return result
-    if ("version" in value and not isinstance(value["version"], (int, float))) or isinstance(
-        value.get("version"), bool
-    ):
-        result.errors.append(_at(path, document.locate((*prefix, "version")), "version must be a number, e.g. 1.1"))
-        return result
+    if check_sections and value.get("kind") is not None:
+        for key in value:
+            if key in SNAKE_SECTIONS:
+                message = (
+                    f"unknown section {key!r}: at the top level of a file with a kind, write {SNAKE_SECTIONS[key]!r}"
+                )
+                result.errors.append(_at(path, document.locate((*prefix, key), key=True), message))
+        if result.errors:
+            return result
     try:
         result.spec = Polyaxonfile.model_validate(value)
     except ValidationError as e:
@@ -219,9 +239,9 @@ def load_value(path: str, document: Document, value: Any, *, prefix: tuple[Any, 
     return result
 
 
-def load(path: str, data: bytes | str) -> Parsed:
-    """Parse stage for one file."""
+def load(path: str, data: bytes | str, *, referenced: bool = False) -> Parsed:
+    """Parse stage for one file; `referenced` when it is read as the target of a reference."""
     document, errors = parse_document(path, data)
     if errors or document is None:
         return Parsed(path, document, None, errors)
-    return load_value(path, document, document.value)
+    return load_value(path, document, document.value, check_sections=not referenced)

@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
+    BeforeValidator,
     Field,
     PositiveInt,
     StrictFloat,
@@ -161,6 +162,7 @@ class GeomSpace(LinSpace):
 class Uniform(_Range):
     KEYS = ("low", "high", "size")
     REQUIRED = 2
+    ORDERED = False  # distributions take any low and high (Polyaxon's Dist)
     low: float
     high: float
     size: int | None = None
@@ -169,6 +171,7 @@ class Uniform(_Range):
 class QUniform(_Range):
     KEYS = ("low", "high", "q", "size")
     REQUIRED = 3
+    ORDERED = False
     low: float
     high: float
     q: StrictIntOrFloat | float
@@ -337,11 +340,25 @@ class Tuner(SpecModel):
 PositiveIntOrRef = Union[PositiveInt, Ref]
 
 
+def _compared_with_one(value: Any) -> Any:
+    # Polyaxon checks `value < 1` on these fields before any conversion, so a string fails there,
+    # a quoted number ("5") and a reference ("{{ n }}") alike.
+    if isinstance(value, str) and value:
+        raise ValueError(f"expected a whole number, not text ({value!r}): Polyaxon takes no quotes or references here")
+    return value
+
+
+# numRuns, maxIterations and concurrency of grid, random, tpe and iterative matrices: lax integers
+# (5.0 and true are fine) that must not be strings; mapping's concurrency is compared after
+# conversion, so "5" is fine there and only a reference fails.
+CountedPositiveInt = Annotated[PositiveInt, BeforeValidator(_compared_with_one)]
+
+
 class GridSearch(SpecModel):
     kind: Literal["grid"] = "grid"
     params: HpParams | Ref
-    num_runs: PositiveIntOrRef | None = None
-    concurrency: PositiveIntOrRef | None = None
+    num_runs: CountedPositiveInt | None = None
+    concurrency: CountedPositiveInt | None = None
     early_stopping: EarlyStoppingList | None = None
 
     @field_validator("params")
@@ -357,16 +374,16 @@ class GridSearch(SpecModel):
 class RandomSearch(SpecModel):
     kind: Literal["random"] = "random"
     params: HpParams | Ref
-    num_runs: PositiveIntOrRef
+    num_runs: CountedPositiveInt
     seed: StrictInt | Ref | None = None
-    concurrency: PositiveIntOrRef | None = None
+    concurrency: CountedPositiveInt | None = None
     early_stopping: EarlyStoppingList | None = None
 
 
 class Mapping(SpecModel):
     kind: Literal["mapping"] = "mapping"
     values: list[dict[str, Any]] | Ref
-    concurrency: PositiveIntOrRef | None = None
+    concurrency: PositiveInt | None = None
     early_stopping: EarlyStoppingList | None = None
 
 
@@ -435,9 +452,9 @@ class TPE(SpecModel):
     max_iterations: StrictInt | Ref | None = None
     metric: OptimizationMetric
     params: HpParams | Ref
-    num_runs: PositiveIntOrRef
+    num_runs: CountedPositiveInt
     seed: StrictInt | Ref | None = None
-    concurrency: PositiveIntOrRef | None = None
+    concurrency: CountedPositiveInt | None = None
     tuner: Tuner | None = None
     early_stopping: EarlyStoppingList | None = None
 
@@ -445,9 +462,9 @@ class TPE(SpecModel):
 class Iterative(SpecModel):
     kind: Literal["iterative"] = "iterative"
     params: HpParams | Ref | None = None
-    max_iterations: PositiveIntOrRef
+    max_iterations: CountedPositiveInt
     seed: StrictInt | Ref | None = None
-    concurrency: PositiveIntOrRef | None = None
+    concurrency: CountedPositiveInt | None = None
     tuner: Tuner | None = None
     early_stopping: EarlyStoppingList | None = None
 

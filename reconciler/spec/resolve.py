@@ -61,7 +61,7 @@ class Resolver:
         self.touched.add(path)
         if data is None:
             return None
-        parsed = load(path, data)
+        parsed = load(path, data, referenced=True)
         self._cache[path] = parsed
         return parsed
 

@@ -1,14 +1,14 @@
 """The whole pipeline for a set of files: parse -> resolve -> check/compile, with located errors.
 
 Also the checks that need more than one file: event refs (`ops.<name>`) outside a DAG must name an
-operation among the files validated together (in the daemon: the repo), and subscriptions must not
-form a cycle.
+operation among the files validated together (in the daemon: the repo; for files named one by one,
+an operation none of them defines is a warning), and subscriptions must not form a cycle.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,10 +80,17 @@ def _event_refs(result: FileResult) -> list[tuple[str, tuple[Any, ...]]]:
     return [(e.ref, ("events", i, "ref")) for i, e in enumerate(spec.events)]
 
 
-def check_event_refs(results: Iterable[FileResult]) -> None:
-    """Event refs outside a DAG must name an operation validated alongside, without cycles."""
+def check_event_refs(results: Iterable[FileResult], *, partial: Collection[str] = ()) -> None:
+    """Event refs outside a DAG must name an operation validated alongside, without cycles.
+
+    `results` should be a whole repository (the daemon, `plan`, `validate DIR`): a ref to an
+    operation none of them defines is an error. The paths in `partial` were validated without the
+    rest of their repository (`validate FILE`), so the operation they name may live in a file that
+    was not given: for them that is a warning naming the operation, not an error.
+    """
     results = [r for r in results if r.valid]
     names = {r.op_name: r for r in results}
+    partial = set(partial)
     graph: dict[str, set[str]] = {}
     for result in results:
         for ref, where in _event_refs(result):
@@ -94,7 +101,14 @@ def check_event_refs(results: Iterable[FileResult]) -> None:
                 continue
             target = ref[4:]
             if target not in names:
-                result.errors.append(_at(result, where, f"event ref {ref!r} names no operation in this repository"))
+                if result.path in partial:
+                    message = (
+                        f"event ref {ref!r}: no operation {target!r} among the files given; "
+                        "not checked (it may live in another file: validate the whole directory to check it)"
+                    )
+                    result.warnings.append(_at(result, where, message))
+                else:
+                    result.errors.append(_at(result, where, f"event ref {ref!r} names no operation in this repository"))
                 continue
             if target == result.op_name:
                 result.errors.append(_at(result, where, f"operation {target!r} subscribes to its own events"))
@@ -150,5 +164,6 @@ def validate_paths(
             results.append(FileResult(path, errors=[Located(path, None, None, "no such file", "parse")]))
             continue
         results.append(validate_file(path, data, resolver, require_signature=require))
-    check_event_refs(results)
+    # Files named one by one may subscribe to operations in files that were not named.
+    check_event_refs(results, partial=explicit)
     return results

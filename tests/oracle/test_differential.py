@@ -2,14 +2,18 @@
 
 Hypothesis generates operations (valid ones and mutated ones) from the parts of the spec that
 carry most of the semantics: inputs and their types, params, patch strategies, shortcuts, run
-patches, termination, schedules and matrices. For each, our verdict must equal the oracle's,
-unless the case is one of the documented intentional differences; for operations both accept,
-the composed `run` section must be the same.
+patches, termination, schedules and matrices; and, from the rule tables of
+tests/unit/spec/rules.py, every numeric field with quoted, fractional, boolean and referenced
+values, snake_case spellings of keys at every level, param references of every form, joins and
+event refs. For each, our verdict must equal the oracle's, unless the case is one of the
+documented intentional differences; for operations both accept, the composed `run` section must
+be the same.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ from hypothesis import strategies as st
 
 from reconciler.spec import validate_paths
 from tests.oracle.oracle import Oracle, available
+from tests.unit.spec import rules
 
 pytestmark = pytest.mark.oracle
 
@@ -192,8 +197,121 @@ def dag(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def known_difference(spec: dict[str, Any]) -> bool:
-    """The documented intentional differences (KNOWN_DIFFERENCES.md) that this generator can hit."""
+    """The documented intentional differences (KNOWN_DIFFERENCES.md) that these generators can hit."""
+    schedule = spec.get("schedule")
+    if isinstance(schedule, dict):
+        max_runs, frequency = schedule.get("maxRuns"), schedule.get("frequency")
+        if isinstance(max_runs, int) and not isinstance(max_runs, bool) and max_runs < 1:
+            return True
+        if isinstance(frequency, (int, float)) and not isinstance(frequency, bool) and frequency <= 0:
+            return True
+    events = spec.get("events")
+    if isinstance(events, list):
+        refs = [e.get("ref") for e in events if isinstance(e, dict)]
+        if any(isinstance(r, str) and not r.startswith(("ops.", "runs.")) for r in refs):
+            return True
+        if spec.get("name") and f"ops.{spec['name']}" in refs:
+            return True  # subscribes to its own events: a cycle of one
     return False
+
+
+# --- rows of the rule tables (tests/unit/spec/rules.py) --------------------------------------------
+
+Case = tuple[dict[str, Any], dict[str, Any]]  # the file, and other files beside it
+
+SCALARS = st.one_of(
+    st.sampled_from(rules.VALUES),
+    st.integers(-3, 100),
+    st.floats(-3, 100, allow_nan=False).map(lambda f: round(f, 2)),
+    st.integers(-3, 100).map(str),
+    st.sampled_from([None, [3], {"a": 1}, "", " 3", "3e2", "{{ params.n }}", False, "inf"]),
+)
+
+
+@st.composite
+def scalar_case(draw: st.DrawFn) -> Case:
+    rule = draw(st.sampled_from(rules.SCALAR_RULES))
+    return rules.fill(rule.doc, draw(SCALARS)), {}
+
+
+@st.composite
+def casing_case(draw: st.DrawFn) -> Case:
+    if draw(st.booleans()):
+        rule = draw(st.sampled_from(rules.CASING_RULES))
+        return rule.doc, rule.files
+    doc = draw(st.sampled_from(rules.NESTED_CASING_DOCS))
+    variants = rules.nested_snake_cases(doc)
+    _, variant = draw(st.sampled_from(variants))
+    return variant, {}
+
+
+REFS = st.sampled_from(
+    ["dag", "ops.a", "ops.b", "ops.zz", f"runs.{rules.RUN_UUID}", "runs.nope", "ops", "runs", "ops.a.b", "foo.a", ""]
+)
+VALUE_PARTS = st.sampled_from(["inputs", "outputs", "io", "artifacts", "globals", "out", "art", "i", "d", "uuid", "x"])
+
+
+@st.composite
+def ref_value(draw: st.DrawFn) -> Any:
+    value = ".".join(draw(st.lists(VALUE_PARTS, min_size=1, max_size=4)))
+    shape = draw(st.sampled_from(["plain", "plain", "template", "spaced", "other"]))
+    if shape == "template":
+        return "{{ " + value + " }}"
+    if shape == "spaced":
+        return value.replace(".", ". ", 1)
+    if shape == "other":
+        return draw(st.sampled_from([3, None, "", {"files": ["a"]}]))
+    return value
+
+
+@st.composite
+def param_case(draw: st.DrawFn) -> Case:
+    where = draw(st.sampled_from(["top", "dag"]))
+    io = draw(st.sampled_from(["input", "output", "context"]))
+    ref = draw(st.one_of(st.none(), REFS))
+    return rules.param_doc(where, io, ref, draw(ref_value())), {}
+
+
+@st.composite
+def join_case(draw: st.DrawFn) -> Case:
+    inputs = []
+    declared = draw(st.sampled_from(["none", "int", "int-list", "artifacts"]))
+    if declared != "none":
+        io: dict[str, Any] = {"name": "a", "type": declared.split("-")[0]}
+        if declared.endswith("list"):
+            io["isList"] = True
+        inputs.append(io)
+    join: dict[str, Any] = {"query": "metrics.loss: <0.5"}
+    params = draw(st.sampled_from(["mapping", "mapping", "none", "ref"]))
+    if params == "mapping":
+        join["params"] = {"a": {"value": draw(ref_value())}}
+    elif params == "ref":
+        join["params"] = "{{ join_params }}"
+    op: dict[str, Any] = {"kind": "operation", "component": {"inputs": inputs, "run": rules.JOB}, "joins": [join]}
+    if draw(st.integers(0, 4)) == 0:
+        op["params"] = {"a": 1}
+    return op, {}
+
+
+@st.composite
+def event_case(draw: st.DrawFn) -> Case:
+    ref = draw(st.sampled_from(["ops.train", "ops.evaluate", "ops.x.y", f"runs.{rules.RUN_UUID}", "runs.x", "train"]))
+    return rules.subscriber("evaluate", ref), {}
+
+
+@st.composite
+def dag_template_case(draw: st.DrawFn) -> Case:
+    """A DAG op whose param templates an upstream op's output: an edge, as a ref is."""
+    template = "{{ ops.a.outputs.out }}" if draw(st.booleans()) else "{{ globals.uuid }}"
+    a = {"name": "a", "component": {"outputs": [{"name": "out", "type": "int"}], "run": rules.JOB}}
+    b = {
+        "name": "b",
+        "component": {"inputs": [{"name": "x", "type": "int"}], "run": rules.JOB},
+        "params": {"x": template},
+    }
+    if draw(st.booleans()):
+        b["dependencies"] = ["a"]
+    return {"kind": "operation", "component": {"run": {"kind": "dag", "operations": [a, b]}}}, {}
 
 
 def strip(value: Any) -> Any:
@@ -219,14 +337,17 @@ def _camel(key: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
-@settings(
+EXAMPLES = settings(
     max_examples=int(os.environ.get("ORACLE_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(spec=st.one_of(operation(), dag()))
-def test_same_verdict_and_compiled_run(spec: dict[str, Any], oracle: Oracle, tmp_path: Path) -> None:
-    path = tmp_path / "op.yaml"
+
+
+def same_verdict_and_compiled_run(oracle: Oracle, folder: Path, spec: dict[str, Any], files: dict[str, Any]) -> None:
+    for name, content in files.items():
+        (folder / name).write_text(rules.dump(content))
+    path = folder / "op.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     theirs = oracle.verdict(str(path))
     [ours] = validate_paths([str(path)])
@@ -236,4 +357,20 @@ def test_same_verdict_and_compiled_run(spec: dict[str, Any], oracle: Oracle, tmp
         f"oracle: {theirs['error']}\nours: {[str(e) for e in ours.errors]}\nspec:\n{path.read_text()}"
     )
     if ours.valid and ours.checked is not None and "compiled" in theirs:
-        assert strip(camel(theirs["compiled"]["run"])) == strip(ours.checked.effective["run"]), path.read_text()
+        # Both sides camelCased: Polyaxon emits Kubernetes objects by alias, we keep them as
+        # written and camelCase them when rendering (reconciler/render/objects.py).
+        assert strip(camel(theirs["compiled"]["run"])) == strip(camel(ours.checked.effective["run"])), path.read_text()
+
+
+@EXAMPLES
+@given(spec=st.one_of(operation(), dag()))
+def test_same_verdict_and_compiled_run(spec: dict[str, Any], oracle: Oracle, tmp_path: Path) -> None:
+    same_verdict_and_compiled_run(oracle, tmp_path, spec, {})
+
+
+@EXAMPLES
+@given(case=st.one_of(scalar_case(), casing_case(), param_case(), join_case(), event_case(), dag_template_case()))
+def test_rule_rows_same_verdict_and_compiled_run(case: Case, oracle: Oracle, tmp_path: Path) -> None:
+    spec, files = case
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    same_verdict_and_compiled_run(oracle, folder, spec, files)

@@ -14,9 +14,9 @@ from tests.integration.orchestration.helpers import Daemon
 M = dt.timedelta(minutes=1)
 
 
-def component(inputs: str = "[]") -> str:
+def component(inputs: str = "[]", outputs: str = "[{name: loss, type: float, isOptional: true}]") -> str:
     return (
-        "{inputs: " + inputs + ", outputs: [{name: loss, type: float, isOptional: true}],"
+        "{inputs: " + inputs + ", outputs: " + outputs + ","
         " run: {kind: job, container: {image: busybox, command: [echo, hi]}}}"
     )
 
@@ -36,7 +36,7 @@ component:
         component: {component()}
       - name: evaluate
         params: {{loss: {{ref: ops.train, value: outputs.loss}}}}
-        component: {component("[{name: loss, type: float}]")}
+        component: {component("[{name: loss, type: float}]", outputs="[]")}
 """
 
 PARALLEL = f"""

@@ -26,7 +26,7 @@ FILES = {
     "ops/a.yaml": "version: 1.1\nkind: operation\nname: a\n" + JOB,
     "ops/b.yaml": "version: 1.1\nkind: operation\nname: b\n"
     "events: [{kinds: [run_status_succeeded], ref: ops.a}]\n"
-    "params: {loss: {ref: ops.a, value: outputs.loss}}\n" + JOB,
+    'params: {loss: "{{ ops.a.outputs.loss }}"}\n' + JOB,
     "ops/c.yaml": "version: 1.1\nkind: operation\nname: c\nevents: [{kinds: [run_status_done], ref: ops.b}]\n" + JOB,
 }
 

@@ -77,3 +77,47 @@ def test_event_chain_is_valid(tmp_path: Path) -> None:
     write(tmp_path, "b.yaml", JOB.format(name="b") + sub.format(other="a"))
     write(tmp_path, "c.yaml", JOB.format(name="c") + sub.format(other="b"))
     assert all(r.valid for r in validate_paths([str(tmp_path)]))
+
+
+SUBSCRIBER = JOB.format(name="evaluate") + "events:\n- kinds: [run_status_succeeded]\n  ref: ops.train\n"
+
+
+def test_event_ref_to_an_op_in_a_file_not_given_is_a_warning_naming_it(tmp_path: Path) -> None:
+    # `validate FILE`: `train` may live in a file of the repo that was not named.
+    path = write(tmp_path, "evaluate.yaml", SUBSCRIBER)
+    [result] = validate_paths([path])
+    assert result.valid
+    [warning] = result.warnings
+    assert (warning.line, warning.column) == (7, 8)
+    assert "'train'" in warning.message and "not checked" in warning.message
+
+
+def test_event_ref_to_an_op_in_another_named_file_is_checked(tmp_path: Path) -> None:
+    path = write(tmp_path, "evaluate.yaml", SUBSCRIBER)
+    other = write(tmp_path, "train.yaml", JOB.format(name="train"))
+    results = validate_paths([path, other])
+    assert all(r.valid and not r.warnings for r in results)
+
+
+def test_event_ref_is_an_error_when_the_whole_repo_is_given(tmp_path: Path) -> None:
+    # `validate DIR`, and the daemon and `plan`, which compile the whole repository.
+    write(tmp_path, "evaluate.yaml", SUBSCRIBER)
+    [result] = validate_paths([str(tmp_path)])
+    assert not result.valid and not result.warnings
+    assert "ops.train" in result.errors[0].message
+
+
+def test_whole_repo_compile_keeps_the_error() -> None:
+    from reconciler.spec import Resolver, check_event_refs, validate_file
+
+    result = validate_file("evaluate.yaml", textwrap.dedent(SUBSCRIBER).encode(), Resolver())
+    check_event_refs([result])
+    assert not result.valid
+    assert "names no operation in this repository" in result.errors[0].message
+
+
+def test_event_ref_forms_other_than_ops_and_runs_stay_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, "evaluate.yaml", SUBSCRIBER.replace("ops.train", "train"))
+    [result] = validate_paths([path])
+    assert not result.valid
+    assert "must be ops.<name> or runs.<uuid>" in result.errors[0].message

@@ -87,3 +87,16 @@ def test_hub_refs_from_hub_dir(tmp_path: Path) -> None:
     op.write_text("kind: operation\nhubRef: trainer:v2\n")
     code, out, _ = invoke("--hub-dir", str(tmp_path / "hub"), str(op))
     assert code == 1 and "does not exist" in out
+
+
+def test_unchecked_event_ref_warning_prints_without_v_and_keeps_exit_zero(tmp_path: Path) -> None:
+    path = tmp_path / "evaluate.yaml"
+    subscriber = GOOD.replace("name: train", "name: evaluate")
+    path.write_text(subscriber + "events:\n- {kinds: [run_status_done], ref: ops.train}\n")
+    code, out, _ = invoke(str(path))
+    assert code == 0
+    [line] = [line for line in out.splitlines() if line.endswith("[warning]")]
+    assert line.startswith(f"{path}:7:") and "'train'" in line
+    code, out, _ = invoke("--format", "json", str(path))
+    assert code == 0
+    assert json.loads(out) == {"path": str(path), "valid": True, "errors": []}
