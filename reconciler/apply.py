@@ -87,6 +87,10 @@ class StatusReporter(Protocol):
         ...
 
 
+class RunNotStarted(Exception):
+    """The backend refused a run for good; it is recorded so, and the plan counts a failure."""
+
+
 @dataclass
 class ApplyResult:
     counts: Counter[str] = field(default_factory=Counter)
@@ -187,8 +191,8 @@ class Applier:
 
     def create(
         self, request: RunRequest, now: datetime, *, parent: str | None = None, status: Status = Status.CREATED
-    ) -> bool:
-        """Record then start a run; False when it already existed (nothing done twice).
+    ) -> str | None:
+        """Record then start a run (nothing done twice); returns why it could not be started, if so.
 
         A run recorded earlier but never started (a crash between the two steps, or a run the
         orchestrator recorded in its own transaction) is started now.
@@ -197,26 +201,32 @@ class Applier:
             run, new = self.record(request, now, session=tx, parent=parent, status=status)
         self._wake()
         if new or (run.backend_ref is None and run.status in (Status.CREATED, Status.ON_SCHEDULE)):
-            self.start(request, now)
-        return new
+            return self.start(request, now)
+        return None
 
-    def start(self, run: RunRequest, now: datetime) -> None:
+    def start(self, run: RunRequest, now: datetime) -> str | None:
+        """Hand a recorded run to its backend (or expand it); returns why it could not start.
+
+        A backend's permanent refusal (a missing operator, an invalid object) is recorded on the
+        run as its final status and returned; a transient one propagates to be retried."""
         if is_orchestrated(run):
             if self.orchestration is None:
-                self._fail(run.name, Status.UNSCHEDULABLE, "NoOrchestrator", "DAGs and matrices need the daemon", now)
-                return
+                why = "DAGs and matrices need the daemon"
+                self._fail(run.name, Status.UNSCHEDULABLE, "NoOrchestrator", why, now)
+                return why
             work = self.orchestration.start(run, now)
             self.store.set_backend_ref(run.name, ORCHESTRATED, now)
             self.apply_work(work, now)
-            return
+            return None
         if not run.project and self.project_of is not None:
             run = dataclasses.replace(run, project=self.project_of(run.op.repo))
         try:
             ref = self.backend.submit(run)
         except PermanentBackendError as e:
             self._fail(run.name, Status(e.status or "failed"), type(e).__name__, str(e), now)
-            return
+            return f"{e.status or 'failed'}: {e}"
         self.store.set_backend_ref(run.name, ref, now)
+        return None
 
     def stop(self, run_name: str) -> None:
         """Ask a run to stop. A DAG or matrix has no backend object: it is recorded stopped, and
@@ -234,6 +244,8 @@ class Applier:
 
     def logs(self, run_name: str, tail: int | None = None) -> str:
         """The run's logs as its backend keeps them; LookupError for a run it does not know."""
+        if self.store.run(run_name) is None:
+            raise LookupError(f"no run named {run_name}")
         try:
             return self.backend.logs(run_name, tail)
         except BackendError as e:
@@ -326,6 +338,10 @@ class Applier:
                 self._apply_one(action, desired, now)
             except TransientBackendError:
                 raise  # the whole reconcile is retried with backoff; what was done stays done
+            except RunNotStarted as e:
+                log.warning("applying %s %s failed: %s", action.action.value, action.op, e)
+                result.failures.append((f"{action.action.value} {action.op}", str(e)))
+                continue
             except Exception as e:  # one operation's failure never stops the others
                 log.exception("applying %s %s failed", action.action.value, action.op)
                 result.failures.append((f"{action.action.value} {action.op}", f"{type(e).__name__}: {e}"))
@@ -336,7 +352,9 @@ class Applier:
     def _apply_one(self, action: Action, desired: DesiredState, now: datetime) -> None:
         kind = action.action
         if kind is ActionKind.CREATE and action.run is not None:
-            self.create(action.run, now)
+            problem = self.create(action.run, now)
+            if problem is not None:
+                raise RunNotStarted(f"{action.run.name} {problem}")
         elif kind is ActionKind.UPDATE and action.run is not None:
             self.backend.apply(action.run)
             self.store.update_run_spec(

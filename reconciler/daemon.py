@@ -18,6 +18,7 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -427,10 +428,15 @@ class Daemon:
             )
             return
         finally:
-            self.metrics.queue_depth.set(self.queue.depth)
+            self._gauge_queue()
         self.queue.forget(item)
         if again is not None and not self._stop.is_set():
             self.queue.add_after(item, again)
+
+    def _gauge_queue(self) -> None:
+        waiting = Counter(KIND.get(type(i), "other") for i in self.queue.ready())
+        for kind in KIND.values():
+            self.metrics.queue_depth.labels(kind=kind).set(waiting.get(kind, 0))
 
     def _handle_reconcile(self, item: ReconcileRepo) -> float | None:
         state = self.repos.get(item.repo)

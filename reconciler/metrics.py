@@ -26,7 +26,12 @@ class Metrics:
             registry=r,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
-        self.queue_depth = Gauge("reconciler_workqueue_depth", "Keys waiting in the work queue.", registry=r)
+        self.queue_depth = Gauge(
+            "reconciler_workqueue_depth",
+            "Work items ready and waiting for a worker, by kind (reconcile, pull_request, ticks, ...).",
+            ["kind"],
+            registry=r,
+        )
         self.queue_retries = Counter(
             "reconciler_workqueue_retries_total", "Requeues after a failure.", ["repo"], registry=r
         )

@@ -163,9 +163,15 @@ class WorkQueue:
 
     @property
     def depth(self) -> int:
-        """Ready plus delayed keys: what the daemon reports as queue depth."""
+        """Ready plus delayed keys."""
         with self._cond:
             return len(self._queue) + len(self._waiting)
+
+    def ready(self) -> list[Hashable]:
+        """The keys ready for a worker, in order (a copy)."""
+        with self._cond:
+            self._promote_due()
+            return list(self._queue)
 
     def processing(self) -> int:
         with self._cond:

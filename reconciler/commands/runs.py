@@ -147,8 +147,11 @@ def logs(name: str, config: ConfigOption = None, tail: Annotated[int | None, typ
     if settings.backend == "local":
         from reconciler.backends.local.backend import STATE_SUBDIR
 
-        log_file = Path(settings.data_dir) / STATE_SUBDIR / name / "stdout.log"
-        if log_file.exists():
+        root = Path(settings.data_dir) / STATE_SUBDIR
+        # local-runs/<daemon instance>/<run>/, or local-runs/<run>/ for runs of older releases
+        found = [*root.glob(f"*/{name}/stdout.log"), root / name / "stdout.log"] if "/" not in name else []
+        log_file = next((f for f in found if f.is_file()), root / "-")
+        if log_file.is_file():
             lines = log_file.read_text(errors="replace").splitlines(keepends=True)
             typer.echo("".join(lines[-tail:] if tail else lines), nl=False)
             return

@@ -383,16 +383,19 @@ def decide(
     if latest is not None:
         assert first is not None
         handled_until = latest
-        reason = (
-            f"older than the starting deadline ({int(starting_deadline.total_seconds())}s) when the scheduler "
-            "looked; only the most recent due tick may run"
-        )
-        if capped or now - latest > starting_deadline:
+        deadline = int(starting_deadline.total_seconds())
+        age = int((now - latest).total_seconds())
+        if capped:
+            reason = f"more than {MAX_COUNTED_MISSED} ticks were due at once; none of them runs"
+            missed = Missed(first, latest, count, reason)
+        elif now - latest > starting_deadline:
+            reason = f"the most recent was {age}s overdue, past the starting deadline ({deadline}s)"
             missed = Missed(first, latest, count, reason)
         else:
             fire = latest
             if count > 1:
                 assert before_latest is not None
+                reason = "only the most recent due tick runs on catch-up, never a burst"
                 missed = Missed(first, before_latest, count - 1, reason)
 
     skipped: Skipped | None = None

@@ -67,6 +67,23 @@ def test_sync_converged_then_invalid(
     assert len(daemon.cli_json("runs", "list")) == 1, "an invalid file starts nothing and stops nothing"
 
 
+def test_a_run_the_backend_refuses_fails_the_sync(
+    migrated: str, daemons: MakeDaemon, git_repo_factory: GitRepoFactory
+) -> None:
+    """A create the backend refuses for good (a distributed kind with the local backend) is a
+    failed action: `sync` exits 1 and says why, and the run is recorded unschedulable."""
+    tfjob = "version: 1.1\nkind: operation\nname: dist\ncomponent:\n  run:\n    kind: tfjob\n" + (
+        "    worker: {replicas: 2, container: {image: tensorflow/tensorflow}}\n"
+    )
+    git = git_repo_factory.create("models", {"ops/dist.yaml": tfjob})
+    daemon = daemons([{"name": REPO, "url": git.file_url}], migrated)
+    done = sync(daemon)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "✗ create models:ops/dist.yaml#dist" in done.stdout and "unschedulable" in done.stdout
+    [run] = daemon.cli_json("runs", "list")
+    assert run["status"] == "unschedulable"
+
+
 def test_second_sync_records_what_the_first_started(
     migrated: str, daemons: MakeDaemon, git_repo_factory: GitRepoFactory, tmp_path: Path
 ) -> None:

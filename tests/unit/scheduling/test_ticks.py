@@ -382,3 +382,18 @@ def test_naive_now_is_an_error() -> None:
         decide(
             cron("* * * * *"), now=dt.datetime(2024, 1, 1), registered_at=at(2024, 1, 1), last_tick=None, runs_so_far=0
         )
+
+
+def test_missed_ticks_say_why_they_were_missed() -> None:
+    """Ticks skipped on catch-up are not "older than the deadline": only the latest runs."""
+    spec = cron("*/5 * * * *")
+    reg = at(2024, 6, 1, 8)
+    d = decide(spec, now=at(2024, 6, 1, 8, 16), registered_at=reg, last_tick=reg, runs_so_far=0)
+    assert d.fire == at(2024, 6, 1, 8, 15)
+    assert d.missed is not None and d.missed.count == 2
+    assert d.missed.reason == "only the most recent due tick runs on catch-up, never a burst"
+    daily = cron("0 8 * * *")
+    start = at(2024, 6, 1, 7)
+    late = decide(daily, now=at(2024, 6, 1, 10), registered_at=start, last_tick=start, runs_so_far=0)
+    assert late.fire is None and late.missed is not None
+    assert late.missed.reason == "the most recent was 7200s overdue, past the starting deadline (3600s)"
