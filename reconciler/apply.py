@@ -36,6 +36,7 @@ from reconciler.model import (
     RunRequest,
     StatusTransition,
 )
+from reconciler.model import run_name as run_name_of
 from reconciler.orchestration import Work
 from reconciler.orchestration.specs import container_of
 from reconciler.orchestration.tree import ORCHESTRATED
@@ -228,6 +229,29 @@ class Applier:
         self.store.set_backend_ref(run.name, ref, now)
         return None
 
+    def retry(self, run_name: str, now: datetime) -> str:
+        """Run a finished run again, as a new run of the same operation and spec (cause `retry`,
+        cause id `retry:<first run>:<n>`); returns the new run's name. LookupError for an unknown
+        run, ValueError for one that is not done yet."""
+        run = self.store.run(run_name)
+        if run is None:
+            raise LookupError(f"no run named {run_name}")
+        if not is_done(run.status):
+            raise ValueError(f"run {run_name} is {run.status}: only a finished run can be retried")
+        original = self.store.request_of(run)
+        root = run_name
+        if run.cause == Cause.RETRY and run.cause_id.count(":") == 2:
+            root = run.cause_id.split(":")[1]  # a retry of a retry follows the same first run
+        base = self.store.run(root) or run
+        cause_id = f"retry:{root}:{self.store.retries_of(base) + 1}"
+        request = dataclasses.replace(
+            original, name=run_name_of(original.op, original.spec_hash, cause_id), cause=Cause.RETRY, cause_id=cause_id
+        )
+        problem = self.create(request, now)
+        if problem is not None:
+            log.warning("retry of %s could not start: %s", run_name, problem)
+        return request.name
+
     def stop(self, run_name: str) -> None:
         """Ask a run to stop. A DAG or matrix has no backend object: it is recorded stopped, and
         its active children are stopped in turn (the orchestrator's answer to that transition)."""
@@ -353,6 +377,11 @@ class Applier:
         kind = action.action
         if kind is ActionKind.CREATE and action.run is not None:
             problem = self.create(action.run, now)
+            if problem is not None:
+                raise RunNotStarted(f"{action.run.name} {problem}")
+        elif kind is ActionKind.RETRY and action.run is not None:
+            self.transition(StatusTransition(action.run.name, Status.RETRYING, now, "Retry", action.reason))
+            problem = self.start(action.run, now)
             if problem is not None:
                 raise RunNotStarted(f"{action.run.name} {problem}")
         elif kind is ActionKind.UPDATE and action.run is not None:

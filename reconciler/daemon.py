@@ -131,6 +131,7 @@ class ReconcileResult:
     applied: ApplyResult = field(default_factory=ApplyResult)
     actions: dict[str, int] = field(default_factory=dict)
     plan: list[Action] = field(default_factory=list)  # what was decided, noops included
+    next_retry: datetime | None = None  # the earliest retry of a failed long-running run still to come
 
     @property
     def converged(self) -> bool:
@@ -243,6 +244,7 @@ class Daemon:
         observed = self._observed(name, self.backend.list_owned())
         actions = plan(desired, observed, tracked, now, self.plan_options(config))
         result.plan = actions
+        result.next_retry = min((a.not_before for a in actions if a.not_before is not None), default=None)
         result.applied = self.applier.apply(actions, desired, now)
         for action in actions:
             result.actions[action.action.value] = result.actions.get(action.action.value, 0) + 1
@@ -458,6 +460,10 @@ class Daemon:
         )
         for error in result.invalid[:10]:
             log.warning("invalid: %s", error, extra={"repo": item.repo})
+        if result.next_retry is not None:
+            # A failed long-running run is retried when its backoff ends, not at the next poll.
+            wait = (result.next_retry - self.clock()).total_seconds()
+            return max(1.0, min(state.config.interval, wait))
         return state.config.interval
 
     def _handle_ticks(self, _: FireTicks) -> float:

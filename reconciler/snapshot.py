@@ -22,7 +22,12 @@ def tracked_state(store: Store, repo: str, registrations: Registrations | None =
     """The repo's top-level runs the planner decides on (each operation's newest and every active
     one, never the whole history; pull-request previews belong to their PR and are left out)."""
     runs = []
-    for run, op_key in store.planner_runs(repo):
+    rows = store.planner_runs(repo)
+    reasons = store.last_reasons([run.id for run, _ in rows if run.id is not None])
+    retries = store.count_reasons(
+        [run.id for run, _ in rows if run.id is not None and run.status == "unschedulable"], "Retry"
+    )
+    for run, op_key in rows:
         runs.append(
             TrackedRun(
                 name=run.name,
@@ -33,6 +38,11 @@ def tracked_state(store: Store, repo: str, registrations: Registrations | None =
                 created_at=run.created_at,
                 cause=str(run.cause),
                 effective=run.spec,
+                cause_id=run.cause_id,
+                finished_at=run.finished_at,
+                reason=reasons.get(run.id) if run.id is not None else None,
+                updated_at=run.updated_at,
+                retries=retries.get(run.id, 0) if run.id is not None else 0,
             )
         )
     schedules: Mapping[OpKey, Any] = {}

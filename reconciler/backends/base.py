@@ -31,6 +31,14 @@ class PermanentBackendError(BackendError):
         self.status = status
 
 
+class UnsupportedKind(PermanentBackendError):
+    """This backend can never run the kind (an operator kind on the local backend): retrying the
+    run would change nothing, so a failing long-running op is not retried (see `plan`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status="unschedulable")
+
+
 class Backend(Protocol):
     name: str
 

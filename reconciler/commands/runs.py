@@ -177,6 +177,20 @@ def stop(name: str, config: ConfigOption = None) -> None:
     typer.echo(f"stopping {name}")
 
 
+@runs_app.command("retry")
+def retry(name: str, config: ConfigOption = None) -> None:
+    """Run a finished run again (a new run of the same operation and spec, cause `retry`)."""
+    settings = settings_or_exit(config)
+    answer = _api(settings, f"/api/runs/{name}/retry", method="POST")
+    if answer is None:
+        typer.echo(f"error: no daemon answers at {settings.server.host}:{settings.server.port}", err=True)
+        raise typer.Exit(1)
+    if answer[0] != 202:
+        typer.echo(f"error: {answer[1]}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"retrying {name} as {json.loads(answer[1])['retry']}")
+
+
 @ops_app.command("list")
 def list_ops(
     config: ConfigOption = None,

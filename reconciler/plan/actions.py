@@ -30,6 +30,7 @@ class ActionKind(StrEnum):
     SUBSCRIBE = "subscribe"  # new or changed event subscription
     UNSUBSCRIBE = "unsubscribe"
     ADOPT = "adopt"  # ours in the cluster (labels) but not in the DB: record it
+    RETRY = "retry"  # submit again a long-running run the backend could not schedule
     DRIFT = "drift"  # changed or gone in the cluster: re-applied (with `run`) or reported
     INVALID = "invalid"  # the file fails to compile; its operations keep their last good state
 
@@ -55,6 +56,7 @@ class Action:
     spec_hash: str = ""  # the desired spec hash the action converges to (schedules, subscriptions)
     errors: tuple[Located, ...] = ()  # invalid
     observed: ObservedObject | None = None  # adopt; drift reported, not healed (self_heal off)
+    not_before: datetime | None = None  # a noop waiting for this time (the next retry of a failed run)
 
     @property
     def changes_something(self) -> bool:

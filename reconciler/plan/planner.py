@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from reconciler.backoff import Backoff
 from reconciler.model import (
     ANNOTATION_OP_KEY,
     Cause,
@@ -54,6 +55,25 @@ class PlanOptions:
 
     def prune_allowed(self, kind: str) -> bool:
         return self.prune.get(kind, kind in LONG_RUNNING_KINDS)
+
+
+# A long-running run that failed, or could not be scheduled (a missing operator, a name taken by a
+# foreign object), is tried again until it runs: 10 s after the first failure, doubling to 10 min.
+# Each attempt is a run of its own (cause `retry`), so the history shows every one. `stopped` is
+# someone's decision and is never retried; `unknown` is drift (self_heal's business).
+RETRYABLE = frozenset({"failed", "unschedulable"})
+# ...unless the backend said it can never run the run as it is.
+NOT_RETRIED = frozenset({"UnsupportedKind", "NoOrchestrator"})
+RETRY_BACKOFF = Backoff(initial=10.0, cap=600.0)
+
+
+def retry_of(run: TrackedRun) -> tuple[str, int]:
+    """(the run the retries follow, how many retries were made) for a run that may be a retry."""
+    if run.cause == Cause.RETRY.value:
+        parts = run.cause_id.split(":")
+        if len(parts) == 3 and parts[0] == "retry" and parts[1] and parts[2].isdigit():
+            return parts[1], int(parts[2])
+    return run.name, 0
 
 
 def same_hash(a: str, b: str) -> bool:
@@ -96,6 +116,7 @@ _RANK = {
     ActionKind.UPDATE_SCHEDULE: 3,
     ActionKind.CREATE: 4,
     ActionKind.UPDATE: 4,
+    ActionKind.RETRY: 4,
     ActionKind.DRIFT: 5,
     ActionKind.UNSUBSCRIBE: 6,  # nothing new is triggered while removing
     ActionKind.REMOVE_SCHEDULE: 6,
@@ -237,9 +258,16 @@ class _Planner:
         runs = [r for r in self.runs_by_op.get(op.key, []) if r.kind in LONG_RUNNING_KINDS]
         active = [r for r in runs if not r.done]
         live = active[-1] if active else None
+        if live is not None and live.status == "unschedulable" and same_hash(live.spec_hash, op.spec_hash):
+            self.handled.add(live.name)
+            self.resubmit(op, live)
+            return
         if live is None:
             latest = runs[-1] if runs else None
             if latest is not None and same_hash(latest.spec_hash, op.spec_hash):
+                if latest.status in RETRYABLE and latest.reason not in NOT_RETRIED:
+                    self.retry(op, latest)
+                    return
                 self.add(
                     ActionKind.NOOP,
                     op.key,
@@ -287,6 +315,50 @@ class _Planner:
             )
         else:
             self.add(ActionKind.NOOP, op.key, op.kind, f"{live.name} is {live.status} with this spec")
+
+    def resubmit(self, op: DesiredOp, live: TrackedRun) -> None:
+        """An unschedulable long-running run (its operator missing, say) is submitted again, as
+        the same run, once its backoff elapsed: installing the operator is enough to converge."""
+        why = f"{live.name} is unschedulable"
+        if live.reason in NOT_RETRIED:
+            self.add(ActionKind.NOOP, op.key, op.kind, f"{why}: this backend cannot run it ({live.reason})")
+            return
+        attempt = live.retries + 1
+        at = (live.updated_at or live.created_at) + timedelta(seconds=RETRY_BACKOFF.delay(attempt))
+        if at > self.now:
+            self.add(ActionKind.NOOP, op.key, op.kind, f"{why}; retry {attempt} at {at.isoformat()}", not_before=at)
+            return
+        self.add(
+            ActionKind.RETRY,
+            op.key,
+            op.kind,
+            f"{why}; retry {attempt}",
+            run=self.request(op, live.name),
+            target=live.name,
+        )
+
+    def retry(self, op: DesiredOp, latest: TrackedRun) -> None:
+        """Converge a long-running op whose run failed: a new attempt once its backoff elapsed."""
+        root, done = retry_of(latest)
+        attempt = done + 1
+        at = (latest.finished_at or latest.created_at) + timedelta(seconds=RETRY_BACKOFF.delay(attempt))
+        why = f"{latest.name} is {latest.status}"
+        if at > self.now:
+            self.add(ActionKind.NOOP, op.key, op.kind, f"{why}; retry {attempt} at {at.isoformat()}", not_before=at)
+            return
+        cause_id = f"retry:{root}:{attempt}"
+        request = RunRequest(
+            name=run_name(op.key, op.spec_hash, cause_id),
+            op=op.key,
+            kind=op.kind,
+            spec_hash=op.spec_hash,
+            effective=op.effective,
+            cause=Cause.RETRY,
+            cause_id=cause_id,
+            commit=self.desired.commit,
+            namespace=self.options.namespace,
+        )
+        self.add(ActionKind.CREATE, op.key, op.kind, f"{why}; retry {attempt}", run=request)
 
     def scheduled(self, op: DesiredOp) -> None:
         schedule = op.schedule or {}

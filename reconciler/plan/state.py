@@ -33,6 +33,11 @@ class TrackedRun:
     cause: str = "commit"
     # The spec the run was created (or last applied) with, for the field diff of an update.
     effective: Mapping[str, Any] | None = field(default=None, compare=False)
+    cause_id: str = ""
+    finished_at: datetime | None = None
+    reason: str | None = None  # why it entered its current status (e.g. UnsupportedKind)
+    updated_at: datetime | None = None  # when it entered its current status
+    retries: int = 0  # times an unschedulable run was submitted again (history rows with reason Retry)
 
     @property
     def done(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from starlette.requests import Request
@@ -41,6 +42,8 @@ class RunControl(Protocol):
     def logs(self, run_name: str, tail: int | None = None) -> str: ...
 
     def stop(self, run_name: str) -> None: ...
+
+    def retry(self, run_name: str, now: datetime) -> str: ...
 
 
 def api_routes(store: Store, backend: RunControl, on_push: Callable[[str], bool] | None = None) -> list[Route]:
@@ -81,6 +84,16 @@ def api_routes(store: Store, backend: RunControl, on_push: Callable[[str], bool]
         await asyncio.to_thread(backend.stop, name)
         return JSONResponse({"stopping": name}, status_code=202)
 
+    async def retry(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            new = await asyncio.to_thread(backend.retry, name, datetime.now(UTC))
+        except LookupError as e:
+            return JSONResponse({"error": str(e)}, status_code=404)
+        except ValueError as e:
+            return JSONResponse({"error": str(e)}, status_code=409)
+        return JSONResponse({"retry": new, "of": name}, status_code=202)
+
     async def sync(request: Request) -> Response:
         repo = request.path_params["repo"]
         if on_push is None or not on_push(repo):
@@ -92,5 +105,6 @@ def api_routes(store: Store, backend: RunControl, on_push: Callable[[str], bool]
         Route("/api/runs/{name}", show_run),
         Route("/api/runs/{name}/logs", logs),
         Route("/api/runs/{name}/stop", stop, methods=["POST"]),
+        Route("/api/runs/{name}/retry", retry, methods=["POST"]),
         Route("/api/repos/{repo}/sync", sync, methods=["POST"]),
     ]

@@ -7,7 +7,7 @@ import uuid as uuidlib
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, delete, func, insert, or_, select, true, update
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, or_, select, true, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -457,6 +457,49 @@ class RunsMixin(ReposMixin):
                 chunk = wanted[start : start + 500]
                 found += s.execute(select(Run).where(_t(Run).c.name.in_(chunk))).scalars()
         return found
+
+    def last_reasons(self, run_ids: Iterable[int], session: Session | None = None) -> dict[int, str | None]:
+        """Why each run entered its current status (the reason of its last history row)."""
+        wanted = sorted(set(run_ids))
+        sc = _t(StatusChange).c
+        found: dict[int, str | None] = {}
+        with self._read(session) as s:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                last = select(sc.run_id, func.max(sc.seq).label("seq")).where(sc.run_id.in_(chunk)).group_by(sc.run_id)
+                latest = last.subquery()
+                stmt = select(sc.run_id, sc.reason).join(
+                    latest, and_(sc.run_id == latest.c.run_id, sc.seq == latest.c.seq)
+                )
+                found.update({int(run_id): reason for run_id, reason in s.execute(stmt)})
+        return found
+
+    def count_reasons(self, run_ids: Iterable[int], reason: str, session: Session | None = None) -> dict[int, int]:
+        """How many history rows of each run have `reason` (e.g. how often it was retried)."""
+        wanted = sorted(set(run_ids))
+        sc = _t(StatusChange).c
+        found: dict[int, int] = {}
+        with self._read(session) as s:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                stmt = (
+                    select(sc.run_id, func.count()).where(sc.run_id.in_(chunk), sc.reason == reason).group_by(sc.run_id)
+                )
+                found.update({int(run_id): int(n) for run_id, n in s.execute(stmt)})
+        return found
+
+    def retries_of(self, run: Run, session: Session | None = None) -> int:
+        """How many retries (`retry:<run>:<n>`) of `run` were made: the largest n, 0 for none."""
+        r = _t(Run).c
+        prefix = f"retry:{run.name}:"
+        stmt = select(r.cause_id).where(
+            r.operation_id == run.operation_id,
+            r.cause == str(Cause.RETRY),
+            r.cause_id.startswith(prefix, autoescape=True),
+        )
+        with self._read(session) as s:
+            numbers = [c.removeprefix(prefix) for c in s.execute(stmt).scalars()]
+        return max((int(n) for n in numbers if n.isdigit()), default=0)
 
     def unsubmitted_runs(self, session: Session | None = None) -> list[Run]:
         """Runs recorded but never handed to a backend or expanded (a crash between the two steps)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.backends.base import PermanentBackendError
+from reconciler.backends.base import PermanentBackendError, UnsupportedKind
 from reconciler.backends.local.templates import TemplateError, as_text, render_value
 from reconciler.model import RunRequest
 
@@ -138,14 +138,11 @@ def check_kind(kind: str) -> None:
     if kind in PROCESS_KINDS:
         return
     if kind == "dag":
-        raise PermanentBackendError(
-            "DAG runs are orchestrated by the reconciler, not submitted to a backend", status="unschedulable"
-        )
+        raise UnsupportedKind("DAG runs are orchestrated by the reconciler, not submitted to a backend")
     if kind in OPERATOR_KINDS:
-        raise PermanentBackendError(
+        raise UnsupportedKind(
             f"the local backend cannot run {kind} (it needs an operator or several replicas); "
-            "use the kubernetes backend (backend: kubernetes)",
-            status="unschedulable",
+            "use the kubernetes backend (backend: kubernetes)"
         )
     raise PermanentBackendError(f"unknown run kind {kind!r}", status="failed")
 

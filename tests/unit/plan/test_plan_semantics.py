@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
+
 from reconciler.model import ObservedObject, run_name
 from reconciler.plan import (
     Action,
@@ -108,12 +111,60 @@ def test_removed_service_is_deleted_by_default_and_kept_when_prune_is_off() -> N
     assert "left running (prune is off for service)" in off[0].reason
 
 
-def test_finished_service_with_same_spec_is_not_restarted() -> None:
-    tracked = TrackedState(runs=(run("web-1", "web", kind="service", status="failed"),))
+def test_a_stopped_service_with_same_spec_is_not_restarted() -> None:
+    tracked = TrackedState(runs=(run("web-1", "web", kind="service", status="stopped"),))
     actions = plan(desired(op("web", "service")), [], tracked, NOW)
     assert changes(actions) == []
     changed = plan(desired(op("web", "service", tag="b")), [], tracked, NOW)
     assert kinds(changed) == [("create", "web", None)]
+
+
+def test_a_failed_service_is_retried_with_backoff_until_it_runs() -> None:
+    """Convergence: a long-running run that failed or could not be scheduled is tried again after
+    10 s, 20 s, 40 s ... (at most 10 min), each attempt a run of its own (cause retry)."""
+    failed = replace(run("web-1", "web", kind="service", status="failed"), finished_at=NOW - timedelta(seconds=5))
+    waiting = plan(desired(op("web", "service")), [], TrackedState(runs=(failed,)), NOW)
+    assert changes(waiting) == []
+    [noop] = waiting
+    assert noop.not_before == NOW + timedelta(seconds=5) and "retry 1" in noop.reason
+    [first] = changes(plan(desired(op("web", "service")), [], TrackedState(runs=(failed,)), NOW + timedelta(seconds=5)))
+    assert first.action.value == "create" and first.run is not None
+    assert (first.run.cause.value, first.run.cause_id) == ("retry", "retry:web-1:1")
+    # The retry failed too: the next one waits twice as long and follows the same first run.
+    again = replace(
+        run(first.run.name, "web", kind="service", status="failed"),
+        cause="retry",
+        cause_id="retry:web-1:1",
+        finished_at=NOW,
+    )
+    [wait] = plan(desired(op("web", "service")), [], TrackedState(runs=(failed, again)), NOW + timedelta(seconds=19))
+    assert wait.not_before == NOW + timedelta(seconds=20)
+    [second] = changes(
+        plan(desired(op("web", "service")), [], TrackedState(runs=(failed, again)), NOW + timedelta(seconds=20))
+    )
+    assert second.run is not None and second.run.cause_id == "retry:web-1:2"
+
+
+def test_an_unschedulable_service_is_submitted_again_as_the_same_run_with_backoff() -> None:
+    """A missing operator, say: the same run is submitted again (its history counts the retries)
+    until the operator is there; the wait doubles with each retry."""
+    stuck = replace(
+        run("ray-1", "ray", kind="raycluster", status="unschedulable"), updated_at=NOW, retries=2, reason="Retry"
+    )
+    [wait] = plan(desired(op("ray", "raycluster")), [], TrackedState(runs=(stuck,)), NOW + timedelta(seconds=39))
+    assert wait.action.value == "noop" and wait.not_before == NOW + timedelta(seconds=40)
+    [again] = changes(
+        plan(desired(op("ray", "raycluster")), [], TrackedState(runs=(stuck,)), NOW + timedelta(seconds=40))
+    )
+    assert (again.action.value, again.target) == ("retry", "ray-1")
+    assert again.run is not None and again.run.name == "ray-1"
+
+
+def test_a_run_the_backend_can_never_run_is_not_retried() -> None:
+    never = replace(run("ray-1", "ray", kind="raycluster", status="unschedulable"), reason="UnsupportedKind")
+    assert (
+        changes(plan(desired(op("ray", "raycluster")), [], TrackedState(runs=(never,)), NOW + timedelta(hours=1))) == []
+    )
 
 
 def test_drift_is_reapplied_for_services_and_reported_for_jobs() -> None:
