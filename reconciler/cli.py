@@ -1,36 +1,117 @@
-"""The `reconciler` command line. Commands stay thin: the work lives in importable functions."""
+"""The `reconciler` command line. Commands stay thin: the work lives in importable functions.
+
+Each command lives in its own module under `reconciler.commands` and is imported only when it
+runs: `reconciler --help` imports none of them, and `reconciler validate` pays for the spec models
+but never for the Kubernetes client, the database layer or git (a test holds each command to the
+heavy modules it may import). The list below is the one place that names them; the help shown in
+`reconciler --help` is written here too, so listing commands needs no import (a test keeps each
+line equal to its command's own docstring).
+"""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from reconciler import __version__
-from reconciler.commands.daemon import run, sync
-from reconciler.commands.db import app as db_app
-from reconciler.commands.plan import plan
-from reconciler.commands.render import render
-from reconciler.commands.runs import ops_app, runs_app
-from reconciler.commands.schedules import schedules_app
-from reconciler.commands.validate import validate
 
-app = typer.Typer(help="GitOps reconciler for Polyaxon polyaxonfiles.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(runs_app, name="runs")
-app.add_typer(ops_app, name="ops")
-app.add_typer(schedules_app, name="schedules")
+
+@dataclass(frozen=True)
+class Lazy:
+    module: str
+    attribute: str  # a command function, or a Typer app of sub-commands
+    help: str  # the first line of its docstring (or the app's help)
+
+
+COMMANDS: dict[str, Lazy] = {
+    "validate": Lazy(
+        "reconciler.commands.validate",
+        "validate",
+        "Validate polyaxonfiles: `path:line:col: message` per error, exit 1 if any file is invalid.",
+    ),
+    "run": Lazy(
+        "reconciler.commands.daemon",
+        "run",
+        "Run the daemon: poll (and receive webhooks for) each repo, apply changes, until SIGTERM.",
+    ),
+    "sync": Lazy(
+        "reconciler.commands.daemon",
+        "sync",
+        "Reconcile each configured repo once and exit: 0 converged, 1 invalid files or failed actions.",
+    ),
+    "render": Lazy(
+        "reconciler.commands.render",
+        "render",
+        "Print the Kubernetes manifests of polyaxonfiles as multi-document YAML.",
+    ),
+    "plan": Lazy(
+        "reconciler.commands.plan",
+        "plan",
+        "Print what a sync would do: + create, ~ update, - delete, ! invalid, schedules; exit 1 if files are invalid.",
+    ),
+    "db": Lazy("reconciler.commands.db", "app", "Tracking database: migrations and schema revision."),
+    "runs": Lazy("reconciler.commands.runs", "runs_app", "Runs the reconciler started, from the tracking database."),
+    "ops": Lazy("reconciler.commands.runs", "ops_app", "Operations compiled from the repos."),
+    "schedules": Lazy("reconciler.commands.schedules", "schedules_app", "Schedules registered from the repos."),
+}
+
+
+def load(name: str) -> Any:
+    """The click command of `name`, importing its module now."""
+    entry = COMMANDS[name]
+    target = getattr(importlib.import_module(entry.module), entry.attribute)
+    if isinstance(target, typer.Typer):
+        return typer.main.get_group(target)
+    single = typer.Typer()
+    single.command(name)(target)
+    return typer.main.get_command(single)
+
+
+class LazyGroup(TyperGroup):
+    """A group whose commands are imported when they run, not when the program starts."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        if self._listing:
+            # Listing commands in the help only needs their names and one line each.
+            return typer.core.TyperCommand(cmd_name, help=COMMANDS[cmd_name].help)
+        return load(cmd_name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
+app = typer.Typer(
+    cls=LazyGroup,
+    help="GitOps reconciler for Polyaxon polyaxonfiles.",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: importing rich costs more than printing a list
+)
+
+
+@app.callback()
+def _root() -> None:
+    """GitOps reconciler for Polyaxon polyaxonfiles."""
 
 
 @app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
-
-
-app.command()(validate)
-app.command()(run)
-app.command()(sync)
-app.command()(render)
-app.command()(plan)
 
 
 def main() -> None:

@@ -62,7 +62,7 @@ def list_runs(
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
 ) -> None:
     """List runs, newest first. JSON: an array of {name, op, status, cause, commit, created_at, ...}."""
-    from reconciler.server.api import run_row
+    from reconciler.views import run_row
 
     _check_format(output_format)
     store = _store(settings_or_exit(config))
@@ -83,7 +83,7 @@ def list_runs(
 @runs_app.command("show")
 def show_run(name: str, config: ConfigOption = None, output_format: FormatOption = "text") -> None:
     """One run with its status history."""
-    from reconciler.server.api import run_row
+    from reconciler.views import run_row
 
     _check_format(output_format)
     store = _store(settings_or_exit(config))

@@ -9,31 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from reconciler.tracking import Run, Store
-
-
-def run_row(run: Run, op_key: str) -> dict[str, Any]:
-    """A run as `reconciler runs list --format json` and the API show it (the CLI contract)."""
-    return {
-        "name": run.name,
-        "op": op_key,
-        "kind": run.kind,
-        "status": str(run.status),
-        "cause": str(run.cause),
-        "cause_id": run.cause_id,
-        "commit": run.commit_sha,
-        "parent": run.parent,
-        "backend": run.backend,
-        "created_at": run.created_at.isoformat(),
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-    }
+from reconciler.tracking import Store
+from reconciler.views import run_row
 
 
 class RunControl(Protocol):

@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from reconciler.server.api import run_row
 from reconciler.tracking import Store
+from reconciler.views import run_row
 
 _STYLE = (
     "body{font:14px system-ui,sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}"

@@ -53,6 +53,10 @@ class SpecModel(BaseModel):
         populate_by_name=True,
         alias_generator=to_camel,
         arbitrary_types_allowed=True,
+        # Validators are built when a model is first used, not when its class is defined: most of
+        # the ~110 spec models are only ever validated inside their parent's validator, so
+        # building each one on its own at import would double the CLI's start-up.
+        defer_build=True,
     )
 
     def to_dict(self) -> dict[str, Any]:

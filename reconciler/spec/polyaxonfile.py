@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from reconciler.spec import k8s
+from reconciler.spec import runs as _runs
 from reconciler.spec.base import NAME_REGEX, BoolOrRef, FloatOrRef, Ref, SpecModel, StrictIntOrFloat
 from reconciler.spec.io import IO, Param
 from reconciler.spec.matrix import Matrix, _renamed_kinds
@@ -261,7 +262,9 @@ class Polyaxonfile(SpecModel):
         return self.run if isinstance(self.run, Dag) else None
 
 
-Dag.model_rebuild(_types_namespace={"Polyaxonfile": Polyaxonfile})
-Polyaxonfile.model_rebuild()
+# `Dag` (in runs) names `Polyaxonfile`, defined here, which needs `runs`: the name is put where
+# pydantic looks when it first builds the models (their module), instead of building them now
+# with `model_rebuild()` (that would cost every command importing the spec its whole schema).
+_runs.Polyaxonfile = Polyaxonfile  # type: ignore[attr-defined]
 
 __all__ = ["Field", "Polyaxonfile", "ValidationError"]
