@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit e2e oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan postgres bench-tracking
+.PHONY: venv run test lint typecheck unit e2e oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan postgres bench-tracking bench-daemon
 
 venv: $(STAMP)
 
@@ -80,6 +80,10 @@ bench-plan: venv
 ## postgres: PostgreSQL server binaries (Debian package) for the tests' throw-away servers
 postgres:
 	bash scripts/ensure-postgres.sh
+
+## bench-daemon: daemon memory and reconcile time with 10,000 ops and 1, 10, 30 days of runs (flat is the goal)
+bench-daemon: venv
+	$(BIN)/python -m bench.daemon_bench
 
 bench-tracking: venv postgres
 	$(BIN)/python -m bench.tracking_bench

@@ -233,9 +233,9 @@ class Daemon:
             return result
         desired = loaded.desired
         config = loaded.config
-        state.loaded = loaded
+        previous, state.loaded = state.loaded, loaded
         result.invalid = loaded.errors
-        self._record_operations(name, loaded, now)
+        self._record_operations(name, loaded, previous, now)
         observed_all = self.backend.list_owned()
         self._catch_up_statuses(observed_all, now)
         # The database first, then the backend: a run recorded in between is then seen in both,
@@ -263,11 +263,23 @@ class Daemon:
             namespace=config.namespace, prune=config.prune.model_dump(), tz=config.timezone, self_heal=config.self_heal
         )
 
-    def _record_operations(self, repo: str, loaded: LoadedCommit, now: datetime) -> None:
+    def _record_operations(
+        self, repo: str, loaded: LoadedCommit, previous: LoadedCommit | None, now: datetime
+    ) -> None:
+        """Record the operations whose spec, mode or validity changed since the last load (all of
+        them after a start): a reconcile of an unchanged repo writes nothing here."""
         desired = loaded.desired
+        before = previous.desired if previous is not None else None
         with self.store.unit_of_work() as session:
             for key, op in desired.ops.items():
                 valid = key not in desired.kept
+                old = before.ops.get(key) if before is not None else None
+                if (
+                    old is not None
+                    and before is not None
+                    and (old.spec_hash, old.mode, key not in before.kept) == (op.spec_hash, op.mode, valid)
+                ):
+                    continue
                 self.store.upsert_operation(
                     str(key),
                     repo,

@@ -7,7 +7,7 @@ import uuid as uuidlib
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, and_, bindparam, delete, func, insert, or_, select, true, update
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, select, true, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -15,6 +15,7 @@ from sqlalchemy.orm.util import identity_key
 
 from reconciler.model import Cause, OpKey, RunRequest
 from reconciler.statuses import (
+    ACTIVE,
     DONE,
     RUNNING,
     Status,
@@ -543,27 +544,40 @@ class RunsMixin(ReposMixin):
 
     def planner_runs(self, repo: str, session: Session | None = None) -> list[tuple[Run, str]]:
         """What the planner reads of a repo's top-level runs: each op's newest run plus every active
-        one, oldest first; never the whole history (a reconcile costs what the repo has now)."""
+        one, oldest first; never the whole history (a reconcile costs what the repo has now).
+
+        One index probe per operation finds its newest run (`ix_run_op_created`), and the active
+        runs come from the status index, so the cost does not grow with finished runs."""
         r, o = _t(Run).c, _t(Operation).c
-        in_repo = o.repo_id == select(_t(Repo).c.id).where(_t(Repo).c.name == repo).scalar_subquery()
-        inner = _t(Run).alias("newer_run").c
-        newest_id = (
-            select(inner.id)
-            .where(inner.operation_id == r.operation_id, inner.parent.is_(None), inner.cause != str(Cause.PREVIEW))
-            .order_by(inner.created_at.desc(), inner.id.desc())
+        repo_id = select(_t(Repo).c.id).where(_t(Repo).c.name == repo).scalar_subquery()
+        newest = (
+            select(r.id)
+            .where(r.operation_id == o.id, r.parent.is_(None), r.cause != str(Cause.PREVIEW))
+            .order_by(r.created_at.desc(), r.id.desc())
             .limit(1)
-            .correlate(_t(Run))
+            .correlate(_t(Operation))
             .scalar_subquery()
         )
-        active = r.status.not_in(sorted(str(s) for s in DONE))
-        stmt = (
-            select(Run, o.op_key)
-            .join(Operation, o.id == r.operation_id)
-            .where(in_repo, r.parent.is_(None), r.cause != str(Cause.PREVIEW), or_(r.id == newest_id, active))
-            .order_by(r.created_at, r.id)
-        )
+        active = sorted(str(s) for s in ACTIVE)
         with self._read(session) as s:
-            return [(row[0], str(row[1])) for row in s.execute(stmt)]
+            ids = {int(i) for i in s.execute(select(newest).where(o.repo_id == repo_id)).scalars() if i is not None}
+            ids |= {
+                int(i)
+                for i in s.execute(
+                    select(r.id)
+                    .join(Operation, o.id == r.operation_id)
+                    .where(
+                        r.status.in_(active), r.parent.is_(None), r.cause != str(Cause.PREVIEW), o.repo_id == repo_id
+                    )
+                ).scalars()
+            }
+            found: list[tuple[Run, str]] = []
+            wanted = sorted(ids)
+            for chunk_start in range(0, len(wanted), 500):
+                chunk = wanted[chunk_start : chunk_start + 500]
+                stmt = select(Run, o.op_key).join(Operation, o.id == r.operation_id).where(r.id.in_(chunk))
+                found += [(row[0], str(row[1])) for row in s.execute(stmt)]
+        return sorted(found, key=lambda pair: (pair[0].created_at, pair[0].id or 0))
 
     def finished_runs_to_forget(
         self, before: dt.datetime, keep_per_op: int, session: Session | None = None
