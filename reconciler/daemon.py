@@ -563,7 +563,7 @@ class Daemon:
 
     def check_pull_request(self, repo: str, head_sha: str, base_sha: str | None) -> Any:
         """Compile a pull request's head and plan it against what the base branch has applied."""
-        from reconciler.forge import PrCheckResult
+        from reconciler.forge import PrCheckResult, PreviewPolicy
         from reconciler.forge_wiring import preview_ops, pull_request_ref
         from reconciler.plan.report import to_text
 
@@ -589,6 +589,8 @@ class Daemon:
             if isinstance(config, list):
                 return PrCheckResult(False, first_line(config), "the repo config is invalid: nothing would change")
             files = state.source.files_at(head_sha, list(config.watch), ignore=config.ignore)
+            # What may run is the base branch's decision, never the pull request's (forge.trust).
+            base = state.source.base_config(base_sha, state.commit)
         options = CompileOptions(repo=repo, hub_dir=config.hub_dir, previews=tuple(config.previews))
         desired = compile_repo(files.files, options, head_sha).desired
         errors = [e for f in desired.invalid.values() for e in f.errors]
@@ -599,8 +601,8 @@ class Daemon:
             self.clock(),
             PlanOptions(namespace=config.namespace, prune=config.prune.model_dump(), tz=config.timezone),
         )
-        previews = preview_ops(desired, lambda op: list(op.effective.get("tags") or []), config)
-        return PrCheckResult(not errors, first_line(errors), to_text(actions), previews)
+        previews = preview_ops(desired, base)
+        return PrCheckResult(not errors, first_line(errors), to_text(actions), previews, PreviewPolicy.of(base))
 
     def extra_routes(self) -> list[Any]:
         from reconciler.server.api import api_routes

@@ -1,7 +1,8 @@
 """Preview runs: operations of an open pull request run under a PR-specific name prefix.
 
-An operation opts in through the repo config (`previews:` globs over op names) or a `preview`
-tag on the operation. Its preview runs are tracked like any run (so the dashboard, the status
+An operation opts in only through the base branch's repo config (`previews:` globs over op
+names); whether a pull request may run them at all is `reconciler.forge.trust`'s decision. Its
+preview runs are tracked like any run (so the dashboard, the status
 observer and the outbox treat them alike), with cause kind `preview`, cause id
 `pr-<n>@<head sha>` and the head sha as their commit, so their `polyaxon/<op>` statuses land on
 the pull request's head. Names start with `pr-<n>-`, so they never collide with the tracked
@@ -16,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,13 +25,10 @@ from reconciler.backends.base import Backend
 from reconciler.forge.commit_status import NO_LINKS, Links, enqueue_run_status
 from reconciler.forge.queries import ensure_operation, op_key_of, preview_cause, preview_runs
 from reconciler.model import Cause, OpKey, RunRequest, dns_label
-from reconciler.repo_config import RepoFileConfig
 from reconciler.statuses import Status, is_done
 from reconciler.tracking import CauseKind, Run, Store
 
 log = logging.getLogger(__name__)
-
-PREVIEW_TAG = "preview"
 
 
 @dataclass(frozen=True)
@@ -42,10 +40,6 @@ class PreviewOp:
     spec_hash: str
     effective: dict[str, Any] = field(default_factory=dict)
     mode: str = "one-shot"
-
-
-def opted_in(op_name: str, tags: Iterable[str], repo_config: RepoFileConfig) -> bool:
-    return repo_config.previewed(op_name) or PREVIEW_TAG in set(tags)
 
 
 def preview_prefix(number: int) -> str:

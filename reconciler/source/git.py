@@ -41,6 +41,8 @@ log = logging.getLogger("reconciler.source")
 DEFAULT_MAX_FILE_BYTES = 1_000_000
 _STAYS = "the repo stays at its last applied commit"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# A full commit id (SHA-1 or SHA-256): what a forge reports, never an option or a rev expression.
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 # Protocols git may use for our remotes; excludes ext:: and other helpers that run commands.
 _ALLOWED_PROTOCOLS = "file:git:ssh:http:https"
 _REGULAR_MODES = ("100644", "100755")
@@ -320,6 +322,22 @@ class GitSource:
             return "reject"
         parsed = rc.parse(self.read_file(applied, rc.FILENAME))
         return "reject" if isinstance(parsed, list) else parsed.force_push
+
+    def base_config(self, candidate: str | None, applied: str | None) -> rc.RepoFileConfig:
+        """The repo config that decides what a pull request may run (design.md §5 rule 8).
+
+        Read at `candidate` (the pull request's base commit, as the forge reports it) only when
+        that commit is on the tracked branch as fetched; otherwise at `applied` (the branch's
+        last applied commit). No usable commit, or a config that does not parse, gives the
+        defaults, which let nothing run. Never a commit the pull request brought.
+        """
+        for sha in (candidate, applied):
+            if not sha or not _OBJECT_ID.fullmatch(sha) or not self._has_commit(sha) or not self._has_ref():
+                continue
+            if self._is_ancestor(sha, self.local_ref):
+                parsed = rc.parse(self.read_file(sha, rc.FILENAME))
+                return rc.RepoFileConfig() if isinstance(parsed, list) else parsed
+        return rc.RepoFileConfig()
 
     def advance(
         self, last_applied_sha: str | None, fetched: Revision, *, policy: rc.ForcePushPolicy | None = None
