@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -44,34 +47,63 @@ def build_backend(settings: Settings) -> Backend:
                 context=settings.kubernetes.context,
             )
         return KubernetesBackend(api, namespace=settings.kubernetes.namespace)
-    from reconciler.backends.local import LocalBackend
+    from reconciler.backends.local import LocalBackend, run_user
 
-    return LocalBackend.in_data_dir(settings.data_dir)
+    user = run_user(settings.local.run_as)
+    if user is None and os.geteuid() != 0 and "run_as" in settings.local.model_fields_set:
+        logging.getLogger("reconciler").warning(
+            "local.run_as is ignored: the daemon is not root, so local runs share its user"
+        )
+    return LocalBackend.in_data_dir(settings.data_dir, run_as=user)
 
 
 def build_daemon(settings: Settings) -> Daemon:
     """Every adapter, wired: the one place (with reconciler.daemon) that knows them all."""
     from reconciler.daemon import Daemon
     from reconciler.logs import register_secret
+    from reconciler.secrets import SecretMissing, file_mode_problem, read_secret_file
     from reconciler.tracking import DatabaseNotReady, Store, ensure_ready
 
+    # What the daemon writes (database, git caches, run records) is its own: other users, and
+    # local runs switched to another user, cannot read it. Runs get their own parts (users.py).
+    os.umask(0o077)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     try:
         ensure_ready(settings.database)
     except DatabaseNotReady as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_NOT_CONVERGED) from None
-    for repo in settings.repos:
-        for path in (
-            repo.token_file,
-            repo.forge.token_file if repo.forge else None,
-            repo.forge.webhook_secret_file if repo.forge else None,
-        ):
-            if path is not None and Path(path).exists():
-                register_secret(Path(path).read_text().strip())
+    # Every secret is known to the log redactor from the start, and a secret file other users
+    # can read stops the start (reconciler.secrets); a missing one is reported by its user.
+    for path, env in secret_sources(settings):
+        if env is not None:
+            register_secret(os.environ.get(env, "").strip())
+        if path is None:
+            continue
+        problem = file_mode_problem(path)
+        if problem:
+            typer.echo(f"error: secret file refused: {problem}", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        with contextlib.suppress(SecretMissing):
+            read_secret_file(path)
     store = Store.open(settings.database)
-    backend = build_backend(settings)
+    try:
+        backend = build_backend(settings)
+    except ValueError as e:  # local.run_as cannot be used
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     return Daemon(settings, store, backend)
+
+
+def secret_sources(settings: Settings) -> list[tuple[Path | None, str | None]]:
+    """(file, environment variable) of every secret the settings name."""
+    sources = [(settings.server.token_file, settings.server.token_env)]
+    for repo in settings.repos:
+        sources.append((repo.token_file, repo.token_env))
+        if repo.forge is not None:
+            sources.append((repo.forge.token_file, repo.forge.token_env))
+            sources.append((repo.forge.webhook_secret_file, repo.forge.webhook_secret_env))
+    return [(path, env) for path, env in sources if path is not None or env is not None]
 
 
 def run(config: ConfigOption = None) -> None:

@@ -24,6 +24,8 @@ import git
 from reconciler import globs
 from reconciler import repo_config as rc
 from reconciler.errors import Located
+from reconciler.logs import register_secret
+from reconciler.secrets import file_mode_problem
 from reconciler.source import auth
 from reconciler.source.advance import Advance, Relation, decide
 from reconciler.source.backoff import Backoff, RetriesExhausted, retry
@@ -170,14 +172,23 @@ class GitSource:
         if self._token is not None:
             return self._token
         if self._token_file is not None:
+            problem = file_mode_problem(self._token_file)
+            if problem:
+                raise PermanentSourceError(
+                    self.name,
+                    f"token file refused: {problem}",
+                    f"not retried; it is read again at the next poll; {_STAYS}",
+                )
             try:
-                return self._token_file.read_text(encoding="utf-8").strip()
+                token = self._token_file.read_text(encoding="utf-8").strip()
             except OSError as err:
                 raise PermanentSourceError(
                     self.name,
                     f"cannot read token file {self._token_file}: {err.strerror}",
                     f"not retried; fix the file, it is read again at the next poll; {_STAYS}",
                 ) from None
+            register_secret(token)
+            return token
         if self._token_env is not None:
             value = os.environ.get(self._token_env)
             if not value:
@@ -186,6 +197,7 @@ class GitSource:
                     f"environment variable {self._token_env} is not set",
                     f"not retried; set it and restart the daemon; {_STAYS}",
                 )
+            register_secret(value.strip())
             return value.strip()
         return None
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import os
 import queue
 import shutil
 import signal
@@ -32,11 +31,12 @@ from typing import IO, Any
 
 from reconciler.backends.base import PermanentBackendError, TransientBackendError
 from reconciler.backends.local import lifecycle
-from reconciler.backends.local.launch import LaunchSpec, build_launch, check_kind
+from reconciler.backends.local.launch import BASE_ENV, LaunchSpec, build_launch, check_kind
 from reconciler.backends.local.lifecycle import ALIVE, BOOTING, Action, Exit, Observed, Policy, RunState
 from reconciler.backends.local.outputs import read_outputs
 from reconciler.backends.local.procs import ProcessId, identify
-from reconciler.backends.local.store import RunDir, safe_name
+from reconciler.backends.local.store import RunDir, read_chunks, read_tail, safe_name
+from reconciler.backends.local.users import RunUser, give_to, make_reachable
 from reconciler.model import ObservedObject, RunRequest, StatusTransition
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,14 @@ class LocalBackend:
         stable_after: float = 60.0,
         python: str = sys.executable,
         clock: Callable[[], float] = time.time,
+        run_as: RunUser | None = None,
     ) -> None:
+        """`run_as`: the user every run's command runs as (see `users`); None: this process's."""
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.run_as = run_as
+        if run_as is not None:
+            make_reachable(self.state_dir, run_as)
         self._python = python
         self._clock = clock
         self._interval = interval
@@ -234,16 +239,19 @@ class LocalBackend:
             ]
 
     def logs(self, run_name: str, tail: int | None = None) -> str:
-        """stdout and stderr of every attempt, interleaved as written; `tail` keeps the last lines."""
+        """stdout and stderr of every attempt, interleaved as written; `tail` keeps the last lines
+        (read from the end of the file: a tail of a huge log costs the tail)."""
         run_dir = self._known_dir(run_name)
+        if tail is not None:
+            return read_tail(run_dir.log_file, tail)
         try:
-            text = run_dir.log_file.read_text(encoding="utf-8", errors="replace")
+            return run_dir.log_file.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return ""
-        if tail is None:
-            return text
-        lines = text.splitlines(keepends=True)
-        return "".join(lines[-tail:]) if tail > 0 else ""
+
+    def log_chunks(self, run_name: str) -> Iterator[bytes]:
+        """The whole log as blocks read one at a time, for streaming it in bounded memory."""
+        return read_chunks(self._known_dir(run_name).log_file)
 
     def close(self) -> None:
         """Stop supervising. Running processes are left running for the next backend to adopt."""
@@ -426,7 +434,14 @@ class LocalBackend:
         attempt = entry.state.attempt
         launch = entry.launch
         prefix = entry.dir.attempt_prefix(attempt)
-        command = [self._python, "-I", str(WRAPPER), str(prefix), "--", *launch.argv]
+        switch = ["--as", f"{self.run_as.uid}:{self.run_as.gid}"] if self.run_as is not None else []
+        command = [self._python, "-I", str(WRAPPER), str(prefix), *switch, "--", *launch.argv]
+        paths = entry.dir.paths
+        # Built, never the daemon's (launch.py); defaults for launch specs of older versions.
+        env = {**BASE_ENV, "HOME": str(paths.home), **launch.env}
+        paths.home.mkdir(exist_ok=True)
+        if self.run_as is not None:
+            give_to(paths, self.run_as)
         with entry.dir.log_file.open("ab") as log_file:
             if attempt > 1:
                 log_file.write(f"[reconciler] attempt {attempt}\n".encode())
@@ -435,7 +450,7 @@ class LocalBackend:
                 popen = subprocess.Popen(
                     command,
                     cwd=launch.cwd,
-                    env={**os.environ, **launch.env},
+                    env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,

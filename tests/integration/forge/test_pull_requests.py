@@ -124,6 +124,7 @@ def test_open_sync_close_lifecycle(
     checks = PullRequestChecks(store, {REPO: client}, checker(git), previews=previews, links=links)
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET)
+    secret_file.chmod(0o600)
     repo_config = RepoConfig(
         name=REPO,
         url=git.file_url,
@@ -271,6 +272,7 @@ def test_only_the_base_branch_opts_previews_in(
     checks = PullRequestChecks(store, {REPO: client}, checker(git), previews=PreviewManager(store, backend))
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET)
+    secret_file.chmod(0o600)
     forge = ForgeConfig(provider=provider, project=PROJECTS[provider], webhook_secret_file=secret_file)
     routes = webhook_routes(
         webhook_targets([RepoConfig(name=REPO, url=git.file_url, forge=forge)]),

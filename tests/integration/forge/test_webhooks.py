@@ -59,6 +59,7 @@ class Receiver:
 def _repos(tmp_path: Path) -> list[RepoConfig]:
     secret_file = tmp_path / "webhook-secret"
     secret_file.write_text(SECRET + "\n")
+    secret_file.chmod(0o600)
     other = tmp_path / "other-secret"
     other.write_text("another-secret\n")
     repos = [
