@@ -32,7 +32,7 @@ from reconciler.model import Cause, DesiredState, ObservedObject, OpKey, RunRequ
 from reconciler.orchestration import Orchestrator, Timer, Work
 from reconciler.orchestration.specs import CAUSE_OF_KIND
 from reconciler.plan import PlanOptions, TrackedState, plan
-from reconciler.server import Check, HttpServer, build_app
+from reconciler.server import Access, Check, HttpServer, build_app
 from reconciler.snapshot import tracked_state
 from reconciler.source import Backoff, GitSource, SourceError
 from reconciler.statuses import Status, is_done
@@ -485,11 +485,7 @@ class Daemon:
 
     def readiness_checks(self) -> list[Check]:
         def database() -> str | None:
-            try:
-                self.store.last_commit("")
-            except Exception as e:
-                return f"{type(e).__name__}: {e}"
-            return None
+            return self.store.write_problem(self.clock())
 
         def repos() -> str | None:
             stale = []
@@ -517,7 +513,8 @@ class Daemon:
 
     def start(self, *, workers: int = 2, serve: bool = True) -> None:
         if serve:
-            app = build_app(self.metrics, self.readiness_checks(), self.extra_routes())
+            access = Access.from_config(self.settings.server)  # the API token; refuses a bad token file
+            app = build_app(self.metrics, self.readiness_checks(), self.extra_routes(), access)
             self._server = HttpServer(app, self.settings.server.host, self.settings.server.port)
             self._server.start()
             log.info("serving", extra={"address": f"http://{self.settings.server.host}:{self._server.port}"})

@@ -17,9 +17,11 @@ decide what "now" is.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid as uuidlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, Select, and_, bindparam, exists, func, insert, or_, select, true, update
@@ -34,7 +36,7 @@ from sqlmodel import SQLModel
 
 from reconciler.statuses import RUNNING, CommitState, Status, is_done, statuses_for_trigger, transition_error
 from reconciler.tracking.coltypes import EnumText, UTCDateTime
-from reconciler.tracking.engine import READ_ONLY, create_engine_for
+from reconciler.tracking.engine import READ_ONLY, create_engine_for, sqlite_path
 from reconciler.tracking.errors import IllegalTransition, NotFound, RunNameConflict
 from reconciler.tracking.tables import (
     CauseKind,
@@ -128,12 +130,26 @@ def _transition_statements() -> tuple[Any, Any, Any]:
 _LOCK_RUN, _UPDATE_RUN_STATUS, _INSERT_STATUS_CHANGE = _transition_statements()
 
 
+def _file_identity(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class Store:
     """Tracking database access; one per process, safe to share between threads."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._read_engine = engine.execution_options(**{READ_ONLY: True})
+        # The SQLite file as opened: deleted or replaced under us, open connections would go on
+        # writing to a file nobody will ever read again (see `write_problem`).
+        self._sqlite_file = sqlite_path(engine.url)
+        self._sqlite_identity = _file_identity(self._sqlite_file)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -967,6 +983,39 @@ class Store:
                 {"provider": provider, "delivery_id": delivery_id, "received_at": now},
                 ["provider", "delivery_id"],
             )
+
+    def prune_deliveries(self, before: dt.datetime, session: Session | None = None) -> int:
+        """Forget delivery ids received before `before` (forges redeliver within hours, not weeks)."""
+        d = _t(WebhookDelivery).c
+        with self._tx(session) as s:
+            result = s.execute(_t(WebhookDelivery).delete().where(d.received_at < before))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    # -- health ------------------------------------------------------------------------------
+
+    def write_problem(self, now: dt.datetime) -> str | None:
+        """Why the database does not take writes now (None: it does). For `/readyz`.
+
+        A row is written and removed in one committed transaction, so a full disk, a read-only
+        file or a lost server shows. For SQLite, the file must also still be the one opened.
+        """
+        if self._sqlite_file is not None:
+            current = _file_identity(self._sqlite_file)
+            if current is None:
+                return f"the database file {self._sqlite_file} is gone"
+            if self._sqlite_identity is None:
+                self._sqlite_identity = current
+            elif current != self._sqlite_identity:
+                return f"the database file {self._sqlite_file} was replaced since it was opened"
+        d = _t(WebhookDelivery).c
+        probe = f"probe-{uuidlib.uuid4().hex}"  # several daemons may probe one database at once
+        try:
+            with self.unit_of_work() as s:
+                s.execute(insert(_t(WebhookDelivery)).values(provider="readyz", delivery_id=probe, received_at=now))
+                s.execute(_t(WebhookDelivery).delete().where(d.provider == "readyz", d.delivery_id == probe))
+        except Exception as e:
+            return f"a write failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return None
 
     # -- what the daemon and the CLI read ------------------------------------------------------
 
