@@ -163,7 +163,8 @@ def test_outputs_as_object_or_json_lines_later_wins_and_partial_line_ignored() -
 
 def test_the_environment_is_built_never_the_daemons(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_daemon_secret")
-    run = request({"command": ["env"], "env": [{"name": "EPOCHS", "value": 3}, {"name": "TZ", "value": "Europe/Paris"}]})
+    declared = [{"name": "EPOCHS", "value": 3}, {"name": "TZ", "value": "Europe/Paris"}]
+    run = request({"command": ["env"], "env": declared})
     env = build_launch(run, PATHS).env
     assert sorted(env) == [
         "EPOCHS",

@@ -68,11 +68,12 @@ def test_gate_matrix(config: str, fork: bool, labels: tuple[str, ...], allowed: 
 
 def test_labels_are_asked_for_only_when_one_is_required_and_something_would_run() -> None:
     asked = Labels("ok-to-test")
+    labelled = policy("previews: [smoke]\npreviews_require_label: ok-to-test")
     preview_gate(policy("previews: [smoke]"), fork=False, labels=asked)
-    preview_gate(policy("previews: [smoke]\npreviews_require_label: ok-to-test"), fork=False, labels=asked, wanted=False)
-    preview_gate(policy("previews: [smoke]\npreviews_require_label: ok-to-test"), fork=True, labels=asked)
+    preview_gate(labelled, fork=False, labels=asked, wanted=False)
+    preview_gate(labelled, fork=True, labels=asked)
     assert asked.asked == 0
-    preview_gate(policy("previews: [smoke]\npreviews_require_label: ok-to-test"), fork=False, labels=asked)
+    preview_gate(labelled, fork=False, labels=asked)
     assert asked.asked == 1
 
 
