@@ -113,9 +113,10 @@ class BoundedH11Protocol(H11Protocol):
         seconds = self.limits.body_timeout if self._phase == "body" else self.limits.header_timeout
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown client"
         log.info("closed a connection from %s: request %s not received within %gs", client, self._phase, seconds)
-        if self.cycle is None or not self.cycle.response_started:
+        # No answer under way (none yet, or the previous request's is complete): say why.
+        if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
             self.transport.write(_response(408, "Request Timeout", '{"error": "request not received in time"}'))
-        if self.cycle is not None:
+        if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True
             self.cycle.message_event.set()
         self.transport.close()
