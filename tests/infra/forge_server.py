@@ -59,6 +59,7 @@ GITLAB_OPERATIONS: list[tuple[str, str]] = [
     ("post", "/projects/{id}/statuses/{sha}"),
     ("get", "/projects/{id}/repository/commits/{sha}/statuses"),
     ("get", "/projects/{id}/merge_requests"),
+    ("get", "/projects/{id}/merge_requests/{merge_request_iid}"),
     ("get", "/projects/{id}/merge_requests/{merge_request_iid}/notes"),
     ("post", "/projects/{id}/merge_requests/{merge_request_iid}/notes"),
     ("put", "/projects/{id}/merge_requests/{merge_request_iid}/notes/{note_id}"),

@@ -325,7 +325,10 @@ def test_only_the_base_branch_opts_previews_in(
         deliver(2, "opened", greedy, fork="mallory/models")
         assert ran(2) == []
         assert "pull request from a fork" in comment(2)
-        assert "polyaxon/validate" in {c for c, _ in forge_states(forge_server, provider, greedy)}
+        OutboxWorker(store, {REPO: client}).run_once(dt.datetime.now(dt.UTC))
+        assert ("polyaxon/validate", "success") in forge_states(
+            forge_server, provider, greedy
+        )  # validated all the same
     finally:
         server.stop()
         client.close()

@@ -62,6 +62,7 @@ def _repos(tmp_path: Path) -> list[RepoConfig]:
     secret_file.chmod(0o600)
     other = tmp_path / "other-secret"
     other.write_text("another-secret\n")
+    other.chmod(0o600)
     repos = [
         RepoConfig(
             name=f"{p}-models",
