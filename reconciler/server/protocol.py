@@ -34,7 +34,7 @@ _DONE_READING = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR, h11.SWITCHED_P
 @dataclass(frozen=True)
 class Limits:
     header_timeout: float = 10.0
-    body_timeout: float = 30.0
+    body_timeout: float = 20.0
     max_connections: int = 64
     keep_alive: float = 5.0
 

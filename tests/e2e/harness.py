@@ -107,16 +107,18 @@ class DaemonProcess:
         self.port = free_port()
         self.database = database
         self.config = base / "cfg.yaml"
+        extra = dict(extra or {})
         settings: dict[str, Any] = {
             "repos": list(repos),
             "backend": "local",
             "database": database,
             "data_dir": str(self.data_dir),
-            "server": {"host": "127.0.0.1", "port": self.port},
+            # `extra["server"]` adds to this (the port is the harness's).
+            "server": {"host": "127.0.0.1", "port": self.port, **extra.pop("server", {})},
             "log_level": "info",
             "log_format": "console",
             "local": {"run_as": getpass.getuser()},
-            **(extra or {}),
+            **extra,
         }
         self.env = dict(env or {})
         self.token = token
