@@ -124,6 +124,8 @@ def sync(config: ConfigOption = None) -> None:
 
     settings = settings_or_exit(config)
     setup_logging(settings.log_level, settings.log_format)
+    umask = os.umask(0o077)
+    os.umask(umask)
     daemon = build_daemon(settings)
     log = logging.getLogger("reconciler")
     converged = True
@@ -147,4 +149,5 @@ def sync(config: ConfigOption = None) -> None:
             converged = converged and result.converged
     finally:
         daemon.close_without_serving()
+        os.umask(umask)  # build_daemon's umask was for this pass (matters when called in-process)
     raise typer.Exit(EXIT_OK if converged else EXIT_NOT_CONVERGED)
