@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import queue
 import shutil
 import signal
@@ -31,7 +32,7 @@ from typing import IO, Any
 
 from reconciler.backends.base import PermanentBackendError, TransientBackendError
 from reconciler.backends.local import lifecycle
-from reconciler.backends.local.launch import BASE_ENV, LaunchSpec, build_launch, check_kind
+from reconciler.backends.local.launch import BASE_ENV, DEFAULT_PATH, LaunchSpec, build_launch, check_kind
 from reconciler.backends.local.lifecycle import ALIVE, BOOTING, Action, Exit, Observed, Policy, RunState
 from reconciler.backends.local.outputs import read_outputs
 from reconciler.backends.local.procs import ProcessId, identify
@@ -101,8 +102,12 @@ class LocalBackend:
         python: str = sys.executable,
         clock: Callable[[], float] = time.time,
         run_as: RunUser | None = None,
+        search_path: str | None = None,
     ) -> None:
-        """`run_as`: the user every run's command runs as (see `users`); None: this process's."""
+        """`run_as`: the user every run's command runs as (see `users`); None: this process's.
+        `search_path`: the runs' PATH (default: this process's PATH, no secret, else a standard one).
+        """
+        self.search_path = search_path or os.environ.get("PATH") or DEFAULT_PATH
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.run_as = run_as
@@ -153,7 +158,7 @@ class LocalBackend:
                 # Recorded on disk but not loaded (e.g. created by an earlier backend since): adopt.
                 self._load(run_dir)
                 return str(run_dir.path)
-            launch = build_launch(run, run_dir.paths)
+            launch = build_launch(run, run_dir.paths, search_path=self.search_path)
             run_dir.create(run)
             run_dir.write_launch(launch)
             state = RunState()
@@ -177,7 +182,7 @@ class LocalBackend:
                 return self.submit(run)
             if entry.state.status in lifecycle.FINAL or run.spec_hash == entry.request.spec_hash:
                 return str(entry.dir.path)
-            launch = build_launch(run, entry.dir.paths)
+            launch = build_launch(run, entry.dir.paths, search_path=self.search_path)
             entry.dir.write_request(run)
             entry.dir.write_launch(launch)
             entry.request, entry.launch, entry.policy = run, launch, self._policy_for(launch)
@@ -331,7 +336,7 @@ class LocalBackend:
         request = run_dir.request()
         launch = run_dir.launch()
         if launch is None:
-            launch = build_launch(request, run_dir.paths)
+            launch = build_launch(request, run_dir.paths, search_path=self.search_path)
             run_dir.write_launch(launch)
         state = run_dir.state() or RunState()
         entry = _Run(run_dir, request, launch, state, self._policy_for(launch))
@@ -438,7 +443,7 @@ class LocalBackend:
         command = [self._python, "-I", str(WRAPPER), str(prefix), *switch, "--", *launch.argv]
         paths = entry.dir.paths
         # Built, never the daemon's (launch.py); defaults for launch specs of older versions.
-        env = {**BASE_ENV, "HOME": str(paths.home), **launch.env}
+        env = {**BASE_ENV, "PATH": self.search_path, "HOME": str(paths.home), **launch.env}
         paths.home.mkdir(exist_ok=True)
         if self.run_as is not None:
             give_to(paths, self.run_as)

@@ -14,8 +14,10 @@ plain data. Rules (documented in the README):
 - `{{ ... }}` templates are rendered from the params (operation params over input/output
   defaults, over nothing) and Polyaxon-like globals pointing into the run's directory.
 - The environment is built, never inherited from the daemon (whose own holds forge tokens and
-  cloud keys): `PATH`, `HOME` (the run's home, `<run dir>/home`), `LANG`, `TZ`, the `POLYAXON_*`
-  variables below, then the container's declared `env`, which may override any of them.
+  cloud keys): `PATH` (the search path the backend gives: the daemon's, which is no secret and
+  finds what is installed here, else `DEFAULT_PATH`), `HOME` (the run's home, `<run dir>/home`),
+  `LANG`, `TZ`, the `POLYAXON_*` variables below, then the container's declared `env`, which
+  may override any of them.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ OPERATOR_KINDS = frozenset(
 
 # The whole environment of a local run: these, the POLYAXON_* variables, the declared `env`.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-BASE_ENV = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "TZ": "UTC"}
+BASE_ENV = {"LANG": "C.UTF-8", "TZ": "UTC"}
 ENV_OUTPUTS = "POLYAXON_RUN_OUTPUTS_PATH"  # the outputs file (JSON object or JSON lines)
 ENV_ARTIFACTS = "POLYAXON_RUN_ARTIFACTS_PATH"
 ENV_UUID = "POLYAXON_RUN_UUID"
@@ -268,7 +270,11 @@ def _termination(run: RunRequest) -> tuple[int, float | None]:
 
 
 def build_launch(
-    run: RunRequest, paths: RunPaths, *, is_dir: Callable[[str], bool] = lambda p: Path(p).is_dir()
+    run: RunRequest,
+    paths: RunPaths,
+    *,
+    is_dir: Callable[[str], bool] = lambda p: Path(p).is_dir(),
+    search_path: str = DEFAULT_PATH,
 ) -> LaunchSpec:
     """The process for `run`, or a `PermanentBackendError` saying why it cannot run here."""
     check_kind(run.kind)
@@ -287,6 +293,7 @@ def build_launch(
     argv = _argv(rendered)
     env: dict[str, str] = {
         **BASE_ENV,
+        "PATH": search_path,
         "HOME": str(paths.home),
         ENV_UUID: context["globals"]["uuid"],
         ENV_NAME: run.name,
