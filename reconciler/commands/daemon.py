@@ -61,7 +61,7 @@ def build_daemon(settings: Settings) -> Daemon:
     """Every adapter, wired: the one place (with reconciler.daemon) that knows them all."""
     from reconciler.daemon import Daemon
     from reconciler.logs import register_secret
-    from reconciler.secrets import SecretMissing, file_mode_problem, read_secret_file
+    from reconciler.secrets import SecretMissing, file_mode_problem, read_secret, read_secret_file
     from reconciler.tracking import DatabaseNotReady, Store, ensure_ready
 
     # What the daemon writes (database, git caches, run records) is its own: other users, and
@@ -86,6 +86,12 @@ def build_daemon(settings: Settings) -> Daemon:
             raise typer.Exit(EXIT_USAGE)
         with contextlib.suppress(SecretMissing):
             read_secret_file(path)
+    try:
+        # A configured API token that cannot be read must stop the start, not open the API.
+        read_secret(settings.server.token_file, settings.server.token_env, "server token")
+    except SecretMissing as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     store = Store.open(settings.database)
     try:
         backend = build_backend(settings)

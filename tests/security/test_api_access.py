@@ -141,3 +141,24 @@ def test_without_a_token_a_public_address_refuses_mutation_and_logs_and_says_so_
     assert len(warnings) == 1, daemon.log_tail()
     cli = daemon.cli("runs", "stop", name)
     assert cli.returncode == 1 and "server.token_file" in cli.stderr, cli.stderr
+
+
+@pytest.mark.parametrize("problem", ["missing", "empty", "world-readable"])
+def test_an_api_token_that_cannot_be_used_stops_the_start(
+    daemons: Any, git_repo_factory: GitRepoFactory, tmp_path: Path, problem: str
+) -> None:
+    """A configured token that cannot be read never leaves the API open: the daemon exits 2."""
+    git = git_repo_factory.create("models", {"README.md": "models\n"})
+    token_file = tmp_path / "api-token"
+    if problem != "missing":
+        token_file.write_text("" if problem == "empty" else TOKEN)
+        token_file.chmod(0o600 if problem == "empty" else 0o644)
+    daemon = daemons(
+        [{"name": "models", "url": git.file_url, "branch": "main", "interval": 1}],
+        f"sqlite:///{tmp_path / 'reconciler.db'}",
+        extra={"server": {"token_file": str(token_file)}},
+    )
+    proc = daemon.spawn()
+    assert proc.wait(60) == 2, daemon.log_tail()
+    assert "server token" in daemon.log_text() or "secret file refused" in daemon.log_text()
+    assert daemon.get("/healthz") is None
