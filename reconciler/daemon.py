@@ -514,7 +514,7 @@ class Daemon:
     def start(self, *, workers: int = 2, serve: bool = True) -> None:
         if serve:
             access = Access.from_config(self.settings.server)  # the API token; refuses a bad token file
-            app = build_app(self.metrics, self.readiness_checks(), self.extra_routes(), access)
+            app = build_app(self.metrics, self.readiness_checks(), self.extra_routes(), access=access)
             self._server = HttpServer(app, self.settings.server.host, self.settings.server.port)
             self._server.start()
             log.info("serving", extra={"address": f"http://{self.settings.server.host}:{self._server.port}"})

@@ -37,7 +37,7 @@ class Check:
 
 
 def build_app(
-    metrics: Metrics, checks: Sequence[Check] = (), routes: Sequence[BaseRoute] = (), access: Access | None = None
+    metrics: Metrics, checks: Sequence[Check] = (), routes: Sequence[BaseRoute] = (), *, access: Access | None = None
 ) -> ASGIApp:
     """The app behind the guard; `access` defaults to a loopback server without a token."""
 
