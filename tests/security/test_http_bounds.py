@@ -202,4 +202,12 @@ def test_a_300_mb_log_costs_kilobytes_to_tail_and_a_block_to_stream(daemon: Any)
     )
     assert tails_peak < 16 * MiB
     assert stream_peak < 48 * MiB
+    # A reader that walks away in the middle of the stream: the daemon stops, quietly.
+    for _ in range(3):
+        connection = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=30)
+        connection.request("GET", f"/api/runs/{name}/logs")
+        assert len(connection.getresponse().read(1 << 20)) == 1 << 20
+        connection.close()
+    assert daemon.get("/healthz") == (200, "ok\n")
+    assert "Traceback" not in daemon.log_text() and "Exception in ASGI" not in daemon.log_text(), daemon.log_tail()
     assert os.path.exists(log_file)
