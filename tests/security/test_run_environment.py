@@ -28,19 +28,15 @@ PLANTED = {
 API_TOKEN = "api-token-of-the-daemon-0123abcd"  # in a file: the grep below looks for PLANTED
 
 
-def probe_op(token_file: Path, data_dir: Path) -> str:
+def probe_op(token_file: Path, data_dir: Path, database: Path) -> str:
     script = f"""
 echo "uid=$(id -u)"
 echo "home=$HOME pwd=$(pwd)"
 env | sort | sed 's/^/env: /'
 if cat {token_file} >/dev/null 2>&1; then echo token-file=readable; else echo token-file=refused; fi
-n=0
-for f in /proc/[0-9]*/environ; do
-  if grep -q PLANTED "$f" 2>/dev/null; then n=$((n+1)); fi
-done
-echo "environ-with-secrets=$n"
+echo "environ-with-secrets=$(grep -l PLANTED /proc/[0-9]*/environ 2>/dev/null | wc -l)"
 if ls {data_dir} >/dev/null 2>&1; then echo data-dir=listable; else echo data-dir=private; fi
-if cat {data_dir}/reconciler.db >/dev/null 2>&1; then echo db=readable; else echo db=private; fi
+if cat {database} >/dev/null 2>&1; then echo db=readable; else echo db=private; fi
 echo "declared=$DECLARED"
 """
     doc: dict[str, Any] = {
@@ -67,15 +63,17 @@ def test_a_job_printing_its_environment_shows_none_of_the_daemons_secrets(
 ) -> None:
     token_file = secret_file(reachable / "secrets" / "api-token", API_TOKEN)
     data_dir = reachable / "daemon" / "data"
-    git = git_repo_factory.create("models", {"ops/probe.yaml": probe_op(token_file, data_dir)})
+    database = data_dir / "reconciler.db"
+    git = git_repo_factory.create("models", {"ops/probe.yaml": probe_op(token_file, data_dir, database)})
     daemon = daemons(
         [{"name": "models", "url": git.file_url, "branch": "main", "interval": 1, "token_env": "GIT_TOKEN"}],
-        f"sqlite:///{reachable / 'reconciler.db'}",
+        f"sqlite:///{database}",
         extra={"local": {}, "server": {"token_file": str(token_file)}},
         env=PLANTED,
         token=API_TOKEN,
     ).start()
-    run = daemon.wait_run("#probe", lambda r: r["status"] in ("succeeded", "failed"), "the probe job to finish")
+    run = daemon.wait_run("#probe", lambda r: r["status"] in ("succeeded", "failed"), "the probe job", timeout=90)
+    assert database.exists()
     assert run["status"] == "succeeded", daemon.log_tail()
     answer = daemon.get(f"/api/runs/{run['name']}/logs")
     assert answer is not None and answer[0] == 200
