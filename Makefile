@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit e2e oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan postgres bench-tracking bench-daemon
+.PHONY: venv run test lint typecheck unit e2e security oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan postgres bench-tracking bench-daemon
 
 venv: $(STAMP)
 
@@ -41,6 +41,10 @@ unit: venv
 e2e: venv postgres k8s-binaries
 	$(BIN)/python -m tests.infra.openapi_assets
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+## security: the security suite (tests/security/: the daemon as a process, real HTTP, a real Gitea)
+security: venv postgres test-assets
+	$(BIN)/python -m pytest tests/security $(PYTEST_ARGS)
 
 ## k8s-binaries: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok for
 ## the test cluster, built once per machine into ~/.cache. Under CI=true a failed build fails the run;

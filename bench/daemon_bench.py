@@ -105,7 +105,9 @@ def add_day(engine: sa.Engine, day: int, base: dt.datetime) -> int:
     when = (base + dt.timedelta(days=day)).isoformat(sep=" ")
     with engine.begin() as conn:
         # The runs the first apply made finished too (the null backend never reports them).
-        conn.execute(sa.text("UPDATE run SET status = 'succeeded', finished_at = created_at WHERE status != 'succeeded'"))
+        conn.execute(
+            sa.text("UPDATE run SET status = 'succeeded', finished_at = created_at WHERE status != 'succeeded'")
+        )
         ops = conn.execute(sa.text("SELECT id, last_good_spec_hash FROM operation")).all()
         rows = [
             {"name": f"bench-{op_id}-d{day}", "uuid": f"{op_id:08d}-0000-4000-8000-{day:012d}", "op": op_id,

@@ -104,6 +104,7 @@ def push_latency(pushes: int, work: Path) -> None:
     thread.start()
     secret_file = work / "secret"
     secret_file.write_text(SECRET)
+    secret_file.chmod(0o600)
     repo = RepoConfig(
         name="models",
         url=git.file_url,

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from reconciler.backends import Backend, BackendError, PermanentBackendError, TransientBackendError
 from reconciler.metrics import Metrics
@@ -272,6 +272,18 @@ class Applier:
             raise LookupError(f"no run named {run_name}")
         try:
             return self.backend.logs(run_name, tail)
+        except BackendError as e:
+            raise LookupError(str(e)) from e
+
+    def log_chunks(self, run_name: str) -> Iterable[bytes]:
+        """The run's whole log in blocks (a backend that cannot stream gives it as one)."""
+        if self.store.run(run_name) is None:
+            raise LookupError(f"no run named {run_name}")
+        chunks = getattr(self.backend, "log_chunks", None)
+        try:
+            if chunks is not None:
+                return cast(Iterable[bytes], chunks(run_name))
+            return [self.backend.logs(run_name, None).encode()]
         except BackendError as e:
             raise LookupError(str(e)) from e
 

@@ -56,6 +56,17 @@ class ServerConfig(_Strict):
     port: int = Field(default=8080, ge=0, le=65535)
     # How users reach this server (behind an ingress): commit statuses link to its run pages.
     public_url: str | None = None
+    # The API's bearer token (reconciler.server.guard), from a file (mode 0600) or a variable.
+    token_file: Path | None = None
+    token_env: str | None = None
+    # More Host names the API and pages answer to (besides localhost, `host`, public_url's host).
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+
+class LocalConfig(_Strict):
+    # When the daemon runs as root, local runs run as this user (reconciler.backends.local.users);
+    # otherwise they share the daemon's user. Naming root here runs them as root.
+    run_as: str = Field(default="nobody", min_length=1)
 
 
 class KubernetesConfig(_Strict):
@@ -85,6 +96,7 @@ class Settings(BaseSettings):
     repos: list[RepoConfig] = Field(default_factory=list)
     backend: Literal["local", "kubernetes"] = "local"
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    local: LocalConfig = Field(default_factory=LocalConfig)
     database: str = Field(default_factory=default_database_url)
     data_dir: Path = Field(default_factory=default_data_dir)
     server: ServerConfig = Field(default_factory=ServerConfig)

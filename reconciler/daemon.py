@@ -38,7 +38,7 @@ from reconciler.orchestration.tree import ORCHESTRATED
 from reconciler.plan import Action, PlanOptions, TrackedState, plan
 from reconciler.repo_config import RepoFileConfig
 from reconciler.scheduling.ticks import ConcurrencyPolicy
-from reconciler.server import Check, HttpServer, build_app
+from reconciler.server import Access, Check, HttpServer, build_app
 from reconciler.snapshot import tracked_state
 from reconciler.source import Backoff, GitSource, SourceError
 from reconciler.statuses import Status, is_done
@@ -263,9 +263,7 @@ class Daemon:
             namespace=config.namespace, prune=config.prune.model_dump(), tz=config.timezone, self_heal=config.self_heal
         )
 
-    def _record_operations(
-        self, repo: str, loaded: LoadedCommit, previous: LoadedCommit | None, now: datetime
-    ) -> None:
+    def _record_operations(self, repo: str, loaded: LoadedCommit, previous: LoadedCommit | None, now: datetime) -> None:
         """Record the operations whose spec, mode or validity changed since the last load (all of
         them after a start): a reconcile of an unchanged repo writes nothing here."""
         desired = loaded.desired
@@ -537,11 +535,7 @@ class Daemon:
 
     def readiness_checks(self) -> list[Check]:
         def database() -> str | None:
-            try:
-                self.store.last_commit("")
-            except Exception as e:
-                return f"{type(e).__name__}: {e}"
-            return None
+            return self.store.write_problem(self.clock())
 
         def repos() -> str | None:
             stale = []
@@ -569,7 +563,10 @@ class Daemon:
 
     def start(self, *, workers: int = 2, serve: bool = True) -> None:
         if serve:
-            app = build_app(self.metrics, self.readiness_checks(), self.extra_routes(), self.liveness_checks())
+            access = Access.from_config(self.settings.server)  # the API token; refuses a bad token file
+            app = build_app(
+                self.metrics, self.readiness_checks(), self.extra_routes(), self.liveness_checks(), access=access
+            )
             self._server = HttpServer(app, self.settings.server.host, self.settings.server.port)
             self._server.start()
             log.info("serving", extra={"address": f"http://{self.settings.server.host}:{self._server.port}"})
@@ -619,7 +616,7 @@ class Daemon:
 
     def check_pull_request(self, repo: str, head_sha: str, base_sha: str | None) -> Any:
         """Compile a pull request's head and plan it against what the base branch has applied."""
-        from reconciler.forge import PrCheckResult
+        from reconciler.forge import PrCheckResult, PreviewPolicy
         from reconciler.plan.report import to_text
 
         state = self.repos[repo]
@@ -641,12 +638,14 @@ class Daemon:
                 finally:
                     pr.close()
             loaded = load_commit(state.source, repo, head_sha)
+            # What may run is the base branch's decision, never the pull request's (forge.trust).
+            base = state.source.base_config(base_sha, state.loaded.sha if state.loaded else None)
         if isinstance(loaded, BadRepoConfig):
             return PrCheckResult(False, first_line(loaded.errors), "the repo config is invalid: nothing would change")
         errors = loaded.errors
         actions = plan(loaded.desired, None, self.tracked_state(repo), self.clock(), self.plan_options(loaded.config))
-        previews = preview_ops(loaded.desired, lambda op: list(op.effective.get("tags") or []), loaded.config)
-        return PrCheckResult(not errors, first_line(errors), to_text(actions), previews)
+        previews = preview_ops(loaded.desired, base)
+        return PrCheckResult(not errors, first_line(errors), to_text(actions), previews, PreviewPolicy.of(base))
 
     def extra_routes(self) -> list[Any]:
         from reconciler.server.api import api_routes

@@ -30,11 +30,12 @@ from reconciler.forge import (
     enqueue_run_status,
     enqueue_validate,
     forge_token,
-    opted_in,
     webhook_routes,
     webhook_targets,
 )
+from reconciler.forge.trust import PreviewPolicy
 from reconciler.model import OpKey
+from reconciler.repo_config import RepoFileConfig
 from reconciler.statuses import Status
 from reconciler.tracking import Run, Store, Tx
 
@@ -152,10 +153,13 @@ def build_forge_wiring(
     return wiring
 
 
-def preview_ops(desired: Any, tags_of: Callable[[Any], list[str]], config: Any) -> tuple[PreviewOp, ...]:
-    """Operations of a compiled head opted in for previews (repo config globs or a `preview` tag)."""
-    out = []
-    for key, op in sorted(desired.ops.items()):
-        if op.preview or opted_in(key.name, tags_of(op), config):
-            out.append(PreviewOp(op=key, kind=op.kind, spec_hash=op.spec_hash, effective=op.effective))
-    return tuple(out)
+def preview_ops(desired: Any, base: RepoFileConfig) -> tuple[PreviewOp, ...]:
+    """Operations of a pull request's compiled head that `base`, the repo config of the base
+    branch at the pull request's base commit, opts in for previews. Nothing of the head (its
+    repo config, a `preview` tag, a new op) opts anything in (reconciler.forge.trust)."""
+    policy = PreviewPolicy.of(base)
+    return tuple(
+        PreviewOp(op=key, kind=op.kind, spec_hash=op.spec_hash, effective=op.effective)
+        for key, op in sorted(desired.ops.items())
+        if policy.names(key.name)
+    )

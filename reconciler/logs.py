@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +35,25 @@ def redact(text: str) -> str:
     for secret in secrets:
         text = text.replace(secret, REDACTED)
     return text
+
+
+def redact_stream(chunks: Iterable[str]) -> Iterator[str]:
+    """`chunks` of one text, redacted as a whole: a secret split across two chunks is caught too.
+
+    Each redacted buffer keeps back its last (longest secret - 1) characters for the next one:
+    no secret can then straddle what was already given out.
+    """
+    carry = ""
+    for chunk in chunks:
+        with _LOCK:
+            keep = max((len(s) for s in _SECRETS), default=1) - 1
+        text = redact(carry + chunk)
+        cut = max(0, len(text) - keep)
+        if cut:
+            yield text[:cut]
+        carry = text[cut:]
+    if carry:
+        yield redact(carry)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

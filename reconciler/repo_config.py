@@ -143,6 +143,11 @@ class RepoFileConfig(_Strict):
     timezone: str = "UTC"
     self_heal: bool = True
     previews: list[PreviewPattern] = Field(default_factory=list)
+    # Who may get previews, read from the base branch only (reconciler.forge.trust): pull requests
+    # from forks never unless this is true, and, when a label is named, only pull requests a
+    # maintainer labelled with it (read back from the forge's API, never from the event).
+    previews_from_forks: bool = False
+    previews_require_label: str | None = Field(default=None, min_length=1, max_length=100)
     schedules: SchedulePolicy = Field(default_factory=SchedulePolicy)
 
     @field_validator("hub_dir")

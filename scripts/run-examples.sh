@@ -33,6 +33,9 @@ backend: local
 database: sqlite:///$RUN_DIR/reconciler.db
 data_dir: $RUN_DIR/data
 server: {host: 127.0.0.1, port: $PORT}
+# The examples are this repository's own: their runs keep your user (and find your python),
+# even when you are root, whose default is to run them as nobody (README "Security model").
+local: {run_as: $(id -un)}
 log_level: info
 log_format: console
 YAML

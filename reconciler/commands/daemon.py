@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -51,34 +54,69 @@ def build_backend(settings: Settings, *, instance: str = "") -> Backend:
             force_conflicts=settings.kubernetes.force_conflicts,
             instance=instance,
         )
-    from reconciler.backends.local import LocalBackend
+    from reconciler.backends.local import LocalBackend, run_user
 
-    return LocalBackend.in_data_dir(settings.data_dir, instance=instance)
+    user = run_user(settings.local.run_as)
+    if user is None and os.geteuid() != 0 and "run_as" in settings.local.model_fields_set:
+        logging.getLogger("reconciler").warning(
+            "local.run_as is ignored: the daemon is not root, so local runs share its user"
+        )
+    return LocalBackend.in_data_dir(settings.data_dir, instance=instance, run_as=user)
 
 
 def build_daemon(settings: Settings, *, timer: bool = True) -> Daemon:
     """Every adapter, wired (`reconciler.wiring`), over the configured database and backend."""
     from reconciler.logs import register_secret
+    from reconciler.secrets import SecretMissing, file_mode_problem, read_secret, read_secret_file
     from reconciler.tracking import DatabaseNotReady, Store, ensure_ready
     from reconciler.wiring import build_daemon as wire
 
+    # What the daemon writes (database, git caches, run records) is its own: other users, and
+    # local runs switched to another user, cannot read it. Runs get their own parts (users.py).
+    os.umask(0o077)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     try:
         ensure_ready(settings.database)
     except DatabaseNotReady as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_NOT_CONVERGED) from None
-    for repo in settings.repos:
-        for path in (
-            repo.token_file,
-            repo.forge.token_file if repo.forge else None,
-            repo.forge.webhook_secret_file if repo.forge else None,
-        ):
-            if path is not None and Path(path).exists():
-                register_secret(Path(path).read_text().strip())
+    # Every secret is known to the log redactor from the start, and a secret file other users
+    # can read stops the start (reconciler.secrets); a missing one is reported by its user.
+    for path, env in secret_sources(settings):
+        if env is not None:
+            register_secret(os.environ.get(env, "").strip())
+        if path is None:
+            continue
+        problem = file_mode_problem(path)
+        if problem:
+            typer.echo(f"error: secret file refused: {problem}", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        with contextlib.suppress(SecretMissing):
+            read_secret_file(path)
+    try:
+        # A configured API token that cannot be read must stop the start, not open the API.
+        read_secret(settings.server.token_file, settings.server.token_env, "server token")
+    except SecretMissing as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     store = Store.open(settings.database)
-    backend = build_backend(settings, instance=store.instance_id(datetime.now(UTC)))
+    try:
+        backend = build_backend(settings, instance=store.instance_id(datetime.now(UTC)))
+    except ValueError as e:  # local.run_as cannot be used
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     return wire(settings, store, backend, timer=timer)
+
+
+def secret_sources(settings: Settings) -> list[tuple[Path | None, str | None]]:
+    """(file, environment variable) of every secret the settings name."""
+    sources = [(settings.server.token_file, settings.server.token_env)]
+    for repo in settings.repos:
+        sources.append((repo.token_file, repo.token_env))
+        if repo.forge is not None:
+            sources.append((repo.forge.token_file, repo.forge.token_env))
+            sources.append((repo.forge.webhook_secret_file, repo.forge.webhook_secret_env))
+    return [(path, env) for path, env in sources if path is not None or env is not None]
 
 
 def run(config: ConfigOption = None) -> None:
@@ -99,6 +137,8 @@ def sync(config: ConfigOption = None) -> None:
 
     settings = settings_or_exit(config)
     setup_logging(settings.log_level, settings.log_format)
+    umask = os.umask(0o077)
+    os.umask(umask)
     daemon = build_daemon(settings, timer=False)
     log = logging.getLogger("reconciler")
     converged = True
@@ -124,4 +164,5 @@ def sync(config: ConfigOption = None) -> None:
             converged = converged and result.converged
     finally:
         daemon.close_without_serving()
+        os.umask(umask)  # build_daemon's umask was for this pass (matters when called in-process)
     raise typer.Exit(EXIT_OK if converged else EXIT_NOT_CONVERGED)

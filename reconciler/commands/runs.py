@@ -8,10 +8,12 @@ API; `logs` falls back to the local backend's log files when no daemon answers.
 from __future__ import annotations
 
 import json
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -125,8 +127,21 @@ def show_run(name: str, config: ConfigOption = None, output_format: FormatOption
 
 
 def _api(settings: Settings, path: str, method: str = "GET") -> tuple[int, str] | None:
+    """Call the daemon's API with the config's bearer token, if one is set (server.token_*)."""
+    from reconciler.secrets import SecretMissing, read_secret
+
     host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "::") else settings.server.host
-    request = urllib.request.Request(f"http://{host}:{settings.server.port}{path}", method=method)
+    if ":" in host:
+        host = f"[{host}]"
+    headers = {}
+    try:
+        token = read_secret(settings.server.token_file, settings.server.token_env, "server token")
+    except SecretMissing as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"http://{host}:{settings.server.port}{path}", method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()
@@ -140,20 +155,28 @@ def _api(settings: Settings, path: str, method: str = "GET") -> tuple[int, str] 
 def logs(name: str, config: ConfigOption = None, tail: Annotated[int | None, typer.Option()] = None) -> None:
     """The run's logs (from the daemon; for the local backend, from its log files if no daemon runs)."""
     settings = settings_or_exit(config)
-    answer = _api(settings, f"/api/runs/{name}/logs" + (f"?tail={tail}" if tail else ""))
+    answer = _api(settings, f"/api/runs/{quote(name, safe='')}/logs" + (f"?tail={tail}" if tail else ""))
     if answer is not None and answer[0] == 200:
         typer.echo(answer[1], nl=False)
         return
+    if answer is not None and answer[0] in (400, 401, 403):
+        typer.echo(f"error: the daemon refused: {answer[1]}", err=True)
+        raise typer.Exit(1)
     if settings.backend == "local":
         from reconciler.backends.local.backend import STATE_SUBDIR
+        from reconciler.backends.local.store import read_chunks, read_tail, safe_name
 
         root = Path(settings.data_dir) / STATE_SUBDIR
         # local-runs/<daemon instance>/<run>/, or local-runs/<run>/ for runs of older releases
-        found = [*root.glob(f"*/{name}/stdout.log"), root / name / "stdout.log"] if "/" not in name else []
+        found = [*root.glob(f"*/{name}/stdout.log"), root / name / "stdout.log"] if safe_name(name) else []
         log_file = next((f for f in found if f.is_file()), root / "-")
         if log_file.is_file():
-            lines = log_file.read_text(errors="replace").splitlines(keepends=True)
-            typer.echo("".join(lines[-tail:] if tail else lines), nl=False)
+            if tail:
+                typer.echo(read_tail(log_file, tail), nl=False)
+            else:
+                for block in read_chunks(log_file):
+                    sys.stdout.buffer.write(block)
+                sys.stdout.buffer.flush()
             return
     typer.echo(f"error: no logs for {name}" + ("" if answer else " (and no daemon is answering)"), err=True)
     raise typer.Exit(1)
@@ -163,7 +186,7 @@ def logs(name: str, config: ConfigOption = None, tail: Annotated[int | None, typ
 def stop(name: str, config: ConfigOption = None) -> None:
     """Ask the daemon to stop a run (stopping -> stopped)."""
     settings = settings_or_exit(config)
-    answer = _api(settings, f"/api/runs/{name}/stop", method="POST")
+    answer = _api(settings, f"/api/runs/{quote(name, safe='')}/stop", method="POST")
     if answer is None:
         typer.echo(
             f"error: no daemon answers at {settings.server.host}:{settings.server.port}; "

@@ -18,10 +18,11 @@ from reconciler.forge.commit_status import (
 from reconciler.forge.errors import ForgeError, PermanentForgeError, RateLimited, TransientForgeError
 from reconciler.forge.events import PingEvent, PullRequestEvent, PushEvent
 from reconciler.forge.outbox import OutboxWorker
-from reconciler.forge.previews import PreviewManager, PreviewOp, PreviewRuns, opted_in, preview_prefix
+from reconciler.forge.previews import PreviewManager, PreviewOp, PreviewRuns, preview_prefix
 from reconciler.forge.pulls import CheckPullRequest, PrCheckResult, PrOutcome, PullRequestChecks
 from reconciler.forge.secrets import SecretMissing, forge_token, webhook_secret
 from reconciler.forge.statuses import CommitStatus, ForgeClient, StatusProvider, client_for
+from reconciler.forge.trust import PreviewGate, PreviewPolicy, preview_gate
 from reconciler.forge.webhooks import DeliveryLog, WebhookTarget, webhook_routes, webhook_targets
 
 __all__ = [
@@ -37,8 +38,10 @@ __all__ = [
     "PingEvent",
     "PrCheckResult",
     "PrOutcome",
+    "PreviewGate",
     "PreviewManager",
     "PreviewOp",
+    "PreviewPolicy",
     "PreviewRuns",
     "PullRequestChecks",
     "PullRequestEvent",
@@ -52,7 +55,7 @@ __all__ = [
     "enqueue_run_status",
     "enqueue_validate",
     "forge_token",
-    "opted_in",
+    "preview_gate",
     "preview_prefix",
     "run_context",
     "webhook_routes",

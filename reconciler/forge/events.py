@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-PrAction = Literal["opened", "synchronize", "reopened", "closed"]
+# "labeled": a label was added or removed; the check runs again (a required label may now be there).
+PrAction = Literal["opened", "synchronize", "reopened", "closed", "labeled"]
 ZERO_SHA = "0" * 40
 
 
@@ -49,6 +50,9 @@ class PullRequestEvent:
     base_sha: str | None = None
     merged: bool = False
     title: str = ""
+    # The head lives in another repository than the base. Unknown counts as a fork: a pull
+    # request we cannot place gets what a stranger's gets (reconciler.forge.trust).
+    fork: bool = True
 
     @property
     def closing(self) -> bool:
@@ -120,6 +124,38 @@ def _hub_push(provider: str, payload: Any) -> PushEvent:
     )
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Two identifiers that are both present and equal (names compared without case)."""
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None or a == "" or b == "":
+        return False
+    if isinstance(a, str) and isinstance(b, str):
+        return a.lower() == b.lower()
+    return bool(a == b)
+
+
+def _field(data: Any, *path: str) -> Any:
+    try:
+        return _get(data, *path)
+    except MalformedPayload:
+        return None
+
+
+def _hub_fork(provider: str, pull: Any) -> bool:
+    """GitHub: the head repository differs from the base one (or is gone: a deleted fork).
+
+    Gitea: `head.repo_id` differs from `base.repo_id`. Not `head.repo.fork`, which is also true
+    for a same-repository pull request in a repository that is itself a fork.
+    """
+    if provider == "gitea":
+        head_id, base_id = _field(pull, "head", "repo_id"), _field(pull, "base", "repo_id")
+        if head_id is not None and base_id is not None:
+            return not _same(head_id, base_id)
+    head, base = _field(pull, "head", "repo"), _field(pull, "base", "repo")
+    if _same(_field(head, "id"), _field(base, "id")):
+        return False
+    return not _same(_field(head, "full_name"), _field(base, "full_name"))
+
+
 def _hub_pull(provider: str, payload: Any, actions: Mapping[str, PrAction]) -> Event:
     raw = _text(payload, "action")
     action = actions.get(raw)
@@ -137,6 +173,7 @@ def _hub_pull(provider: str, payload: Any, actions: Mapping[str, PrAction]) -> E
         base_sha=_optional_text(pull, "base", "sha"),
         merged=bool(pull.get("merged")) if isinstance(pull, Mapping) else False,
         title=_optional_text(pull, "title") or "",
+        fork=_hub_fork(provider, pull),
     )
 
 
@@ -145,12 +182,16 @@ _GITHUB_ACTIONS: dict[str, PrAction] = {
     "synchronize": "synchronize",
     "reopened": "reopened",
     "closed": "closed",
+    "labeled": "labeled",
+    "unlabeled": "labeled",
 }
 _GITEA_ACTIONS: dict[str, PrAction] = {
     "opened": "opened",
     "synchronized": "synchronize",
     "reopened": "reopened",
     "closed": "closed",
+    "label_updated": "labeled",
+    "label_cleared": "labeled",
 }
 
 
@@ -192,6 +233,8 @@ def parse_gitlab(event: str, payload: Any) -> Event:
         # "update" is also sent for title or label edits; only a new head (oldrev) is a push.
         if raw == "update" and _optional_text(attrs, "oldrev"):
             action = "synchronize"
+        elif raw == "update" and isinstance(_field(payload, "changes", "labels"), Mapping):
+            action = "labeled"
         if action is None:
             return Ignored(f"merge request action {raw!r}")
         return PullRequestEvent(
@@ -205,6 +248,7 @@ def parse_gitlab(event: str, payload: Any) -> Event:
             base_sha=None,
             merged=raw == "merge" or attrs.get("state") == "merged",
             title=_optional_text(attrs, "title") or "",
+            fork=not _same(_field(attrs, "source_project_id"), _field(attrs, "target_project_id")),
         )
     return Ignored(f"event {event!r}")
 

@@ -1,8 +1,9 @@
 """Preview runs: operations of an open pull request run under a PR-specific name prefix.
 
-An operation opts in through the repo config (`previews:` globs over op names) or a `preview`
-tag on the operation. Its preview runs are tracked like any run (so the dashboard, the status
-observer and the outbox treat them alike), with cause kind `preview`, cause id
+An operation opts in only through the base branch's repo config (`previews:` globs over op
+names); whether a pull request may run them at all is `reconciler.forge.trust`'s decision. Its
+preview runs are tracked like any run (so the dashboard, the status
+observer and the outbox treat them alike), with cause `preview`, cause id
 `pr-<n>@<head sha>` and the head sha as their commit, so their `polyaxon/<op>` statuses land on
 the pull request's head. Names start with `pr-<n>-`, so they never collide with the tracked
 branch's runs. A new head stops and removes the previous head's previews; closing or merging
@@ -16,18 +17,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from reconciler.model import Cause, OpKey, RunRequest, StatusTransition, dns_label
-from reconciler.repo_config import RepoFileConfig
 from reconciler.statuses import Status, is_done
 from reconciler.tracking import Run, Store, preview_cause
 
 log = logging.getLogger(__name__)
-
-PREVIEW_TAG = "preview"
 
 
 @dataclass(frozen=True)
@@ -52,10 +50,6 @@ class PreviewRuns(Protocol):
     def delete(self, run_name: str) -> None: ...
 
     def transition(self, transition: StatusTransition) -> bool: ...
-
-
-def opted_in(op_name: str, tags: Iterable[str], repo_config: RepoFileConfig) -> bool:
-    return repo_config.previewed(op_name) or PREVIEW_TAG in set(tags)
 
 
 def preview_prefix(number: int) -> str:

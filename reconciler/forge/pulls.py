@@ -4,7 +4,9 @@ For an opened, synchronized or reopened pull request: the daemon's `check_pull_r
 head_sha, base_sha)` compiles the head and plans it against the base; the result becomes the
 `polyaxon/validate` status of the head (through the outbox), one comment on the pull request
 (found again by a hidden marker and edited in place on every push, never a second one), and
-preview runs of the opted-in operations. Closing or merging removes the previews.
+preview runs of the operations the base branch opted in, when `trust.preview_gate` lets this
+pull request have them (not from a fork unless allowed; a required label read back from the
+forge). Closing or merging removes the previews.
 
 `handle()` is idempotent, so the daemon may call it again after any failure (a forge error
 while writing the comment propagates for exactly that reason). Calls for the same pull request
@@ -23,7 +25,8 @@ from reconciler.forge.commit_status import NO_LINKS, Links, enqueue_validate
 from reconciler.forge.errors import PermanentForgeError
 from reconciler.forge.events import PullRequestEvent
 from reconciler.forge.previews import PreviewManager, PreviewOp
-from reconciler.forge.statuses.base import CommentProvider
+from reconciler.forge.statuses.base import PullRequestProvider
+from reconciler.forge.trust import PreviewGate, PreviewPolicy, preview_gate
 from reconciler.tracking import Store
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,10 @@ class PrCheckResult:
     valid: bool
     first_error: str | None  # "path:line: message" of the first error when not valid
     plan_text: str  # what merging would change, readable as is
+    # Operations of the head the base branch opts in for previews, and what else the base
+    # branch says about who may have them (forks, a label): never read from the head.
     previews: tuple[PreviewOp, ...] = field(default=())
+    policy: PreviewPolicy = field(default=PreviewPolicy())
 
 
 CheckPullRequest = Callable[[str, str, str | None], PrCheckResult]
@@ -56,7 +62,13 @@ def marker(repo: str) -> str:
     return f"<!-- polyaxon-reconciler:plan:{repo} -->"
 
 
-def comment_body(repo: str, event: PullRequestEvent, result: PrCheckResult, previews: tuple[str, ...] = ()) -> str:
+def comment_body(
+    repo: str,
+    event: PullRequestEvent,
+    result: PrCheckResult,
+    previews: tuple[str, ...] = (),
+    withheld: str | None = None,
+) -> str:
     head = event.head_sha[:12]
     lines = [marker(repo), f"### Polyaxon reconciler: `{repo}` at `{head}` into `{event.base_ref}`", ""]
     if result.valid:
@@ -66,6 +78,8 @@ def comment_body(repo: str, event: PullRequestEvent, result: PrCheckResult, prev
     lines += ["", "#### Plan against the base branch", "", "```", result.plan_text.strip() or "(no changes)", "```"]
     if previews:
         lines += ["", "#### Previews", "", *[f"- `{name}`" for name in previews]]
+    elif withheld:
+        lines += ["", "#### Previews", "", f"None run: {withheld}."]
     body = "\n".join(lines) + "\n"
     if len(body) > COMMENT_LIMIT:
         body = body[: COMMENT_LIMIT - 40] + "\n```\n(plan cut: too long)\n"
@@ -80,7 +94,7 @@ class PullRequestChecks:
     def __init__(
         self,
         store: Store,
-        clients: Mapping[str, CommentProvider],
+        clients: Mapping[str, PullRequestProvider],
         check: CheckPullRequest,
         *,
         previews: PreviewManager | None = None,
@@ -125,15 +139,33 @@ class PullRequestChecks:
             )
             self.on_status_queued()
             started: tuple[str, ...] = ()
+            gate = self.gate(repo, event, result)
             if self.previews is not None:
-                # Only a head that compiles runs anything; older heads' previews go either way.
-                if result.valid:
+                # Only a head that compiles and passes the gate runs anything; older heads'
+                # previews go either way.
+                if result.valid and gate.allowed:
                     started = tuple(self.previews.start(repo, event.number, event.head_sha, result.previews, now))
                 else:
                     self.previews.retire_stale(repo, event.number, event.head_sha, now)
                 self.on_status_queued()
-            comment_id = self.upsert_comment(repo, event.number, comment_body(repo, event, result, started))
+            withheld = None if gate.allowed or not result.previews else gate.reason
+            if withheld:
+                log.info(
+                    "previews withheld", extra={"repo": repo, "pr": event.number, "fork": event.fork, "why": withheld}
+                )
+            body = comment_body(repo, event, result, started, withheld)
+            comment_id = self.upsert_comment(repo, event.number, body)
             return PrOutcome(validated=True, comment_id=comment_id, previews=started)
+
+    def gate(self, repo: str, event: PullRequestEvent, result: PrCheckResult) -> PreviewGate:
+        """May this pull request run the previews its base branch opts in (reconciler.forge.trust)?"""
+        client = self.clients[repo]
+        return preview_gate(
+            result.policy,
+            fork=event.fork,
+            labels=lambda: client.pull_request_labels(event.number),
+            wanted=bool(result.previews),
+        )
 
     def upsert_comment(self, repo: str, number: int, body: str) -> int:
         """Edit our comment on the pull request, or write it if there is none yet."""

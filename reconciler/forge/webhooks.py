@@ -15,11 +15,12 @@ verified against every candidate secret and then only acted on for the repos who
 matched. Unverified: 401 and nothing else happens, not even a delivery record.
 
 Answers: 200 handled (or a duplicate), 202 ignored (unknown event, other branch, unknown
-project), 400 malformed, 401 unverified, 413 too large.
+project), 400 malformed (or nested deeper than `MAX_JSON_DEPTH`), 401 unverified, 413 too large.
 
 A delivery id is recorded before the event is handed on, so a replay is a no-op even while the
-first delivery is still being handled; the hand-off is an enqueue, which does not fail in practice,
-and the poll loop remains the fallback for a push that got lost anyway.
+first delivery is still being handled; the hand-off is an enqueue, which does not fail in
+practice, and the poll loop remains the fallback for a push that got lost anyway. Ids are
+forgotten after `DELIVERY_RETENTION` (pruned at most once per `PRUNE_EVERY`, on a delivery).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -56,9 +58,35 @@ from reconciler.forge.verify import Scheme, verify
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # GitHub caps payloads at 25 MB; ours are far smaller
+# Forge payloads nest a dozen levels; Python's parser recurses and fails near a thousand.
+MAX_JSON_DEPTH = 64
+
+# Strings (skipped whole, escapes included) and the brackets outside them.
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]+|\\.)*"|[\[\]{}]')
+
+
+def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Does `body` nest arrays and objects deeper than `limit`? Checked before parsing, in one
+    linear pass, so a signed but hostile body cannot make the parser recurse out of the stack."""
+    depth = 0
+    for match in _JSON_TOKENS.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return False
+
 
 OnPush = Callable[[str, str | None], None]
 OnPullRequest = Callable[[str, PullRequestEvent], None]
+
+
+# Delivery ids are kept this long (forges redeliver within hours), and pruned at most this often.
+DELIVERY_RETENTION = dt.timedelta(days=7)
+PRUNE_EVERY = dt.timedelta(hours=1)
 
 
 class DeliveryLog(Protocol):
@@ -66,6 +94,10 @@ class DeliveryLog(Protocol):
 
     def record_delivery(self, provider: str, delivery_id: str, now: dt.datetime) -> bool:
         """True the first time `delivery_id` is seen for `provider`."""
+        ...
+
+    def prune_deliveries(self, before: dt.datetime) -> int:
+        """Forget ids received before `before`; how many were forgotten."""
         ...
 
 
@@ -118,6 +150,16 @@ class _TooLarge(Exception):
     pass
 
 
+class _TooDeep(Exception):
+    pass
+
+
+def _parse_json(body: bytes) -> Any:
+    if json_too_deep(body):
+        raise _TooDeep
+    return json.loads(body)
+
+
 async def _read_capped(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -150,6 +192,17 @@ def webhook_routes(
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> list[Route]:
     """The Starlette routes of the four webhook endpoints (see the module docstring)."""
+    pruned: list[dt.datetime] = []  # when delivery ids were last pruned
+
+    def record(provider: str, delivery_id: str) -> bool:
+        now = clock()
+        first = deliveries.record_delivery(provider, delivery_id, now)
+        if not pruned or now - pruned[-1] >= PRUNE_EVERY:
+            pruned[:] = [now]
+            forgotten = deliveries.prune_deliveries(now - DELIVERY_RETENTION)
+            if forgotten:
+                log.info("forgot %d webhook delivery ids older than %s", forgotten, DELIVERY_RETENTION)
+        return first
 
     def candidates(provider: str, request: Request) -> list[WebhookTarget]:
         found = [t for t in targets if provider == "generic" or t.provider == provider]
@@ -205,8 +258,10 @@ def webhook_routes(
             if event_name is None:
                 return _answer(400, error=f"missing {endpoint.event_headers[0]} header")
             try:
-                payload = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
+                payload = await run_in_threadpool(_parse_json, body)
+            except _TooDeep:
+                return _answer(400, error=f"body nests deeper than {MAX_JSON_DEPTH} levels")
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 return _answer(400, error="body is not JSON")
             try:
                 event = endpoint.parse(event_name, payload)
@@ -226,7 +281,7 @@ def webhook_routes(
                 return _answer(202, ignored="no configured repo for this project")
             delivery = next((headers[h] for h in endpoint.delivery_headers if headers.get(h)), None)
             delivery_id = delivery or "sha256:" + hashlib.sha256(body).hexdigest()
-            first = await run_in_threadpool(deliveries.record_delivery, provider, delivery_id[:255], clock())
+            first = await run_in_threadpool(record, provider, delivery_id[:255])
             if not first:
                 return _answer(200, duplicate=True)
             return await run_in_threadpool(dispatch, event, hits)

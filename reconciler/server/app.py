@@ -1,8 +1,12 @@
 """A small ASGI app (Starlette) served by uvicorn in a thread of the daemon.
 
 `/healthz` says the process is alive; `/readyz` runs the readiness checks the daemon registered
-(database reachable, recent fetch per repo, backend reachable) and answers 503 naming the ones
+(database writable, recent fetch per repo, backend reachable) and answers 503 naming the ones
 that fail; `/metrics` is the Prometheus exposition.
+
+Every app is wrapped in the `guard` (who may call what) and served with the `protocol`'s bounds
+(read deadlines, a connection cap): both outside Starlette, so they carry over to another ASGI
+framework unchanged.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from reconciler.metrics import Metrics
+from reconciler.server.guard import Access, Guard
+from reconciler.server.protocol import Limits
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,12 @@ def build_app(
     checks: Sequence[Check] = (),
     routes: Sequence[BaseRoute] = (),
     liveness: Sequence[Check] = (),
-) -> Starlette:
-    """`checks` decide readiness (503 while one fails); `liveness` decides `/healthz`: what only a
+    *,
+    access: Access | None = None,
+) -> ASGIApp:
+    """The app behind the guard; `access` defaults to a loopback server without a token.
+
+    `checks` decide readiness (503 while one fails); `liveness` decides `/healthz`: what only a
     restart mends, such as a worker thread that is gone."""
 
     async def healthz(_: Request) -> Response:
@@ -64,7 +75,7 @@ def build_app(
     async def metrics_endpoint(_: Request) -> Response:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
@@ -72,13 +83,24 @@ def build_app(
             *routes,
         ]
     )
+    return Guard(app, access if access is not None else Access())
 
 
 class HttpServer:
     """uvicorn in a background thread, with a stop that waits for in-flight requests."""
 
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    def __init__(self, app: ASGIApp, host: str, port: int, limits: Limits | None = None) -> None:
+        limits = limits or Limits()
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            http=limits.protocol(),
+            timeout_keep_alive=int(limits.keep_alive),
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
 

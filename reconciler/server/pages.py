@@ -1,6 +1,6 @@
 """The pages commit statuses link to: a run with its history, and a commit with its runs.
 
-Plain server-rendered HTML (every value escaped), so a click from a forge shows something
+Plain server-rendered HTML (every value escaped, every loaded secret redacted), so a click from a forge shows something
 readable without a front-end build; `/api/...` serves the same data as JSON.
 """
 
@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from reconciler.logs import redact
 from reconciler.tracking import Store
 from reconciler.views import run_row
 
@@ -25,7 +26,7 @@ _STYLE = (
 
 def _page(title: str, body: str, status: int = 200) -> Response:
     html = f"<!doctype html><title>{escape(title)}</title><style>{_STYLE}</style><h1>{escape(title)}</h1>{body}"
-    return HTMLResponse(html, status_code=status)
+    return HTMLResponse(redact(html), status_code=status)
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:

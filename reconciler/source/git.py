@@ -27,6 +27,8 @@ import git
 from reconciler import globs
 from reconciler import repo_config as rc
 from reconciler.errors import Located
+from reconciler.logs import register_secret
+from reconciler.secrets import file_mode_problem
 from reconciler.source import auth
 from reconciler.source.advance import Advance, Relation, decide
 from reconciler.source.backoff import Backoff, RetriesExhausted, retry
@@ -44,6 +46,8 @@ log = logging.getLogger("reconciler.source")
 DEFAULT_MAX_FILE_BYTES = 1_000_000
 _STAYS = "the repo stays at its last applied commit"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# A full commit id (SHA-1 or SHA-256): what a forge reports, never an option or a rev expression.
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 # Protocols git may use for our remotes; excludes ext:: and other helpers that run commands.
 _ALLOWED_PROTOCOLS = "file:git:ssh:http:https"
 _REGULAR_MODES = ("100644", "100755")
@@ -308,14 +312,23 @@ class GitSource(GitReader):
         if self._token is not None:
             return self._token
         if self._token_file is not None:
+            problem = file_mode_problem(self._token_file)
+            if problem:
+                raise PermanentSourceError(
+                    self.name,
+                    f"token file refused: {problem}",
+                    f"not retried; it is read again at the next poll; {_STAYS}",
+                )
             try:
-                return self._token_file.read_text(encoding="utf-8").strip()
+                token = self._token_file.read_text(encoding="utf-8").strip()
             except OSError as err:
                 raise PermanentSourceError(
                     self.name,
                     f"cannot read token file {self._token_file}: {err.strerror}",
                     f"not retried; fix the file, it is read again at the next poll; {_STAYS}",
                 ) from None
+            register_secret(token)
+            return token
         if self._token_env is not None:
             value = os.environ.get(self._token_env)
             if not value:
@@ -324,6 +337,7 @@ class GitSource(GitReader):
                     f"environment variable {self._token_env} is not set",
                     f"not retried; set it and restart the daemon; {_STAYS}",
                 )
+            register_secret(value.strip())
             return value.strip()
         return None
 
@@ -451,6 +465,23 @@ class GitSource(GitReader):
             return "reject"
         parsed = rc.parse(self.read_file(applied, rc.FILENAME))
         return "reject" if isinstance(parsed, list) else parsed.force_push
+
+    @_locked
+    def base_config(self, candidate: str | None, applied: str | None) -> rc.RepoFileConfig:
+        """The repo config that decides what a pull request may run (design.md §5 rule 8).
+
+        Read at `candidate` (the pull request's base commit, as the forge reports it) only when
+        that commit is on the tracked branch as fetched; otherwise at `applied` (the branch's
+        last applied commit). No usable commit, or a config that does not parse, gives the
+        defaults, which let nothing run. Never a commit the pull request brought.
+        """
+        for sha in (candidate, applied):
+            if not sha or not _OBJECT_ID.fullmatch(sha) or not self._has_commit(sha) or not self._has_ref():
+                continue
+            if self._is_ancestor(sha, self.local_ref):
+                parsed = rc.parse(self.read_file(sha, rc.FILENAME))
+                return rc.RepoFileConfig() if isinstance(parsed, list) else parsed
+        return rc.RepoFileConfig()
 
     @_locked
     def advance(

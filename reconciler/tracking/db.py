@@ -11,17 +11,21 @@ Every time is passed in (`now`, `at`): nothing in the tracking package reads the
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import uuid as uuidlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Self
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
-from reconciler.tracking.engine import READ_ONLY, create_engine_for
+from reconciler.tracking.engine import READ_ONLY, create_engine_for, sqlite_path
 
 APSCHEDULER_TABLE = "apscheduler_jobs"
 
@@ -34,10 +38,24 @@ def table(model: type[SQLModel]) -> Any:
     return model.__table__  # type: ignore[attr-defined]
 
 
+def _file_identity(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._read_engine = engine.execution_options(**{READ_ONLY: True})
+        # The SQLite file as opened: deleted or replaced under us, open connections would go on
+        # writing to a file nobody will ever read again (see `write_problem`).
+        self._sqlite_file = sqlite_path(engine.url)
+        self._sqlite_identity = _file_identity(self._sqlite_file)
 
     @classmethod
     def open(cls, url: str) -> Self:
@@ -96,3 +114,29 @@ class Database:
         # RETURNING says whether a row went in; rowcount is not reliable across drivers here.
         result = session.connection().execute(stmt.returning(*table_.primary_key.columns))
         return result.first() is not None
+
+    def write_problem(self, now: dt.datetime) -> str | None:
+        """Why the database does not take writes now (None: it does). For `/readyz`.
+
+        A row is written and removed in one committed transaction, so a full disk, a read-only
+        file or a lost server shows. For SQLite, the file must also still be the one opened.
+        """
+        from reconciler.tracking.tables import WebhookDelivery
+
+        if self._sqlite_file is not None:
+            current = _file_identity(self._sqlite_file)
+            if current is None:
+                return f"the database file {self._sqlite_file} is gone"
+            if self._sqlite_identity is None:
+                self._sqlite_identity = current
+            elif current != self._sqlite_identity:
+                return f"the database file {self._sqlite_file} was replaced since it was opened"
+        d = table(WebhookDelivery).c
+        probe = f"probe-{uuidlib.uuid4().hex}"  # several daemons may probe one database at once
+        try:
+            with self.unit_of_work() as s:
+                s.execute(insert(table(WebhookDelivery)).values(provider="readyz", delivery_id=probe, received_at=now))
+                s.execute(table(WebhookDelivery).delete().where(d.provider == "readyz", d.delivery_id == probe))
+        except Exception as e:
+            return f"a write failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return None

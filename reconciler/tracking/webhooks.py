@@ -26,3 +26,10 @@ class WebhooksMixin(Database):
                 {"provider": provider, "delivery_id": delivery_id, "received_at": now},
                 ["provider", "delivery_id"],
             )
+
+    def prune_deliveries(self, before: dt.datetime, session: Session | None = None) -> int:
+        """Forget delivery ids received before `before` (forges redeliver within hours, not weeks)."""
+        d = _t(WebhookDelivery).c
+        with self._tx(session) as s:
+            result = s.execute(_t(WebhookDelivery).delete().where(d.received_at < before))
+            return int(getattr(result, "rowcount", 0) or 0)

@@ -12,6 +12,7 @@ carrying a test's marker still runs.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -52,9 +53,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http(url: str, method: str = "GET", timeout: float = 5.0) -> tuple[int, str] | None:
+def http(
+    url: str, method: str = "GET", timeout: float = 5.0, headers: dict[str, str] | None = None
+) -> tuple[int, str] | None:
     """(status, body), or None when nothing answers at that address."""
-    request = urllib.request.Request(url, method=method)
+    request = urllib.request.Request(url, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode()
@@ -91,23 +94,34 @@ class DaemonProcess:
         database: str,
         *,
         extra: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
+        """`extra`: more settings. Unless it has a `local` key, runs keep this process's user (the
+        e2e tests write files from their runs); tests/security passes `local: {}` for the daemon's
+        real default. `env`: more variables for the daemon's environment. `token`: the API
+        token the harness sends (set `server.token_file` in `extra` to the same value)."""
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
         self.data_dir = base / "data"
         self.port = free_port()
         self.database = database
         self.config = base / "cfg.yaml"
+        extra = dict(extra or {})
         settings: dict[str, Any] = {
             "repos": list(repos),
             "backend": "local",
             "database": database,
             "data_dir": str(self.data_dir),
-            "server": {"host": "127.0.0.1", "port": self.port},
+            # `extra["server"]` adds to this (the port is the harness's).
+            "server": {"host": "127.0.0.1", "port": self.port, **extra.pop("server", {})},
             "log_level": "info",
             "log_format": "console",
-            **(extra or {}),
+            "local": {"run_as": getpass.getuser()},
+            **extra,
         }
+        self.env = dict(env or {})
+        self.token = token
         self.config.write_text(yaml.safe_dump(settings, sort_keys=False))
         self.log_file = base / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -122,7 +136,7 @@ class DaemonProcess:
         log = self.log_file.open("ab")
         log.write(f"\n===== start {self.starts} =====\n".encode())
         log.flush()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.proc = subprocess.Popen(
             [*reconciler_argv(), "run", "--config", str(self.config)],
             stdout=log,
@@ -187,7 +201,8 @@ class DaemonProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def get(self, path: str, method: str = "GET") -> tuple[int, str] | None:
-        return http(self.url + path, method)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return http(self.url + path, method, headers=headers)
 
     def api_runs(self, **query: str) -> list[dict[str, Any]]:
         qs = "&".join(f"{k}={v}" for k, v in query.items())

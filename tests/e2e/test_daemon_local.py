@@ -373,6 +373,8 @@ def test_push_webhook_reconciles_before_the_poll_and_posts_statuses(
     token, secret = tmp_path / "forge-token", tmp_path / "webhook-secret"
     token.write_text(forge_server.tokens["github"] + "\n")
     secret.write_text("webhook-secret\n")
+    token.chmod(0o600)
+    secret.chmod(0o600)
     git = git_repo_factory.create("models", {"README.md": "models\n"})
     forge = {
         "provider": "github",

@@ -24,7 +24,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +59,7 @@ GITLAB_OPERATIONS: list[tuple[str, str]] = [
     ("post", "/projects/{id}/statuses/{sha}"),
     ("get", "/projects/{id}/repository/commits/{sha}/statuses"),
     ("get", "/projects/{id}/merge_requests"),
+    ("get", "/projects/{id}/merge_requests/{merge_request_iid}"),
     ("get", "/projects/{id}/merge_requests/{merge_request_iid}/notes"),
     ("post", "/projects/{id}/merge_requests/{merge_request_iid}/notes"),
     ("put", "/projects/{id}/merge_requests/{merge_request_iid}/notes/{note_id}"),
@@ -309,6 +310,7 @@ class ForgeServer:
         base_sha: str | None = None,
         title: str | None = None,
         state: Literal["open", "closed"] = "open",
+        labels: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Make pull request (GitLab: merge request) ``number`` exist, as the forge answers it."""
         with self._lock:
@@ -317,9 +319,42 @@ class ForgeServer:
             pull = self._make_pull(
                 provider, repo, number, head_sha, head_ref, base_ref, base_sha or "0" * 40, title, state
             )
+            pull["labels"] = [self._label(provider, name, i) for i, name in enumerate(labels, 1)]
             pulls.append(pull)
             self._store.pulls[key] = pulls
             return copy.deepcopy(pull)
+
+    def set_labels(self, provider: Provider, repo: str, number: int, labels: Sequence[str]) -> None:
+        """A maintainer (re)labels pull request ``number``."""
+        with self._lock:
+            for pull in self._store.pulls.get((provider, self._repo_key(provider, repo)), []):
+                if self._pull_number(provider, pull) == number:
+                    pull["labels"] = [self._label(provider, name, i) for i, name in enumerate(labels, 1)]
+                    return
+        raise KeyError(f"no pull request {number} in {repo}")
+
+    def _label(self, provider: Provider, name: str, index: int) -> Any:
+        if provider == "gitlab":
+            return name  # GitLab lists label names unless asked `with_labels_details`
+        if provider == "github":
+            return {
+                "id": index,
+                "node_id": f"LA_{index}",
+                "url": f"https://api.github.com/labels/{index}",
+                "name": name,
+                "description": None,
+                "color": "ededed",
+                "default": False,
+            }
+        return {
+            "id": index,
+            "name": name,
+            "exclusive": False,
+            "is_archived": False,
+            "color": "ededed",
+            "description": "",
+            "url": f"https://gitea.example.test/labels/{index}",
+        }
 
     # -- failure injection ---------------------------------------------------------------------
 
@@ -567,6 +602,7 @@ class ForgeServer:
             "/merge_requests": self._pulls,
             "/pulls/{pull_number}": self._pull,
             "/pulls/{index}": self._pull,
+            "/merge_requests/{merge_request_iid}": self._pull,
         }
         for suffix, fn in handlers.items():
             if template.endswith(suffix):
@@ -758,7 +794,7 @@ class ForgeServer:
         return _paginate(call.provider, copy.deepcopy(pulls), call.query, call.url)
 
     def _pull(self, call: _Call) -> _Reply:
-        number = int(call.params.get("pull_number") or call.params["index"])
+        number = int(call.params.get("pull_number") or call.params.get("index") or call.params["merge_request_iid"])
         for pull in self._store.pulls.get((call.provider, call.repo), []):
             if self._pull_number(call.provider, pull) == number:
                 if call.provider == "github":
@@ -808,6 +844,9 @@ class ForgeServer:
                 "state": "opened" if state == "open" else "closed",
                 "source_branch": head_ref,
                 "target_branch": base_ref,
+                "source_project_id": self.gitlab_project_id(repo),
+                "target_project_id": self.gitlab_project_id(repo),
+                "labels": [],
                 "sha": head_sha,
                 "merge_commit_sha": None,
                 "web_url": f"https://gitlab.example.test/{repo}/-/merge_requests/{number}",

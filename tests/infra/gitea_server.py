@@ -7,6 +7,7 @@ scopes; git over HTTP and webhooks to loopback are allowed. Starting one takes a
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -153,14 +154,13 @@ ROOT_PATH = {w}/log
 
     # -- a few API calls to set up scenarios -----------------------------------------------------
 
-    def api(self, method: str, path: str, body: Any = None) -> Any:
+    def api(self, method: str, path: str, body: Any = None, *, sudo: str | None = None) -> Any:
+        """A call as the admin ``bot``, or as user ``sudo`` (Gitea lets an admin token act as anyone)."""
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self.api_url + path,
-            data=data,
-            method=method,
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
-        )
+        headers = {"Authorization": f"token {self.token}", "Content-Type": "application/json"}
+        if sudo is not None:
+            headers["Sudo"] = sudo
+        request = urllib.request.Request(self.api_url + path, data=data, method=method, headers=headers)
         with urllib.request.urlopen(request, timeout=30) as response:
             raw = response.read()
         return json.loads(raw) if raw else None
@@ -191,6 +191,41 @@ ROOT_PATH = {w}/log
             {"head": branch, "base": "main", "title": f"Change {branch}"},
         )
         return pull
+
+
+    def create_user(self, name: str) -> None:
+        """A plain (not admin) user, who can fork and open pull requests."""
+        self.api(
+            "POST",
+            "/admin/users",
+            {"username": name, "email": f"{name}@example.test", "password": PASSWORD, "must_change_password": False},
+        )
+
+    def commit_files(
+        self,
+        owner: str,
+        repo: str,
+        files: dict[str, str],
+        *,
+        branch: str = "main",
+        new_branch: str | None = None,
+        message: str = "change",
+        sudo: str | None = None,
+    ) -> str:
+        """One commit creating or replacing ``files`` (path -> text); returns its sha."""
+        body: dict[str, Any] = {
+            "branch": branch,
+            "message": message,
+            "files": [
+                {"operation": "upload", "path": path, "content": base64.b64encode(text.encode()).decode()}
+                for path, text in files.items()
+            ],
+        }
+        if new_branch:
+            body["new_branch"] = new_branch
+        answer: dict[str, Any] = self.api("POST", f"/repos/{owner}/{repo}/contents", body, sudo=sudo)
+        sha: str = answer["commit"]["sha"]
+        return sha
 
 
 def started_gitea(workdir: Path) -> Iterator[GiteaServer]:

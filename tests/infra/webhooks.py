@@ -25,15 +25,22 @@ from urllib.parse import urlsplit
 
 Provider = Literal["github", "gitlab", "gitea"]
 ZERO_SHA = "0" * 40
-PullAction = Literal["opened", "synchronize", "closed", "reopened"]
+PullAction = Literal["opened", "synchronize", "closed", "reopened", "labeled"]
 
-# Each provider's word for the same pull-request action.
-_GITLAB_ACTIONS = {"opened": "open", "synchronize": "update", "closed": "close", "reopened": "reopen"}
+# Each provider's word for the same pull-request action ("labeled": a label was added).
+_GITLAB_ACTIONS = {
+    "opened": "open",
+    "synchronize": "update",
+    "closed": "close",
+    "reopened": "reopen",
+    "labeled": "update",
+}
 _GITEA_ACTIONS = {
     "opened": "opened",
     "synchronize": "synchronized",
     "closed": "closed",
     "reopened": "reopened",
+    "labeled": "label_updated",
 }
 
 
@@ -99,7 +106,9 @@ def sign(provider: Provider, event: str, payload: dict[str, Any], secret: str | 
             headers["X-Gitlab-Token"] = secret
         event = gitlab_event
     else:
-        event_type = "pull_request_sync" if payload.get("action") == "synchronized" else event
+        event_type = {"synchronized": "pull_request_sync", "label_updated": "pull_request_label"}.get(
+            str(payload.get("action")), event
+        )
         headers |= {
             "User-Agent": "Go-http-client/1.1",
             "X-Gitea-Event": event,
@@ -285,8 +294,14 @@ def pull_request_payload(
     title: str = "Change",
     web_url: str = "",
     project_id: int = 4200,
+    fork: str | None = None,
+    label: str = "safe-to-preview",
 ) -> tuple[str, dict[str, Any]]:
-    """(event name, payload) of a pull/merge request event; ``action`` uses GitHub's words."""
+    """(event name, payload) of a pull/merge request event; ``action`` uses GitHub's words.
+
+    ``fork``: the head comes from this other repository (``owner/name``), as each forge says it.
+    ``label``: the label a ``labeled`` action added.
+    """
     web = web_url or {"github": "https://github.com", "gitlab": "https://gitlab.example.test"}.get(
         provider, "https://gitea.example.test"
     )
@@ -300,7 +315,7 @@ def pull_request_payload(
             "state": "merged" if merged else ("opened" if state_open else "closed"),
             "source_branch": head_ref,
             "target_branch": base_ref,
-            "source_project_id": project_id,
+            "source_project_id": project_id + 1 if fork else project_id,
             "target_project_id": project_id,
             "url": f"{web}/{repo}/-/merge_requests/{number}",
             "last_commit": {
@@ -311,12 +326,14 @@ def pull_request_payload(
         }
         if action == "synchronize" and before:
             attributes["oldrev"] = before
+        changes = {"labels": {"previous": [], "current": [{"id": 1, "title": label}]}} if action == "labeled" else {}
         return "merge_request", {
             "object_kind": "merge_request",
             "event_type": "merge_request",
             "user": {"id": 1, "name": "Test Author", "username": "author"},
             "project": _gitlab_project(repo, web, project_id),
             "object_attributes": attributes,
+            "changes": changes,
             "repository": {
                 "name": _owner_name(repo)[1],
                 "url": f"{web}/{repo}.git",
@@ -324,15 +341,24 @@ def pull_request_payload(
             },
         }
     owner = _owner_name(repo)[0]
-    repository = _github_repo(repo, web) if provider == "github" else _gitea_repo(repo, web)
+    make_repo = _github_repo if provider == "github" else _gitea_repo
+    repository = make_repo(repo, web)
+    head_repo = make_repo(fork, web) if fork else repository
+    if fork:
+        head_repo["id"] = repository["id"] + 1
+        head_repo["fork"] = True
+    head = {"ref": head_ref, "sha": head_sha, "label": f"{_owner_name(fork or repo)[0]}:{head_ref}", "repo": head_repo}
+    base = {"ref": base_ref, "sha": base_sha, "label": f"{owner}:{base_ref}", "repo": repository}
+    if provider == "gitea":
+        head["repo_id"], base["repo_id"] = head_repo["id"], repository["id"]
     pull = {
         "id": 700 + number,
         "number": number,
         "state": "open" if state_open else "closed",
         "title": title,
         "html_url": f"{web}/{repo}/pull{'' if provider == 'github' else 's'}/{number}",
-        "head": {"ref": head_ref, "sha": head_sha, "label": f"{owner}:{head_ref}", "repo": repository},
-        "base": {"ref": base_ref, "sha": base_sha, "label": f"{owner}:{base_ref}", "repo": repository},
+        "head": head,
+        "base": base,
         "merged": merged,
         "draft": False,
         "user": {"id": 1, "login": "author"},
@@ -346,6 +372,8 @@ def pull_request_payload(
     }
     if provider == "github" and action == "synchronize":
         payload |= {"before": before or ZERO_SHA, "after": head_sha}
+    if action == "labeled":
+        payload["label"] = {"id": 1, "name": label}
     return "pull_request", payload
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 
@@ -27,3 +28,26 @@ def test_console_format_shows_fields() -> None:
     setup_logging("debug", "console", stream)
     logging.getLogger("reconciler.test").debug("reconciled", extra={"repo": "r", "commit": "abc"})
     assert "reconciled  repo=r commit=abc" in stream.getvalue()
+
+
+def test_a_stream_is_redacted_whole_even_where_a_secret_spans_two_chunks() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from reconciler.logs import redact_stream
+
+    secret = "streamed-s3cret-value"
+    register_secret(secret)
+    register_secret("tiny")
+    text = f"start {secret} middle {secret}{secret} tiny end {secret}"
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.integers(min_value=0, max_value=len(text)), max_size=12))
+    def split_anywhere(cuts: list[int]) -> None:
+        points = [0, *sorted(cuts), len(text)]
+        chunks = [text[a:b] for a, b in itertools.pairwise(points)]
+        out = "".join(redact_stream(chunks))
+        assert secret not in out and "tiny" not in out
+        assert out == "start [REDACTED] middle [REDACTED][REDACTED] [REDACTED] end [REDACTED]"
+
+    split_anywhere()

@@ -76,7 +76,7 @@ def test_default_watch_skips_hidden_files_and_the_config_itself() -> None:
 def test_unknown_keys_point_at_the_key() -> None:
     assert errors_of("namespace: ml\nwatchh: []\nprune:\n  jobs: true\n") == [
         (2, 1, "unknown key 'watchh' (allowed: watch, ignore, hub_dir, project, namespace, prune, "
-         "force_push, timezone, self_heal, previews, schedules)"),
+         "force_push, timezone, self_heal, previews, previews_from_forks, previews_require_label, schedules)"),
         (4, 3, "unknown key 'jobs' (allowed: job, service, dag, matrix, tfjob, pytorchjob, mpijob, "
          "mxjob, xgbjob, rayjob, raycluster, daskjob, daskcluster, sparkjob)"),
     ]  # fmt: skip

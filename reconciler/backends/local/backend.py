@@ -32,11 +32,12 @@ from typing import IO, Any
 
 from reconciler.backends.base import PermanentBackendError, TransientBackendError
 from reconciler.backends.local import lifecycle
-from reconciler.backends.local.launch import LaunchSpec, build_launch, check_kind
+from reconciler.backends.local.launch import BASE_ENV, DEFAULT_PATH, LaunchSpec, build_launch, check_kind
 from reconciler.backends.local.lifecycle import ALIVE, BOOTING, Action, Exit, Observed, Policy, RunState
 from reconciler.backends.local.outputs import read_outputs
 from reconciler.backends.local.procs import ProcessId, identify
-from reconciler.backends.local.store import RunDir, safe_name
+from reconciler.backends.local.store import RunDir, read_chunks, read_tail, safe_name
+from reconciler.backends.local.users import RunUser, give_to, make_reachable
 from reconciler.model import ObservedObject, RunRequest, StatusTransition
 
 log = logging.getLogger(__name__)
@@ -102,14 +103,25 @@ class LocalBackend:
         clock: Callable[[], float] = time.time,
         instance: str = "",
         legacy_dir: Path | None = None,
+        run_as: RunUser | None = None,
+        search_path: str | None = None,
     ) -> None:
         """`instance` is the daemon's identity: runs made before run directories were kept per
         instance, in `legacy_dir`, are claimed by the first instance that starts (an `owner` file)
-        and never seen by another."""
+        and never seen by another.
+        `run_as`: the user every run's command runs as (see `users`); None: this process's.
+        `search_path`: the runs' PATH (default: this process's PATH, no secret, else a standard one).
+        """
+        self.search_path = search_path or os.environ.get("PATH") or DEFAULT_PATH
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.instance = instance
         self._legacy_dir = legacy_dir
+        self.run_as = run_as
+        if run_as is not None:
+            if legacy_dir is not None:  # local-runs/ and the data dir first, then local-runs/<instance>/
+                make_reachable(Path(legacy_dir), run_as)
+            make_reachable(self.state_dir, run_as)
         self._python = python
         self._clock = clock
         self._interval = interval
@@ -159,7 +171,7 @@ class LocalBackend:
                 # Recorded on disk but not loaded (e.g. created by an earlier backend since): adopt.
                 self._load(run_dir)
                 return str(run_dir.path)
-            launch = build_launch(run, run_dir.paths)
+            launch = build_launch(run, run_dir.paths, search_path=self.search_path)
             run_dir.create(run)
             run_dir.write_launch(launch)
             state = RunState()
@@ -183,7 +195,7 @@ class LocalBackend:
                 return self.submit(run)
             if entry.state.status in lifecycle.FINAL or run.spec_hash == entry.request.spec_hash:
                 return str(entry.dir.path)
-            launch = build_launch(run, entry.dir.paths)
+            launch = build_launch(run, entry.dir.paths, search_path=self.search_path)
             entry.dir.write_request(run)
             entry.dir.write_launch(launch)
             entry.request, entry.launch, entry.policy = run, launch, self._policy_for(launch)
@@ -245,16 +257,19 @@ class LocalBackend:
             ]
 
     def logs(self, run_name: str, tail: int | None = None) -> str:
-        """stdout and stderr of every attempt, interleaved as written; `tail` keeps the last lines."""
+        """stdout and stderr of every attempt, interleaved as written; `tail` keeps the last lines
+        (read from the end of the file: a tail of a huge log costs the tail)."""
         run_dir = self._known_dir(run_name)
+        if tail is not None:
+            return read_tail(run_dir.log_file, tail)
         try:
-            text = run_dir.log_file.read_text(encoding="utf-8", errors="replace")
+            return run_dir.log_file.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return ""
-        if tail is None:
-            return text
-        lines = text.splitlines(keepends=True)
-        return "".join(lines[-tail:]) if tail > 0 else ""
+
+    def log_chunks(self, run_name: str) -> Iterator[bytes]:
+        """The whole log as blocks read one at a time, for streaming it in bounded memory."""
+        return read_chunks(self._known_dir(run_name).log_file)
 
     def close(self) -> None:
         """Stop supervising. Running processes are left running for the next backend to adopt."""
@@ -352,7 +367,7 @@ class LocalBackend:
         request = run_dir.request()
         launch = run_dir.launch()
         if launch is None:
-            launch = build_launch(request, run_dir.paths)
+            launch = build_launch(request, run_dir.paths, search_path=self.search_path)
             run_dir.write_launch(launch)
         state = run_dir.state() or RunState()
         entry = _Run(run_dir, request, launch, state, self._policy_for(launch))
@@ -455,7 +470,14 @@ class LocalBackend:
         attempt = entry.state.attempt
         launch = entry.launch
         prefix = entry.dir.attempt_prefix(attempt)
-        command = [self._python, "-I", str(WRAPPER), str(prefix), "--", *launch.argv]
+        switch = ["--as", f"{self.run_as.uid}:{self.run_as.gid}"] if self.run_as is not None else []
+        command = [self._python, "-I", str(WRAPPER), str(prefix), *switch, "--", *launch.argv]
+        paths = entry.dir.paths
+        # Built, never the daemon's (launch.py); defaults for launch specs of older versions.
+        env = {**BASE_ENV, "PATH": self.search_path, "HOME": str(paths.home), **launch.env}
+        paths.home.mkdir(exist_ok=True)
+        if self.run_as is not None:
+            give_to(paths, self.run_as)
         with entry.dir.log_file.open("ab") as log_file:
             if attempt > 1:
                 log_file.write(f"[reconciler] attempt {attempt}\n".encode())
@@ -464,7 +486,7 @@ class LocalBackend:
                 popen = subprocess.Popen(
                     command,
                     cwd=launch.cwd,
-                    env={**os.environ, **launch.env},
+                    env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,

@@ -13,6 +13,11 @@ plain data. Rules (documented in the README):
 - The image is not pulled: the command runs on this machine with whatever is installed here.
 - `{{ ... }}` templates are rendered from the params (operation params over input/output
   defaults, over nothing) and Polyaxon-like globals pointing into the run's directory.
+- The environment is built, never inherited from the daemon (whose own holds forge tokens and
+  cloud keys): `PATH` (the search path the backend gives: the daemon's, which is no secret and
+  finds what is installed here, else `DEFAULT_PATH`), `HOME` (the run's home, `<run dir>/home`),
+  `LANG`, `TZ`, the `POLYAXON_*` variables below, then the container's declared `env`, which
+  may override any of them.
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ OPERATOR_KINDS = frozenset(
     }
 )
 
-# Environment variables every local run gets, on top of the daemon's own environment.
+# The whole environment of a local run: these, the POLYAXON_* variables, the declared `env`.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BASE_ENV = {"LANG": "C.UTF-8", "TZ": "UTC"}
 ENV_OUTPUTS = "POLYAXON_RUN_OUTPUTS_PATH"  # the outputs file (JSON object or JSON lines)
 ENV_ARTIFACTS = "POLYAXON_RUN_ARTIFACTS_PATH"
 ENV_UUID = "POLYAXON_RUN_UUID"
@@ -74,6 +81,12 @@ class RunPaths:
     @property
     def run_outputs(self) -> Path:
         return self.artifacts / "outputs"
+
+    @property
+    def home(self) -> Path:
+        """HOME and the default working dir: the one place of the run directory the run owns
+        when it runs as another user (the rest is the backend's record of it)."""
+        return self.run_dir / "home"
 
 
 @dataclass(frozen=True)
@@ -254,7 +267,11 @@ def _termination(run: RunRequest) -> tuple[int, float | None]:
 
 
 def build_launch(
-    run: RunRequest, paths: RunPaths, *, is_dir: Callable[[str], bool] = lambda p: Path(p).is_dir()
+    run: RunRequest,
+    paths: RunPaths,
+    *,
+    is_dir: Callable[[str], bool] = lambda p: Path(p).is_dir(),
+    search_path: str = DEFAULT_PATH,
 ) -> LaunchSpec:
     """The process for `run`, or a `PermanentBackendError` saying why it cannot run here."""
     check_kind(run.kind)
@@ -272,6 +289,9 @@ def build_launch(
         raise PermanentBackendError(str(error), status="failed") from error
     argv = _argv(rendered)
     env: dict[str, str] = {
+        **BASE_ENV,
+        "PATH": search_path,
+        "HOME": str(paths.home),
         ENV_UUID: context["globals"]["uuid"],
         ENV_NAME: run.name,
         ENV_OUTPUTS: str(paths.outputs_file),
@@ -289,13 +309,13 @@ def build_launch(
         warnings.append(f"env valueFrom is not supported locally, not set: {', '.join(skipped)}")
     if container.get("envFrom"):
         warnings.append("envFrom is not supported locally and was ignored")
-    cwd = str(paths.run_dir)
+    cwd = str(paths.home)
     working_dir = rendered.get("workingDir")
     if working_dir:
         if is_dir(str(working_dir)):
             cwd = str(working_dir)
         else:
-            warnings.append(f"workingDir {working_dir} does not exist on this machine; using the run directory")
+            warnings.append(f"workingDir {working_dir} does not exist on this machine; using the run's home")
     retries, timeout = _termination(run)
     image = rendered.get("image")
     return LaunchSpec(

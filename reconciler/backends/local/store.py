@@ -10,7 +10,11 @@ temporary file, then rename), so a crash leaves either the old or the new versio
         events.jsonl     every status transition emitted, in order
         stdout.log       the process's stdout and stderr, all attempts
         outputs.jsonl    outputs the run reports ($POLYAXON_RUN_OUTPUTS_PATH)
+        home/            the run's HOME and default working dir
         artifacts/       globals.artifacts_path; artifacts/outputs is globals.run_outputs_path
+
+When runs switch to another user (`users`), that user owns home/, artifacts/ and outputs.jsonl
+and nothing else here.
         attempts/<n>.wrapper.json  pid + start time of attempt n's wrapper (written by the backend)
         attempts/<n>.child.json    pid + start time of the command (written by the wrapper)
         attempts/<n>.exit.json     exit code and time (written by the wrapper)
@@ -21,6 +25,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -39,12 +45,64 @@ def safe_name(name: str) -> bool:
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    # A temporary name of our own: the wrapper writes some of the same files (wrapper.json) at
+    # the same moment, and two writers sharing one temporary file lose each other's rename.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         json.dump(data, handle, sort_keys=True, default=str)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+LOG_CHUNK = 64 * 1024
+# A tail never reads more than this from the end of a log, whatever the number of lines asked:
+# a log of one endless line (or a 1 GB log) costs this much memory at most.
+TAIL_MAX_BYTES = 4 * 1024 * 1024
+
+
+def read_tail(path: Path, lines: int, max_bytes: int = TAIL_MAX_BYTES) -> str:
+    """The last `lines` lines of the file at `path`, read backwards from its end in blocks.
+
+    At most `max_bytes` are read (a longer tail starts mid-line); a missing file is empty.
+    """
+    if lines <= 0:
+        return ""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return ""
+    with handle:
+        end = handle.seek(0, os.SEEK_END)
+        start, blocks, newlines = end, [], 0
+        while start > 0 and end - start < max_bytes:
+            size = min(LOG_CHUNK, start, max_bytes - (end - start))
+            start -= size
+            handle.seek(start)
+            block = handle.read(size)
+            blocks.append(block)
+            # A final newline ends the last line rather than starting an empty one.
+            newlines += block.count(b"\n") - (1 if start + size == end and block.endswith(b"\n") else 0)
+            if newlines >= lines:
+                break
+    data = b"".join(reversed(blocks))
+    kept = data.split(b"\n")
+    trailing = data.endswith(b"\n")
+    if trailing:
+        kept = kept[:-1]
+    text = b"\n".join(kept[-lines:]) + (b"\n" if trailing and kept else b"")
+    return text.decode("utf-8", errors="replace")
+
+
+def read_chunks(path: Path, size: int = LOG_CHUNK) -> Iterator[bytes]:
+    """The file at `path` in blocks of `size` bytes, read as they are asked for."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        while block := handle.read(size):
+            yield block
 
 
 def read_json(path: Path) -> Any:
@@ -133,6 +191,7 @@ class RunDir:
         """Make the directories and record the request (the last write marks the run as existing)."""
         (self.path / "attempts").mkdir(parents=True, exist_ok=True)
         (self.path / "artifacts" / "outputs").mkdir(parents=True, exist_ok=True)
+        (self.path / "home").mkdir(exist_ok=True)
         write_json(self.path / "request.json", request_to_json(run))
 
     def request(self) -> RunRequest:

@@ -5,12 +5,14 @@ daemon) is the process's parent, and it outlives the daemon in its own session, 
 written to a file even when nobody watches, and a restarted daemon reads the truth instead of
 guessing `unknown`.
 
-    python -I .../reconciler/backends/local/wrapper.py <attempt file prefix> -- argv...
+    python -I .../reconciler/backends/local/wrapper.py <attempt file prefix> [--as UID:GID] -- argv...
 
 The command runs in its own process group (so stop signals reach its children too). SIGTERM,
 SIGINT and SIGHUP sent to the wrapper are forwarded to that group; the wrapper itself keeps
 waiting, so it still records the exit. When the command ends, whatever it left behind in its
-group is killed, as a container's processes end with the container. Standard library only, so
+group is killed, as a container's processes end with the container. With `--as`, the command
+(not the wrapper, which must write its records and signal the group) runs as that user and group
+with no supplementary groups. Standard library only, so
 it starts fast and is run by path in isolated mode (`-I`): it needs neither the installed
 package nor the user's PYTHON* variables, which stay untouched for the command itself.
 """
@@ -52,16 +54,22 @@ def start_time(pid: int) -> str | None:
 
 
 def _write_json(path: Path, data: dict[str, object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # the backend may write the same file
     tmp.write_text(json.dumps(data), encoding="utf-8")
     os.replace(tmp, path)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 3 or argv[1] != "--":
-        print("usage: wrapper.py <attempt prefix> -- command...", file=sys.stderr)
+    prefix, rest = argv[0] if argv else "", argv[1:]
+    switch: tuple[int, int] | None = None
+    if len(rest) >= 2 and rest[0] == "--as":
+        uid, _, gid = rest[1].partition(":")
+        switch = (int(uid), int(gid))
+        rest = rest[2:]
+    if len(rest) < 2 or rest[0] != "--":
+        print("usage: wrapper.py <attempt prefix> [--as UID:GID] -- command...", file=sys.stderr)
         return 2
-    prefix, command = argv[0], argv[2:]
+    command = rest[1:]
     # Say who we are before anything else: a daemon that died between starting us and writing
     # this itself can then tell "never started" (no record, no process) from "started".
     _write_json(Path(prefix + ".wrapper.json"), {"pid": os.getpid(), "start": start_time(os.getpid())})
@@ -83,7 +91,10 @@ def main(argv: list[str]) -> int:
         signal.signal(forwarded, forward)
 
     try:
-        child = subprocess.Popen(command, process_group=0)
+        if switch is None:
+            child = subprocess.Popen(command, process_group=0)
+        else:
+            child = subprocess.Popen(command, process_group=0, user=switch[0], group=switch[1], extra_groups=[])
     except OSError as error:
         code = 127 if isinstance(error, FileNotFoundError) else 126
         print(f"[reconciler] cannot start {command[0]!r}: {error.strerror or error}", file=sys.stderr, flush=True)

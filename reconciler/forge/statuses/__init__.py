@@ -12,6 +12,7 @@ from reconciler.forge.statuses.base import (
     CommentProvider,
     CommitStatus,
     ForgeClient,
+    PullRequestProvider,
     StatusProvider,
     clip,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "GitHubClient",
     "GitLabClient",
     "GiteaClient",
+    "PullRequestProvider",
     "StatusProvider",
     "client_for",
     "clip",

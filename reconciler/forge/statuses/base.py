@@ -1,9 +1,9 @@
 """The interface every forge provider implements, and the plain values that cross it.
 
-A provider is a thin translation of three operations (post a commit status, read a commit's
-statuses back, keep one comment on a pull request) into one forge's REST calls. It holds no
-state beyond its HTTP connection pool: retries, backoff and rate-limit pauses belong to the
-outbox worker, so every provider gets them the same way.
+A provider is a thin translation of four operations (post a commit status, read a commit's
+statuses back, keep one comment on a pull request, read a pull request's labels) into one
+forge's REST calls. It holds no state beyond its HTTP connection pool: retries, backoff and
+rate-limit pauses belong to the outbox worker, so every provider gets them the same way.
 """
 
 from __future__ import annotations
@@ -58,7 +58,13 @@ class CommentProvider(Protocol):
     def update_comment(self, number: int, comment_id: int, body: str) -> Comment: ...
 
 
-class ForgeClient(StatusProvider, CommentProvider, Protocol):
+class PullRequestProvider(CommentProvider, Protocol):
+    def pull_request_labels(self, number: int) -> frozenset[str]:
+        """The labels pull request `number` has now, as the forge's API says (never a webhook's)."""
+        ...
+
+
+class ForgeClient(StatusProvider, PullRequestProvider, Protocol):
     def close(self) -> None: ...
 
 

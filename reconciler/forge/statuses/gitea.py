@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 
 from reconciler.forge.statuses.base import Comment, CommitStatus
-from reconciler.forge.statuses.github import owner_repo
+from reconciler.forge.statuses.github import label_names, owner_repo
 from reconciler.forge.statuses.http import RepoStatusesClient
 from reconciler.statuses import CommitState
 
@@ -61,3 +61,7 @@ class GiteaClient(RepoStatusesClient):
     def update_comment(self, number: int, comment_id: int, body: str) -> Comment:
         made = self.http.json("PATCH", f"{self.repo_path}/issues/comments/{comment_id}", json={"body": body})
         return Comment(int(made["id"]), str(made.get("body") or ""))
+
+    def pull_request_labels(self, number: int) -> frozenset[str]:
+        pull = self.http.json("GET", f"{self.repo_path}/pulls/{number}") or {}
+        return label_names(pull.get("labels"))

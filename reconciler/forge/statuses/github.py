@@ -70,3 +70,14 @@ class GitHubClient(RepoStatusesClient):
     def update_comment(self, number: int, comment_id: int, body: str) -> Comment:
         made = self.http.json("PATCH", f"{self.repo_path}/issues/comments/{comment_id}", json={"body": body})
         return Comment(int(made["id"]), str(made.get("body") or ""))
+
+    def pull_request_labels(self, number: int) -> frozenset[str]:
+        pull = self.http.json("GET", f"{self.repo_path}/pulls/{number}") or {}
+        return label_names(pull.get("labels"))
+
+
+def label_names(labels: object) -> frozenset[str]:
+    """Names of a GitHub or Gitea `labels` list (objects with a `name`)."""
+    if not isinstance(labels, list):
+        return frozenset()
+    return frozenset(str(item["name"]) for item in labels if isinstance(item, dict) and item.get("name"))

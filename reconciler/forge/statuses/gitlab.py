@@ -99,3 +99,11 @@ class GitLabClient(HttpForgeClient):
             "PUT", f"{self.project_path}/merge_requests/{number}/notes/{comment_id}", json={"body": body}
         )
         return Comment(int(made["id"]), str(made.get("body") or ""))
+
+    def pull_request_labels(self, number: int) -> frozenset[str]:
+        merge_request = self.http.json("GET", f"{self.project_path}/merge_requests/{number}") or {}
+        labels = merge_request.get("labels")
+        if not isinstance(labels, list):
+            return frozenset()
+        # Names by default; objects with a `name` when asked `with_labels_details`.
+        return frozenset(str(i["name"] if isinstance(i, dict) else i) for i in labels if i)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from datetime import datetime
 from itertools import pairwise
@@ -43,6 +44,8 @@ def test_schedules_list_shows_registered_schedules_and_their_next_ticks(
     config.write_text(
         f"repos: [{{name: demo, url: '{repo.file_url}', branch: main}}]\n"
         f"database: sqlite:///{tmp_path / 'db.sqlite'}\ndata_dir: {tmp_path / 'data'}\n"
+        # Runs keep this user: a root daemon's default (nobody) could not reach the temp dir.
+        f"local: {{run_as: {getpass.getuser()}}}\n"
     )
     runner = CliRunner()
     synced = runner.invoke(app, ["sync", "--config", str(config)])

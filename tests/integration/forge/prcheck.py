@@ -1,7 +1,8 @@
 """A `check_pull_request` for the tests, built from the real parts: files read from a real git
 repository at the head and base commits, compiled with `reconciler.spec.validate_file`, planned
-as "what changes between base and head" by spec hash, previews chosen by the repo config and the
-`preview` tag. (The daemon's own, from the compile/plan packages, replaces it in production.)"""
+as "what changes between base and head" by spec hash, previews chosen by the base commit's repo
+config (`reconciler.forge.trust`), as the daemon's does. (The daemon's own, from the
+compile/plan packages, replaces it in production.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 
 from reconciler import repo_config as rc
 from reconciler.errors import first_line
-from reconciler.forge import PrCheckResult, PreviewOp, opted_in
+from reconciler.forge import PrCheckResult, PreviewOp, PreviewPolicy
 from reconciler.model import OpKey, spec_hash
 from reconciler.spec import Resolver, check_event_refs, validate_file
 from reconciler.spec.validate import FileResult
@@ -38,8 +39,9 @@ def _compile(repo: GitRepo, sha: str) -> tuple[list[FileResult], rc.RepoFileConf
 
 def checker(git_repo: GitRepo) -> Callable[[str, str, str | None], PrCheckResult]:
     def check(repo: str, head_sha: str, base_sha: str | None) -> PrCheckResult:
-        head, config = _compile(git_repo, head_sha)
-        base, _ = _compile(git_repo, base_sha or git_repo.head("main"))
+        head, _ = _compile(git_repo, head_sha)
+        base, base_config = _compile(git_repo, base_sha or git_repo.head("main"))
+        policy = PreviewPolicy.of(base_config)
         errors = [e for r in head for e in r.errors]
         hashes = {
             side: {r.path: spec_hash(r.checked.effective) for r in results if r.checked}
@@ -62,13 +64,14 @@ def checker(git_repo: GitRepo) -> Callable[[str, str, str | None], PrCheckResult
                 effective=r.checked.effective,
             )
             for r in head
-            if r.checked and opted_in(r.op_name, r.checked.effective.get("tags") or [], config)
+            if r.checked and policy.names(r.op_name)
         )
         return PrCheckResult(
             valid=not errors,
             first_error=first_line(errors),
             plan_text="\n".join(lines) or "no changes",
             previews=previews,
+            policy=policy,
         )
 
     return check

@@ -109,7 +109,9 @@ def test_open_sync_close_lifecycle(
     git = git_repo_factory.create(
         "models",
         {
-            "ops/train.yaml": op("train", "sleep 300", tags="tags: [preview]"),
+            # The base branch opts train (and a quick op a pull request may add) in for previews.
+            ".polyaxon-reconciler.yaml": "previews: [train, quick]\n",
+            "ops/train.yaml": op("train", "sleep 300"),
             "ops/eval.yaml": op("eval", "true"),
         },
     )
@@ -122,6 +124,7 @@ def test_open_sync_close_lifecycle(
     checks = PullRequestChecks(store, {REPO: client}, checker(git), previews=previews, links=links)
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET)
+    secret_file.chmod(0o600)
     repo_config = RepoConfig(
         name=REPO,
         url=git.file_url,
@@ -162,8 +165,8 @@ def test_open_sync_close_lifecycle(
         head1 = git.commit(
             "change train",
             {
-                "ops/train.yaml": op("train", "sleep 301", tags="tags: [preview]"),
-                "ops/quick.yaml": op("quick", "echo ok", tags="tags: [preview]"),
+                "ops/train.yaml": op("train", "sleep 301"),
+                "ops/quick.yaml": op("quick", "echo ok"),
             },
         )
         deliver("opened", head1)
@@ -241,4 +244,91 @@ def test_comment_deleted_by_someone_is_written_again(store: Store, forge_server:
         assert fresh.handle(REPO, event).comment_id == first
         assert len(forge_server.comments(provider, PROJECTS[provider], 3)) == 1
     finally:
+        client.close()
+
+
+def test_only_the_base_branch_opts_previews_in(
+    store: Store,
+    forge_server: Any,
+    provider: Any,
+    backend: LocalBackend,
+    git_repo_factory: GitRepoFactory,
+    tmp_path: Path,
+) -> None:
+    """A pull request that rewrites `previews`, tags its ops `preview` or adds new ops runs only
+    what the base branch listed; one from a fork runs nothing; with a required label, previews
+    wait for the label a maintainer sets on the forge (the event's own label counts for nothing)."""
+    now = dt.datetime.now(dt.UTC)
+    git = git_repo_factory.create(
+        "models",
+        {
+            ".polyaxon-reconciler.yaml": "previews: [smoke]\npreviews_require_label: ok-to-test\n",
+            "ops/smoke.yaml": op("smoke", "sleep 300"),
+        },
+    )
+    base = git.head()
+    store.ensure_repo(REPO, git.file_url, "main", now)
+    client = make_client(forge_server, provider)
+    checks = PullRequestChecks(store, {REPO: client}, checker(git), previews=PreviewManager(store, backend))
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET)
+    secret_file.chmod(0o600)
+    forge = ForgeConfig(provider=provider, project=PROJECTS[provider], webhook_secret_file=secret_file)
+    routes = webhook_routes(
+        webhook_targets([RepoConfig(name=REPO, url=git.file_url, forge=forge)]),
+        on_push=lambda repo, sha: None,
+        on_pull_request=checks.handle,
+        deliveries=store,
+    )
+    server = HttpServer(build_app(Metrics(), routes=routes), "127.0.0.1", 0)
+    server.start()
+    sender = WebhookSender(SECRET)
+    url = f"http://127.0.0.1:{server.port}/webhooks/{provider}"
+
+    def deliver(number: int, action: str, head: str, fork: str | None = None) -> None:
+        _, response = sender.pull_request(
+            provider, url, repo=PROJECTS[provider], number=number, action=action, head_sha=head,
+            base_sha=base, before=base, fork=fork,
+        )  # fmt: skip
+        assert response.status == 200, response.body
+
+    def ran(number: int) -> list[str]:
+        return sorted(r.name.split("-")[2] for r in preview_runs(store, REPO, number))
+
+    def comment(number: int) -> str:
+        (found,) = forge_server.comments(provider, PROJECTS[provider], number)
+        return str(found["body"])
+
+    try:
+        git.checkout("greedy", create=True)
+        greedy = git.commit(
+            "opt everything in",
+            {
+                ".polyaxon-reconciler.yaml": 'previews: ["*"]\npreviews_from_forks: true\n',
+                "ops/smoke.yaml": op("smoke", "sleep 301"),
+                "ops/evil.yaml": op("evil", "id; env", tags="tags: [preview]"),
+            },
+        )
+        forge_server.add_pull_request(provider, PROJECTS[provider], 1, head_sha=greedy, base_sha=base)
+        # The event says "labeled", and even carries the label: the forge's API does not have it.
+        deliver(1, "labeled", greedy)
+        assert ran(1) == []
+        assert "waiting for a maintainer to add the label `ok-to-test`" in comment(1)
+        # A maintainer labels it: the next check (the forge's label event) runs the base's list only.
+        forge_server.set_labels(provider, PROJECTS[provider], 1, ["ok-to-test"])
+        deliver(1, "labeled", greedy)
+        assert ran(1) == ["smoke"]
+        assert "pr-1-smoke-" in comment(1)
+
+        # The same head from a fork, labelled too: nothing runs (previews_from_forks is the base's).
+        forge_server.add_pull_request(provider, PROJECTS[provider], 2, head_sha=greedy, labels=["ok-to-test"])
+        deliver(2, "opened", greedy, fork="mallory/models")
+        assert ran(2) == []
+        assert "pull request from a fork" in comment(2)
+        OutboxWorker(store, {REPO: client}).run_once(dt.datetime.now(dt.UTC))
+        assert ("polyaxon/validate", "success") in forge_states(
+            forge_server, provider, greedy
+        )  # validated all the same
+    finally:
+        server.stop()
         client.close()

@@ -30,6 +30,7 @@ def test_real_gitea_webhooks_statuses_and_comment(gitea_server: Any, store: Stor
     project = f"{USER}/{name}"
     secret_file = tmp_path / "secret"
     secret_file.write_text("real-gitea-secret")
+    secret_file.chmod(0o600)
     repo = RepoConfig(
         name="models",
         url=f"{gitea_server.root_url}/{project}.git",

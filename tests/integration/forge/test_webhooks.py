@@ -59,8 +59,10 @@ class Receiver:
 def _repos(tmp_path: Path) -> list[RepoConfig]:
     secret_file = tmp_path / "webhook-secret"
     secret_file.write_text(SECRET + "\n")
+    secret_file.chmod(0o600)
     other = tmp_path / "other-secret"
     other.write_text("another-secret\n")
+    other.chmod(0o600)
     repos = [
         RepoConfig(
             name=f"{p}-models",

@@ -112,6 +112,30 @@ def test_open_pull_requests_list_the_head(target: Target, forge_server: ForgeSer
         assert errors == []
 
 
+def test_a_pull_requests_labels_are_read_back_from_the_api(
+    target: Target, forge_server: ForgeServer, request: pytest.FixtureRequest
+) -> None:
+    """What `previews_require_label` relies on: the client reads the labels a maintainer set."""
+    from reconciler.forge.statuses import GiteaClient
+
+    client = GiteaClient(target.repo, target.token, target.api_url)
+    try:
+        assert client.pull_request_labels(target.pull_number) == frozenset()
+        if target.kind == "fake":
+            forge_server.set_labels("gitea", target.repo, target.pull_number, ["ok-to-preview"])
+        else:
+            gitea: GiteaServer = request.getfixturevalue("gitea_server")
+            label = gitea.api("POST", f"/repos/{target.repo}/labels", {"name": "ok-to-preview", "color": "#00aa00"})
+            gitea.api("POST", f"/repos/{target.repo}/issues/{target.pull_number}/labels", {"labels": [label["id"]]})
+        assert client.pull_request_labels(target.pull_number) == frozenset({"ok-to-preview"})
+    finally:
+        client.close()
+    if target.kind == "real":
+        path = f"/repos/{target.repo}/pulls/{target.pull_number}"
+        _, pull = target.call("GET", path)
+        assert forge_server.description_errors("gitea", "GET", path, 200, pull) == []
+
+
 def test_missing_or_wrong_token_is_401(target: Target) -> None:
     path = f"/repos/{target.repo}/statuses/{target.sha}"
     assert target.call("POST", path, {"state": "success"}, token="")[0] == 401

@@ -248,6 +248,7 @@ def test_token_from_file_or_environment(http_server, make_source, tmp_path, monk
     base, seen = http_server(401)
     if how == "file":
         (tmp_path / "token").write_text("from-file\n")
+        (tmp_path / "token").chmod(0o600)  # secret files others can read are refused
         kwargs: dict[str, object] = {"token_file": tmp_path / "token"}
         expected = "from-file"
     else:

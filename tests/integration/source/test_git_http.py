@@ -31,6 +31,7 @@ def test_fetch_with_a_token_from_a_file_and_from_the_environment(
     repo = git_repo_factory.create("tokened", {"ops/train.yaml": OP})
     served = git_http_server.publish(repo.remote, token="s3cret-token")
     (tmp_path / "token").write_text("s3cret-token\n")
+    (tmp_path / "token").chmod(0o600)  # secret files others can read are refused
     sleeps: list[float] = []
     fetched = source(served.url, tmp_path, sleeps, token_file=tmp_path / "token").fetch()
     assert fetched.sha == repo.head()

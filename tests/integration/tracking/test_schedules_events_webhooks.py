@@ -111,3 +111,24 @@ def test_webhook_deliveries_are_deduplicated(store: Store, now: dt.datetime) -> 
     assert not store.record_delivery("github", "d-1", now + S)
     assert store.record_delivery("gitea", "d-1", now)  # ids are per provider
     assert store.record_delivery("github", "d-2", now)
+
+
+def test_old_delivery_ids_are_pruned(store: Store, now: dt.datetime) -> None:
+    week = dt.timedelta(days=7)
+    store.record_delivery("github", "old", now - week - S)
+    store.record_delivery("github", "edge", now - week)
+    store.record_delivery("gitea", "new", now)
+    assert store.prune_deliveries(now - week) == 1
+    assert store.prune_deliveries(now - week) == 0
+    assert store.record_delivery("github", "old", now)  # forgotten: a week-old id is new again
+    assert not store.record_delivery("github", "edge", now) and not store.record_delivery("gitea", "new", now)
+
+
+def test_the_write_probe_leaves_nothing_behind(store: Store, now: dt.datetime) -> None:
+    assert store.write_problem(now) is None
+    assert store.write_problem(now) is None  # twice at the same instant: no collision
+    assert store.prune_deliveries(now + week_later()) == 0  # no probe row was kept
+
+
+def week_later() -> dt.timedelta:
+    return dt.timedelta(days=8)

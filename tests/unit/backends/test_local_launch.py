@@ -137,7 +137,7 @@ def test_value_from_is_skipped_with_a_warning_and_missing_workdir_falls_back() -
     )
     spec = build_launch(run, PATHS, is_dir=lambda p: False)
     assert "S" not in spec.env
-    assert spec.cwd == "/state/r1"
+    assert spec.cwd == "/state/r1/home"
     assert any("valueFrom" in w and "S" in w for w in spec.warnings)
     assert any("/code does not exist" in w for w in spec.warnings)
     assert build_launch(run, PATHS, is_dir=lambda p: p == "/code").cwd == "/code"
@@ -159,3 +159,23 @@ def test_outputs_as_object_or_json_lines_later_wins_and_partial_line_ignored() -
     text = '{"name": "loss", "value": 0.5}\n{"name": "loss", "value": 0.2}\n{"acc": 0.7}\n{"name": "lo'
     assert parse_outputs(text) == {"loss": 0.2, "acc": 0.7}
     assert parse_outputs("") == {}
+
+
+def test_the_environment_is_built_never_the_daemons(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_daemon_secret")
+    declared = [{"name": "EPOCHS", "value": 3}, {"name": "TZ", "value": "Europe/Paris"}]
+    run = request({"command": ["env"], "env": declared})
+    env = build_launch(run, PATHS).env
+    assert sorted(env) == [
+        "EPOCHS",
+        "HOME",
+        "LANG",
+        "PATH",
+        "POLYAXON_RUN_ARTIFACTS_PATH",
+        "POLYAXON_RUN_NAME",
+        "POLYAXON_RUN_OUTPUTS_PATH",
+        "POLYAXON_RUN_UUID",
+        "TZ",
+    ]
+    assert env["HOME"] == "/state/r1/home" and env["LANG"] == "C.UTF-8"
+    assert env["PATH"].split(":")[-1] == "/bin" and env["TZ"] == "Europe/Paris"  # the op's env wins

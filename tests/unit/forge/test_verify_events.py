@@ -91,7 +91,7 @@ def test_ignored_and_ping_and_malformed() -> None:
     assert isinstance(parse_github("ping", {"zen": "x"}), PingEvent)
     assert isinstance(parse_github("issues", {}), Ignored)
     _, payload = pull_request_payload("github", repo="a/b", number=1, head_sha="3" * 40)
-    payload["action"] = "labeled"
+    payload["action"] = "assigned"
     assert isinstance(parse_github("pull_request", payload), Ignored)
     _, gl = pull_request_payload("gitlab", repo="a/b", number=1, head_sha="3" * 40, action="synchronize")
     assert "oldrev" not in gl["object_attributes"]  # an update without a new head: a title edit
@@ -102,3 +102,40 @@ def test_ignored_and_ping_and_malformed() -> None:
         parse_github("pull_request", {"action": "opened", "number": "7", "repository": {"full_name": "a/b"}})
     with pytest.raises(MalformedPayload):
         parse_gitlab("Push Hook", [1, 2])
+
+
+@pytest.mark.parametrize("provider", ["github", "gitea", "gitlab"])
+def test_a_label_added_is_a_pull_request_event_to_check_again(provider: Any) -> None:
+    event, payload = pull_request_payload(provider, repo="acme/models", number=5, action="labeled", head_sha="3" * 40)
+    parsed = PARSERS[provider]("Merge Request Hook" if provider == "gitlab" else event, payload)
+    assert isinstance(parsed, PullRequestEvent)
+    assert (parsed.action, parsed.closing, parsed.head_sha) == ("labeled", False, "3" * 40)
+
+
+@pytest.mark.parametrize("provider", ["github", "gitea", "gitlab"])
+def test_fork_or_same_repository_as_each_forge_says_it(provider: Any) -> None:
+    def parsed(**kw: Any) -> PullRequestEvent:
+        event, payload = pull_request_payload(provider, repo="acme/models", number=5, head_sha="3" * 40, **kw)
+        result = PARSERS[provider]("Merge Request Hook" if provider == "gitlab" else event, payload)
+        assert isinstance(result, PullRequestEvent)
+        return result
+
+    assert parsed().fork is False
+    assert parsed(fork="mallory/models").fork is True
+
+
+def test_a_pull_request_that_cannot_be_placed_counts_as_a_fork() -> None:
+    _, github = pull_request_payload("github", repo="acme/models", number=5, head_sha="3" * 40)
+    github["pull_request"]["head"]["repo"] = None  # GitHub: the fork was deleted
+    assert parse_github("pull_request", github).fork is True  # type: ignore[union-attr]
+    # The head's own `fork` flag is not the question: a same-repo PR of a forked repository.
+    _, same = pull_request_payload("github", repo="acme/models", number=5, head_sha="3" * 40)
+    same["pull_request"]["head"]["repo"]["fork"] = True
+    same["pull_request"]["base"]["repo"]["fork"] = True
+    assert parse_github("pull_request", same).fork is False  # type: ignore[union-attr]
+    _, gitea = pull_request_payload("gitea", repo="acme/models", number=5, head_sha="3" * 40)
+    gitea["pull_request"]["head"]["repo_id"] = 8  # ids differ even if the names were made to agree
+    assert parse_gitea("pull_request", gitea).fork is True  # type: ignore[union-attr]
+    _, gitlab = pull_request_payload("gitlab", repo="acme/models", number=5, head_sha="3" * 40)
+    del gitlab["object_attributes"]["source_project_id"]
+    assert parse_gitlab("Merge Request Hook", gitlab).fork is True  # type: ignore[union-attr]

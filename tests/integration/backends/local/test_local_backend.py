@@ -219,11 +219,11 @@ def test_params_env_and_working_dir_are_applied(backend: LocalBackend, tmp_path:
     assert backend.logs("params") == f"lr=0.01 --epochs=2 run=params env=hi-0.01 pwd={workdir}\n"
 
 
-def test_missing_working_dir_falls_back_to_the_run_dir_and_says_so(backend: LocalBackend) -> None:
+def test_missing_working_dir_falls_back_to_the_runs_home_and_says_so(backend: LocalBackend) -> None:
     container = {"command": ["pwd"], "workingDir": "/no/such/dir/here"}
     backend.submit(make_request("wd", container=container))
     assert final_status(backend, "wd") == "succeeded"
-    assert backend.logs("wd").strip() == str(backend.run_dir("wd"))
+    assert backend.logs("wd").strip() == str(backend.run_dir("wd") / "home")
     assert "/no/such/dir/here does not exist" in backend.history("wd")[1]["message"]
 
 
