@@ -192,7 +192,6 @@ ROOT_PATH = {w}/log
         )
         return pull
 
-
     def create_user(self, name: str) -> None:
         """A plain (not admin) user, who can fork and open pull requests."""
         self.api(

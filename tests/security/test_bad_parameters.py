@@ -70,7 +70,7 @@ def test_every_bad_query_parameter_is_a_400_with_a_json_error(
     for tail, expected in [("1", "line 3\n"), ("-5", "line 3\n"), ("99999999999999999999", "line 1\nline 2\nline 3\n")]:
         answer = daemon.get(f"/api/runs/{run['name']}/logs?tail={tail}")
         assert answer == (200, expected), (tail, answer)
-    assert daemon.get("/api/runs/no-such-run/logs?tail=2") == (404, '{"error": "no local run named \'no-such-run\'"}')
+    assert daemon.get("/api/runs/no-such-run/logs?tail=2") == (404, '{"error": "no run named no-such-run"}')
     log = daemon.log_text()
     assert "Traceback" not in log and "Exception in ASGI" not in log, daemon.log_tail()
 

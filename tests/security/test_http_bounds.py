@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from reconciler.server import Limits
-from tests.e2e.harness import job
+from tests.e2e.harness import job, local_run_dir
 from tests.infra.git_server import GitRepoFactory
 
 LIMITS = Limits()  # the daemon's defaults
@@ -174,7 +174,7 @@ def test_a_300_mb_log_costs_kilobytes_to_tail_and_a_block_to_stream(daemon: Any)
     name = run["name"]
     assert daemon.proc is not None
     pid = daemon.proc.pid
-    log_file = daemon.data_dir / "local-runs" / name / "stdout.log"
+    log_file = local_run_dir(daemon.data_dir, name) / "stdout.log"
     assert log_file.stat().st_size > LOG_BYTES
     daemon.get("/api/runs?limit=1")  # warm up: the first request imports and allocates a little
     before = rss(pid)

@@ -140,6 +140,8 @@ def test_a_hostile_pull_request_is_validated_and_planned_and_runs_nothing(
     assert counting_server.hits == [], "a urlRef of the pull request was fetched"
     assert not list(tmp_path.glob("ran*")), "something of the pull request ran"
     assert [r["name"] for r in daemon.api_runs() if r["name"].startswith("pr-")] == []
-    assert not list((daemon.data_dir / "local-runs").glob("pr-*"))
+    assert not list((daemon.data_dir / "local-runs").glob("pr-*")) + list(
+        (daemon.data_dir / "local-runs").glob("*/pr-*")
+    )
     assert "Previews" not in body  # the base branch opts nothing in: nothing to withhold either
     assert "Traceback" not in daemon.log_text()

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tests.e2e.harness import local_run_dir
 from tests.infra.git_server import GitRepoFactory
 
 from .conftest import secret_file
@@ -90,7 +91,7 @@ def test_a_job_printing_its_environment_shows_none_of_the_daemons_secrets(
         "POLYAXON_RUN_ARTIFACTS_PATH", "POLYAXON_RUN_NAME", "POLYAXON_RUN_OUTPUTS_PATH", "POLYAXON_RUN_UUID",
     }  # fmt: skip
     assert "declared=[REDACTED]" in lines  # a loaded secret is redacted from run logs served by the API
-    home = data_dir / "local-runs" / run["name"] / "home"
+    home = local_run_dir(data_dir, run["name"]) / "home"
     assert f"home={home} pwd={home}" in lines
     if os.geteuid() == 0:
         # Root daemon: the job is nobody, and nothing of the daemon's is within its reach.
