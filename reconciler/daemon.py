@@ -476,9 +476,13 @@ class Daemon:
             return max(1.0, min(state.config.interval, wait))
         return state.config.interval
 
-    def _handle_ticks(self, _: FireTicks) -> float:
+    def fire_ticks(self) -> None:
+        """Fire, skip or record as missed what every schedule has due by now."""
         now = self.clock()
         self.applier.apply_work(self.orchestration.due(now), now)
+
+    def _handle_ticks(self, _: FireTicks) -> float:
+        self.fire_ticks()
         return 30.0
 
     def resume(self) -> None:
