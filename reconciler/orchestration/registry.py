@@ -17,13 +17,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler.model import DesiredOp, DesiredState, OpKey
+from reconciler.model import DesiredOp, DesiredState, Mode, OpKey
 from reconciler.orchestration.specs import ScheduleOptions, schedule_spec
 from reconciler.orchestration.tree import Context
 from reconciler.orchestration.work import Notice, Work
 from reconciler.plan.actions import Action, ActionKind
 from reconciler.plan.state import TrackedSchedule, TrackedSubscription
-from reconciler.scheduling.ticks import MAX_COUNTED_MISSED, ScheduleError, ScheduleSpec, anchored, iter_ticks
+from reconciler.scheduling.ticks import (
+    MAX_COUNTED_MISSED,
+    ConcurrencyPolicy,
+    ScheduleError,
+    ScheduleSpec,
+    anchored,
+    iter_ticks,
+)
 from reconciler.statuses import Status
 from reconciler.tracking import ScheduleState, Store, Tx
 
@@ -52,7 +59,32 @@ def options_of(state: ScheduleState, fallback: ScheduleOptions) -> ScheduleOptio
         tz=state.tz or fallback.tz,
         namespace=state.namespace or fallback.namespace,
         starting_deadline=dt.timedelta(seconds=deadline) if deadline is not None else fallback.starting_deadline,
+        concurrency=ConcurrencyPolicy(state.concurrency) if state.concurrency else fallback.concurrency,
     )
+
+
+def _stored(options: ScheduleOptions) -> tuple[str, str, float, str]:
+    return options.tz, options.namespace, options.starting_deadline.total_seconds(), options.concurrency.value
+
+
+def stale_options(ctx: Context, actions: Sequence[Action], desired: DesiredState) -> list[DesiredOp]:
+    """Scheduled operations the plan leaves alone (same spec) whose repo config changed since they
+    were registered: the planner compares operations, not the repo config's schedule options."""
+    unchanged = [
+        op
+        for a in actions
+        if a.action is ActionKind.NOOP
+        and (op := desired.ops.get(a.op)) is not None
+        and op.mode is Mode.SCHEDULED
+        and a.op not in desired.kept
+    ]
+    if not unchanged:
+        return []
+    stored = {
+        key: (state.tz, state.namespace, state.starting_deadline_seconds, state.concurrency)
+        for key, state in ctx.store.schedules(desired.repo)
+    }
+    return [op for op in unchanged if stored.get(str(op.key)) != _stored(ctx.options_for(op.key))]
 
 
 def first_pending_tick(spec: ScheduleSpec, state: ScheduleState) -> dt.datetime | None:
@@ -110,6 +142,7 @@ def register_schedule(ctx: Context, op: DesiredOp, now: dt.datetime) -> tuple[Wo
         state.commit_sha, state.kind, state.updated_at = op.commit, op.kind, now
         state.tz, state.namespace = options.tz, options.namespace
         state.starting_deadline_seconds = options.starting_deadline.total_seconds()
+        state.concurrency = options.concurrency.value
         try:
             state.next_tick_at = first_pending_tick(schedule_spec(schedule, options.tz), state)
         except _BAD_SCHEDULE as e:
@@ -224,6 +257,9 @@ def sync(
             wakeups[action.op] = None
         elif kind == ActionKind.UNSUBSCRIBE:
             unsubscribe(ctx, action.op)
+    for op in stale_options(ctx, actions, desired):
+        done, wakeups[op.key] = register_schedule(ctx, op, now)
+        work += done
     return work, wakeups
 
 

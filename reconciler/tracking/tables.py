@@ -174,6 +174,7 @@ class ScheduleState(SQLModel, table=True):
     tz: str | None = Field(default=None, max_length=64)
     namespace: str | None = Field(default=None, max_length=253)
     starting_deadline_seconds: float | None = Field(default=None)
+    concurrency: str | None = Field(default=None, max_length=16)
 
 
 class ScheduleTick(SQLModel, table=True):

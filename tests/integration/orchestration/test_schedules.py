@@ -1,6 +1,7 @@
-"""Schedules over the tracking DB: registration follows Git, ticks fire exactly once (repeated calls,
-two orchestrators, a crash on either side of the commit), missed ticks, concurrency policies,
-dependsOnPast and maxRuns."""
+"""Schedules on the production daemon: registration follows Git, ticks fire exactly once (repeated
+calls, two daemons, two processes, a crash on either side of the commit), missed ticks, the repo
+config's concurrency policies and starting deadline (kept across a restart), dependsOnPast and
+maxRuns."""
 
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ from typing import Any
 import pytest
 
 from reconciler.model import OpKey
-from reconciler.orchestration import Orchestrator, ScheduleOptions
 from reconciler.plan import ActionKind, changes
-from reconciler.scheduling.ticks import ConcurrencyPolicy
 from reconciler.tracking import Store
+from tests.infra.daemon import Clock, DaemonHarness
+from tests.infra.scripted_backend import ScriptedBackend
 from tests.integration.orchestration.conftest import T0
 from tests.integration.orchestration.due_worker import fire_hours
-from tests.integration.orchestration.helpers import Daemon
 
 KEY = OpKey("r", "ops/n.yaml", "n")
 H = dt.timedelta(hours=1)
@@ -48,98 +48,109 @@ def ticks(store: Store) -> list[tuple[str, dt.datetime, Any]]:
     return [(t.outcome, t.tick_at, t.missed_count) for t in store.ticks(str(KEY))]
 
 
-def test_registration_follows_git(daemon: Daemon) -> None:
-    actions = daemon.apply_git(scheduled(HOURLY), "c1", T0)
-    assert [a.action for a in changes(actions)] == [ActionKind.REGISTER_SCHEDULE]
-    schedules, _ = daemon.orch.tracked("r")
+def test_registration_follows_git(h: DaemonHarness) -> None:
+    orchestration = h.daemon.orchestration
+    result = h.apply_git(scheduled(HOURLY), T0)
+    assert [a.action for a in changes(result.plan)] == [ActionKind.REGISTER_SCHEDULE]
+    schedules, _ = orchestration.tracked("r")
     assert schedules[KEY].schedule == {"kind": "cron", "cron": "0 * * * *"}
-    assert daemon.orch.next_wakeup() == T0 + H
+    assert orchestration.next_wakeup() == T0 + H
 
-    assert changes(daemon.apply_git(scheduled(HOURLY), "c2", T0 + dt.timedelta(minutes=5))) == []
+    assert changes(h.apply_git(scheduled(HOURLY), T0 + dt.timedelta(minutes=5)).plan) == []
 
     later = T0 + dt.timedelta(minutes=10)
-    actions = daemon.apply_git(scheduled("  {kind: cron, cron: '30 * * * *'}"), "c3", later)
-    assert [a.action for a in changes(actions)] == [ActionKind.UPDATE_SCHEDULE]
-    assert daemon.orch.next_wakeup() == T0 + dt.timedelta(minutes=30)
+    result = h.apply_git(scheduled("  {kind: cron, cron: '30 * * * *'}"), later)
+    assert [a.action for a in changes(result.plan)] == [ActionKind.UPDATE_SCHEDULE]
+    assert orchestration.next_wakeup() == T0 + dt.timedelta(minutes=30)
 
     # The spec alone changes: the schedule keeps its ticks, and the next tick runs the new spec.
-    actions = daemon.apply_git(scheduled("  {kind: cron, cron: '30 * * * *'}", "echo new"), "c4", later)
-    assert [a.reason for a in changes(actions)] == ["spec changed; ticks use the new spec"]
-    assert daemon.orch.next_wakeup() == T0 + dt.timedelta(minutes=30)
-    [run] = daemon.orch.due(T0 + dt.timedelta(minutes=30)).new_runs
-    assert run.request.effective["run"]["container"]["command"] == ["sh", "-c", "echo new"]
-    assert run.request.commit == "c4" and run.request.cause_id == "schedule:2025-03-03T00:30:00Z"
+    result = h.apply_git(scheduled("  {kind: cron, cron: '30 * * * *'}", "echo new"), later)
+    assert [a.reason for a in changes(result.plan)] == ["spec changed; ticks use the new spec"]
+    assert orchestration.next_wakeup() == T0 + dt.timedelta(minutes=30)
+    h.fire_ticks(T0 + dt.timedelta(minutes=30))
+    [run] = h.submitted
+    assert run.effective["run"]["container"]["command"] == ["sh", "-c", "echo new"]
+    assert run.commit == result.commit and run.cause_id == "schedule:2025-03-03T00:30:00Z"
 
-    actions = daemon.apply_git({}, "c5", T0 + 2 * H)
-    assert [a.action for a in changes(actions)] == [ActionKind.REMOVE_SCHEDULE]
-    assert daemon.orch.tracked("r") == ({}, {})
-    assert daemon.orch.next_wakeup() is None
-    assert daemon.orch.due(T0 + 5 * H).empty
+    result = h.apply_git({}, T0 + 2 * H)
+    assert [a.action for a in changes(result.plan)] == [ActionKind.REMOVE_SCHEDULE]
+    assert orchestration.tracked("r") == ({}, {})
+    assert orchestration.next_wakeup() is None
+    h.fire_ticks(T0 + 5 * H)
+    assert h.submitted == [run]
     # The 01:30 tick was due and unhandled when the schedule went away: recorded, not dropped.
-    assert ticks(daemon.store)[-1] == ("missed", T0 + dt.timedelta(hours=1, minutes=30), 1)
+    assert ticks(h.store)[-1] == ("missed", T0 + dt.timedelta(hours=1, minutes=30), 1)
 
 
-def test_a_tick_fires_once_however_often_it_is_looked_at(daemon: Daemon, db_url: str) -> None:
-    daemon.apply_git(scheduled(HOURLY), "c1", T0)
+def test_a_tick_fires_once_however_often_it_is_looked_at(h: DaemonHarness) -> None:
+    h.apply_git(scheduled(HOURLY), T0)
     at = T0 + H
-    [run] = daemon.orch.due(at).new_runs
-    assert daemon.orch.due(at).empty
-    assert daemon.orch.due(at + dt.timedelta(minutes=1)).empty
-    other = Store.open(db_url)
-    try:
-        assert Orchestrator(other, backend_name="local").due(at).empty
-    finally:
-        other.close()
-    assert [r.name for r in daemon.store.runs_by_op(str(KEY))] == [run.request.name]
-    [tick] = daemon.store.ticks(str(KEY))
+    h.fire_ticks(at)
+    h.fire_ticks(at)
+    h.fire_ticks(at + dt.timedelta(minutes=1))
+    # Another daemon over the same database (its own connections, backend and clock) finds nothing.
+    elsewhere = ScriptedBackend()
+    h.build(store=h.open_store(), backend=elsewhere, clock=Clock(at)).fire_ticks()
+    assert elsewhere.submits == []
+    [run] = h.submitted
+    assert [r.name for r in h.store.runs_by_op(str(KEY))] == [run.name]
+    [tick] = h.store.ticks(str(KEY))
     assert (tick.outcome, tick.tick_at) == ("fired", at) and tick.run_id is not None
-    assert daemon.orch.next_wakeup() == at + H
+    assert h.daemon.orchestration.next_wakeup() == at + H
 
 
-def test_two_orchestrators_racing_for_the_same_ticks_fire_each_once(daemon: Daemon, db_url: str) -> None:
-    daemon.apply_git(scheduled(HOURLY), "c1", T0)
-    stores = [Store.open(db_url) for _ in range(2)]
+def test_two_daemons_racing_for_the_same_ticks_fire_each_once(h: DaemonHarness) -> None:
+    h.apply_git(scheduled(HOURLY), T0)
+    backends = [ScriptedBackend() for _ in range(2)]
+    clocks = [Clock(T0) for _ in range(2)]
+    daemons = [h.build(store=h.open_store(), backend=b, clock=c) for b, c in zip(backends, clocks, strict=True)]
     barrier = threading.Barrier(2)
-    fired: list[list[str]] = [[], []]
+    errors: list[BaseException] = []
 
     def worker(i: int) -> None:
-        orch = Orchestrator(stores[i], backend_name="local")
-        barrier.wait(timeout=30)
-        for hour in range(1, 6):
-            fired[i] += [n.request.name for n in orch.due(T0 + hour * H).new_runs]
+        try:
+            barrier.wait(timeout=30)
+            for hour in range(1, 6):
+                clocks[i].set(T0 + hour * H)
+                daemons[i].fire_ticks()
+        except BaseException as e:  # reported below: a thread's exception would be lost
+            errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
-    finally:
-        for s in stores:
-            s.close()
-    assert not any(t.is_alive() for t in threads)
-    names = fired[0] + fired[1]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    names = [r.name for b in backends for r in b.submits]
     assert len(names) == len(set(names)) == 5
-    assert sorted(names) == sorted(r.name for r in daemon.store.runs_by_op(str(KEY)))
+    assert sorted(names) == sorted(r.name for r in h.store.runs_by_op(str(KEY)))
 
 
-def test_a_crash_after_the_claim_neither_doubles_nor_drops_the_run(daemon: Daemon, store: Store) -> None:
-    daemon.apply_git(scheduled(HOURLY), "c1", T0)
-    lost = daemon.orch.due(T0 + H)  # committed, then the daemon dies before submitting
-    [run] = lost.new_runs
+def test_a_crash_after_the_claim_neither_doubles_nor_drops_the_run(h: DaemonHarness) -> None:
+    sha = h.apply_git(scheduled(HOURLY), T0).commit
+    # The tick and its run are committed, then the daemon dies before the backend has the run.
+    h.scripted.fail_next_submit(RuntimeError("power cut"))
+    with pytest.raises(RuntimeError, match="power cut"):
+        h.fire_ticks(T0 + H)
+    [recorded] = h.store.runs_by_op(str(KEY))
+    assert recorded.backend_ref is None and h.submitted == []
 
-    restarted = daemon.orchestrator()
-    assert restarted.due(T0 + H).empty
-    [again] = restarted.resume(T0 + H).new_runs
-    assert again.request == run.request
-    daemon.record(run.request.name, "queued", T0 + H)  # submitted this time
-    assert restarted.resume(T0 + H).new_runs == ()
+    h.restart()
+    h.fire_ticks(T0 + H)
+    assert h.submitted == []  # the tick is not fired again
+    h.resume(T0 + H)
+    [again] = h.submitted
+    assert (again.name, again.cause_id, again.commit) == (recorded.name, "schedule:2025-03-03T01:00:00Z", sha)
+    assert again.effective == recorded.spec
+    h.resume(T0 + H)
+    assert len(h.submitted) == 1 and len(h.store.runs_by_op(str(KEY))) == 1
 
 
 def test_a_crash_before_the_commit_leaves_the_tick_to_fire_later(
-    daemon: Daemon, store: Store, monkeypatch: pytest.MonkeyPatch
+    h: DaemonHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    daemon.apply_git(scheduled(HOURLY), "c1", T0)
+    h.apply_git(scheduled(HOURLY), T0)
 
     def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("power cut")
@@ -147,83 +158,139 @@ def test_a_crash_before_the_commit_leaves_the_tick_to_fire_later(
     with monkeypatch.context() as m:
         m.setattr(Store, "attach_tick_run", crash)
         with pytest.raises(RuntimeError, match="power cut"):
-            daemon.orch.due(T0 + H)
-    assert store.ticks(str(KEY)) == [] and store.runs_by_op(str(KEY)) == []
-    [run] = daemon.orchestrator().due(T0 + H + dt.timedelta(minutes=2)).new_runs
-    assert run.request.cause_id == "schedule:2025-03-03T01:00:00Z"
+            h.fire_ticks(T0 + H)
+    assert h.store.ticks(str(KEY)) == [] and h.store.runs_by_op(str(KEY)) == [] and h.submitted == []
+    h.restart()
+    h.fire_ticks(T0 + H + dt.timedelta(minutes=2))
+    [run] = h.submitted
+    assert run.cause_id == "schedule:2025-03-03T01:00:00Z"
 
 
-def test_missed_ticks_after_downtime_catch_up_once_within_the_deadline(store: Store) -> None:
-    daemon = Daemon(store, ScheduleOptions(starting_deadline=dt.timedelta(minutes=30)))
-    daemon.apply_git(scheduled(HOURLY), "c1", T0)
-    work = daemon.orch.due(T0 + 5 * H + dt.timedelta(minutes=10))
-    [run] = work.new_runs
-    assert run.request.cause_id == "schedule:2025-03-03T05:00:00Z"
-    assert ticks(store) == [("missed", T0 + H, 4), ("fired", T0 + 5 * H, None)]
-    assert [n.reason for n in work.notices] == ["MissedTicks"]
+def test_missed_ticks_after_downtime_catch_up_once_within_the_deadline(h: DaemonHarness) -> None:
+    h.config["r"] = {"schedules": {"starting_deadline": 1800}}
+    h.apply_git(scheduled(HOURLY), T0)
+    h.fire_ticks(T0 + 5 * H + dt.timedelta(minutes=10))
+    [run] = h.submitted
+    assert run.cause_id == "schedule:2025-03-03T05:00:00Z"
+    assert ticks(h.store) == [("missed", T0 + H, 4), ("fired", T0 + 5 * H, None)]
+    assert [n.split(": ")[1] for n in h.notices] == ["MissedTicks"]
 
     # Down again past the deadline: nothing runs, every tick is on record.
-    assert daemon.orch.due(T0 + 8 * H + dt.timedelta(minutes=45)).new_runs == ()
-    assert ticks(store)[-1] == ("missed", T0 + 6 * H, 3)
-    assert daemon.orch.next_wakeup() == T0 + 9 * H
+    h.fire_ticks(T0 + 8 * H + dt.timedelta(minutes=45))
+    assert h.submitted == [run]
+    assert ticks(h.store)[-1] == ("missed", T0 + 6 * H, 3)
+    assert h.daemon.orchestration.next_wakeup() == T0 + 9 * H
 
 
-def test_forbid_skips_a_tick_while_the_previous_run_is_active(store: Store) -> None:
-    daemon = Daemon(store, ScheduleOptions(concurrency=ConcurrencyPolicy.FORBID))
-    daemon.apply_git(scheduled(HOURLY), "c1", T0)
-    [first] = daemon.orch.due(T0 + H).new_runs
-    daemon.record(first.request.name, "running", T0 + H)
-    assert daemon.orch.due(T0 + 2 * H).new_runs == ()
-    skipped = [r for r in store.runs_by_op(str(KEY)) if r.name != first.request.name]
+def test_forbid_skips_a_tick_while_the_previous_run_is_active(h: DaemonHarness) -> None:
+    h.config["r"] = {"schedules": {"concurrency": "forbid"}}
+    h.apply_git(scheduled(HOURLY), T0)
+    h.fire_ticks(T0 + H)
+    [first] = h.submitted
+    h.record(first.name, "running", T0 + H)
+    h.fire_ticks(T0 + 2 * H)
+    assert h.submitted == [first]
+    skipped = [r for r in h.store.runs_by_op(str(KEY)) if r.name != first.name]
     assert [(str(r.status), r.cause_id) for r in skipped] == [("skipped", "schedule:2025-03-03T02:00:00Z")]
-    assert store.history(skipped[0])[-1].reason == "ConcurrencyForbid"
-    daemon.record(first.request.name, "succeeded", T0 + 2 * H + dt.timedelta(minutes=5))
-    [third] = daemon.orch.due(T0 + 3 * H).new_runs
-    assert third.request.cause_id == "schedule:2025-03-03T03:00:00Z"
-    assert [o for o, _, _ in ticks(store)] == ["fired", "skipped", "fired"]
+    assert h.store.history(skipped[0])[-1].reason == "ConcurrencyForbid"
+    h.record(first.name, "succeeded", T0 + 2 * H + dt.timedelta(minutes=5))
+    h.fire_ticks(T0 + 3 * H)
+    [_, third] = h.submitted
+    assert third.cause_id == "schedule:2025-03-03T03:00:00Z"
+    assert [o for o, _, _ in ticks(h.store)] == ["fired", "skipped", "fired"]
 
 
-def test_replace_stops_the_active_run_and_fires(store: Store) -> None:
-    daemon = Daemon(store, ScheduleOptions(concurrency=ConcurrencyPolicy.REPLACE))
-    daemon.apply_git(scheduled(HOURLY), "c1", T0)
-    [first] = daemon.orch.due(T0 + H).new_runs
-    daemon.record(first.request.name, "running", T0 + H)
-    work = daemon.orch.due(T0 + 2 * H)
-    assert work.stops == (first.request.name,)
-    assert [n.request.cause_id for n in work.new_runs] == ["schedule:2025-03-03T02:00:00Z"]
+def test_replace_stops_the_active_run_and_fires(h: DaemonHarness) -> None:
+    # Per operation: the glob's policy, not the repo's default (allow).
+    h.config["r"] = {"schedules": {"ops": {"n*": {"concurrency": "replace"}}}}
+    h.apply_git(scheduled(HOURLY), T0)
+    h.fire_ticks(T0 + H)
+    [first] = h.submitted
+    h.record(first.name, "running", T0 + H)
+    h.fire_ticks(T0 + 2 * H)
+    assert h.stopped == [first.name]
+    assert [r.cause_id for r in h.submitted] == ["schedule:2025-03-03T01:00:00Z", "schedule:2025-03-03T02:00:00Z"]
 
 
-def test_depends_on_past_skips_after_a_failure(daemon: Daemon, store: Store) -> None:
-    daemon.apply_git(scheduled("  {kind: cron, cron: '0 * * * *', dependsOnPast: true}"), "c1", T0)
-    [first] = daemon.orch.due(T0 + H).new_runs
-    daemon.finish(first.request.name, "succeeded", T0 + H)
-    [second] = daemon.orch.due(T0 + 2 * H).new_runs
-    daemon.finish(second.request.name, "failed", T0 + 2 * H)
-    assert daemon.orch.due(T0 + 3 * H).new_runs == ()
-    assert daemon.orch.due(T0 + 4 * H).new_runs == ()  # still the failed run before it
-    reasons = [(t.outcome, t.reason) for t in store.ticks(str(KEY))]
+def test_a_restarted_daemon_fires_with_the_repo_configs_options_before_reading_git(h: DaemonHarness) -> None:
+    """Right after a start (or while the remote is down) the repo config has not been read yet:
+    ticks still follow what it said when the schedule was registered (zone, concurrency, deadline)."""
+    h.config["r"] = {
+        "timezone": "Europe/Paris",
+        "schedules": {"starting_deadline": 600, "ops": {"n": {"concurrency": "forbid"}}},
+    }
+    h.apply_git(scheduled("  {kind: cron, cron: '0 9 * * *'}"), T0)
+    nine_in_paris = T0 + 8 * H  # 09:00 CET is 08:00 UTC on 3 March
+    assert h.daemon.orchestration.next_wakeup() == nine_in_paris
+
+    h.restart()  # nothing read from Git by this daemon
+    h.fire_ticks(nine_in_paris)
+    [first] = h.submitted
+    assert first.cause_id == "schedule:2025-03-03T08:00:00Z"
+    h.record(first.name, "running")
+
+    h.restart()
+    h.fire_ticks(nine_in_paris + 24 * H + dt.timedelta(minutes=5))
+    assert h.submitted == [first], "forbid: the first run is still running"
+    assert [o for o, _, _ in ticks(h.store)] == ["fired", "skipped"]
+
+    h.restart()
+    h.record(first.name, "succeeded")
+    h.fire_ticks(nine_in_paris + 48 * H + dt.timedelta(minutes=11))  # past the 10-minute deadline
+    assert h.submitted == [first]
+    assert ticks(h.store)[-1] == ("missed", nine_in_paris + 48 * H, 1)
+
+
+def test_a_repo_config_change_alone_reaches_the_registered_schedule(h: DaemonHarness) -> None:
+    """The operation is unchanged (the planner has nothing to do for it), its repo config is not:
+    the next ticks follow the new zone and the new concurrency policy."""
+    h.apply_git(scheduled("  {kind: cron, cron: '0 9 * * *'}"), T0)
+    assert h.daemon.orchestration.next_wakeup() == T0 + 9 * H
+    h.config["r"] = {"timezone": "Europe/Paris", "schedules": {"concurrency": "forbid"}}
+    h.apply_git(scheduled("  {kind: cron, cron: '0 9 * * *'}"), T0 + H)
+    nine_in_paris = T0 + 8 * H
+    assert h.daemon.orchestration.next_wakeup() == nine_in_paris
+    h.fire_ticks(nine_in_paris)
+    [first] = h.submitted
+    assert first.cause_id == "schedule:2025-03-03T08:00:00Z"
+    h.record(first.name, "running")
+    h.fire_ticks(nine_in_paris + 24 * H)
+    assert h.submitted == [first]
+    assert [o for o, _, _ in ticks(h.store)] == ["fired", "skipped"]
+
+
+def test_depends_on_past_skips_after_a_failure(h: DaemonHarness) -> None:
+    h.apply_git(scheduled("  {kind: cron, cron: '0 * * * *', dependsOnPast: true}"), T0)
+    h.fire_ticks(T0 + H)
+    [first] = h.submitted
+    h.finish(first.name, "succeeded", T0 + H)
+    h.fire_ticks(T0 + 2 * H)
+    [_, second] = h.submitted
+    h.finish(second.name, "failed", T0 + 2 * H)
+    h.fire_ticks(T0 + 3 * H)
+    h.fire_ticks(T0 + 4 * H)  # still the failed run before it
+    assert h.submitted == [first, second]
+    reasons = [(t.outcome, t.reason) for t in h.store.ticks(str(KEY))]
     assert reasons[-2:] == [("skipped", "DependsOnPast"), ("skipped", "DependsOnPast")]
 
 
-def test_max_runs_ends_the_schedule(daemon: Daemon) -> None:
-    daemon.apply_git(scheduled("  {kind: interval, frequency: 600, maxRuns: 2}"), "c1", T0)
+def test_max_runs_ends_the_schedule(h: DaemonHarness) -> None:
+    h.apply_git(scheduled("  {kind: interval, frequency: 600, maxRuns: 2}"), T0)
     # An interval without startAt counts from registration; the first tick is one interval later.
-    assert daemon.orch.next_wakeup() == T0 + dt.timedelta(minutes=10)
-    fired = [
-        n.request.cause_id
-        for step in range(0, 5)
-        for n in daemon.orch.due(T0 + step * dt.timedelta(minutes=10)).new_runs
-    ]
-    assert fired == ["schedule:2025-03-03T00:10:00Z", "schedule:2025-03-03T00:20:00Z"]
-    assert daemon.orch.next_wakeup() is None
+    assert h.daemon.orchestration.next_wakeup() == T0 + dt.timedelta(minutes=10)
+    for step in range(0, 5):
+        h.fire_ticks(T0 + step * dt.timedelta(minutes=10))
+    assert [r.cause_id for r in h.submitted] == ["schedule:2025-03-03T00:10:00Z", "schedule:2025-03-03T00:20:00Z"]
+    assert h.daemon.orchestration.next_wakeup() is None
 
 
-def test_two_processes_fire_each_tick_once(daemon: Daemon, db_url: str, tmp_path: Path) -> None:
-    daemon.apply_git(scheduled(HOURLY), "c1", T0)
+def test_two_processes_fire_each_tick_once(h: DaemonHarness, tmp_path: Path) -> None:
+    h.apply_git(scheduled(HOURLY), T0)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
     outs = [tmp_path / f"fired-{n}.txt" for n in range(2)]
-    procs = [ctx.Process(target=fire_hours, args=(db_url, T0, 6, barrier, str(out))) for out in outs]
+    settings = h.settings.model_dump(mode="json")
+    procs = [ctx.Process(target=fire_hours, args=(settings, T0, 6, barrier, str(out))) for out in outs]
     for p in procs:
         p.start()
     for p in procs:
@@ -231,4 +298,4 @@ def test_two_processes_fire_each_tick_once(daemon: Daemon, db_url: str, tmp_path
         assert p.exitcode == 0, f"worker exited {p.exitcode}"
     names = [n for out in outs for n in out.read_text().split()]
     assert len(names) == len(set(names)) == 6, "a tick fired twice or not at all"
-    assert sorted(names) == sorted(r.name for r in daemon.store.runs_by_op(str(KEY)))
+    assert sorted(names) == sorted(r.name for r in h.store.runs_by_op(str(KEY)))

@@ -9,7 +9,7 @@ and the daemon's identity.
   success ended on failure); rows are now ordered by id and the newest of a (repo, sha, context)
   is the one posted.
 - `operation.removed_at`: the operation left Git (`ops list` hides it; its runs stay).
-- `schedule_state.tz`, `.namespace`, `.starting_deadline_seconds` and `subscriber.namespace`: what
+- `schedule_state.tz`, `.namespace`, `.starting_deadline_seconds`, `.concurrency` and `subscriber.namespace`: what
   the repo config said at registration, so a tick after a restart needs no repo config.
 - `reconciler_instance`: the daemon's identity, written into what it starts (ownership).
 
@@ -68,6 +68,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("tz", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("namespace", sa.String(length=253), nullable=True))
         batch.add_column(sa.Column("starting_deadline_seconds", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("concurrency", sa.String(length=16), nullable=True))
     with op.batch_alter_table("subscriber") as batch:
         batch.add_column(sa.Column("namespace", sa.String(length=253), nullable=True))
 
@@ -84,6 +85,7 @@ def downgrade() -> None:
     with op.batch_alter_table("subscriber") as batch:
         batch.drop_column("namespace")
     with op.batch_alter_table("schedule_state") as batch:
+        batch.drop_column("concurrency")
         batch.drop_column("starting_deadline_seconds")
         batch.drop_column("namespace")
         batch.drop_column("tz")
