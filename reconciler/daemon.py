@@ -356,23 +356,30 @@ class Daemon:
             return {}
         return dict(found) if isinstance(found, Mapping) else {}
 
-    def resolve_hub(self, op: OpKey, hub_ref: str) -> dict[str, Any] | None:
-        """A hook's component from the repo's hub directory at the applied commit."""
+    def resolve_hub(self, op: OpKey, hub_ref: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A hook's run: the operation `{hubRef, params}` compiled against the repo's hub directory
+        at the applied commit and checked as any operation is, so the component's required inputs
+        are filled by the hook's params (a component alone never passes that check). None, logged,
+        when it does not compile."""
+        import json
+
         from reconciler.spec import Resolver, validate_file
 
         state = self.repos.get(op.repo)
         if state is None or state.loaded is None or not state.loaded.config.hub_dir:
             return None
         hub_dir = state.loaded.config.hub_dir
-        name, _, tag = hub_ref.split("/")[-1].partition(":")
-        path = f"{hub_dir.rstrip('/')}/{name}/{tag or 'latest'}.yaml"
         sha = state.loaded.sha
+        hook = {"version": 1.1, "kind": "operation", "hubRef": hub_ref}
+        if params:
+            hook["params"] = {name: {"value": value} for name, value in params.items()}
         # The source serialises its own reads (it is called from the observer thread too).
-        data = state.source.read_file(sha, path)
-        if data is None:
+        resolver = Resolver(hub_dir=hub_dir, read=lambda p: state.source.read_file(sha, p))
+        result = validate_file(f"{op.path}#hook:{hub_ref}", json.dumps(hook).encode(), resolver)
+        if result.checked is None:
+            log.warning("hook %s of %s does not compile: %s", hub_ref, op, first_line(result.errors))
             return None
-        result = validate_file(path, data, Resolver(hub_dir=hub_dir, read=lambda p: state.source.read_file(sha, p)))
-        return result.checked.effective if result.checked is not None else None
+        return result.checked.effective
 
     # --- status transitions ---------------------------------------------------------------------
 

@@ -68,7 +68,7 @@ def build_daemon(
         record=applier.record,
         options_for=lambda op: holder[0].schedule_options(op),
         outputs_of=lambda run: holder[0].outputs_of(run),
-        resolve_hub=lambda op, ref: holder[0].resolve_hub(op, ref),
+        resolve_hub=lambda op, ref, params: holder[0].resolve_hub(op, ref, params),
         timer=Timer(store.job_store(), lambda: holder[0].wake_ticks()) if timer else None,
     )
     applier.orchestration = orchestrator

@@ -1,8 +1,8 @@
 """Hooks of a run that reached a final status become runs of their own, once each.
 
 A hook names a hub component (`hubRef`). The orchestrator has no files, so it asks the daemon's
-`resolve_hub(op, hub_ref)` for the component's compiled spec; without that callback, or when the
-reference does not resolve, the hook does not run and a `Notice` says so (a finished run's status
+`resolve_hub(op, hub_ref, params)` for the hook's compiled operation; without that callback, or
+when the reference does not resolve, the hook does not run and a `Notice` says so (a finished run's status
 cannot carry a warning: done statuses never change). Each hook run's cause id is
 `hook:<run>:<index>:<status>`, so handling the same transition twice creates one hook run.
 """
@@ -45,7 +45,7 @@ def fire_hooks(ctx: Context, run_name: str, status: str, now: dt.datetime) -> Wo
     fired, problems = hooks_to_fire(hooks, run=run_name, status=status, outputs=outputs, inputs=inputs)
     work = Work(notices=tuple(Notice(run_name, "HookNotRun", p.message) for p in problems))
     for hook in fired:
-        component = ctx.resolve_hub(key, hook.hub_ref) if ctx.resolve_hub is not None else None
+        component = ctx.resolve_hub(key, hook.hub_ref, hook.params) if ctx.resolve_hub is not None else None
         if component is None:
             message = f"hook {hook.index} ({hook.hub_ref}) did not run: its hubRef cannot be resolved here"
             work += Work(notices=(Notice(run_name, "HookNotRun", message),))

@@ -50,7 +50,7 @@ class Orchestrator:
         record: RecordRun,
         options_for: Callable[[OpKey], ScheduleOptions] = default_options,
         outputs_of: Callable[[str], Mapping[str, Any]] = _no_outputs,
-        resolve_hub: Callable[[OpKey, str], dict[str, Any] | None] | None = None,
+        resolve_hub: Callable[[OpKey, str, Mapping[str, Any]], dict[str, Any] | None] | None = None,
         timer: Timer | None = None,
     ) -> None:
         self.ctx = tree.Context(store, record, options_for, outputs_of, resolve_hub)

@@ -63,7 +63,7 @@ class Context:
     record: RecordRun
     options_for: Callable[[OpKey], ScheduleOptions]
     outputs_of: Callable[[str], Mapping[str, Any]]
-    resolve_hub: Callable[[OpKey, str], dict[str, Any] | None] | None = None
+    resolve_hub: Callable[[OpKey, str, Mapping[str, Any]], dict[str, Any] | None] | None = None
 
     def outputs(self, run: str) -> dict[str, Any]:
         """A finished run's outputs; a backend that cannot say yields none (logged), never an error."""
