@@ -155,8 +155,9 @@ def trial_effective(parent: Mapping[str, Any], params: Mapping[str, Any]) -> dic
 
 
 def fallback_seed(run: str) -> int:
-    """A matrix without `seed` gets one derived from its run's name: stable across restarts."""
-    return int(hashlib.sha256(run.encode()).hexdigest()[:8], 16)
+    """A matrix without `seed` gets one derived from its run's name: stable across restarts, and
+    within the stored column's range (a signed 32-bit INTEGER on PostgreSQL)."""
+    return int(hashlib.sha256(run.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
 __all__ = [

@@ -255,3 +255,14 @@ def test_status_while_running_and_when_all_stopped() -> None:
     m = grid(params={"a": {"kind": "choice", "value": [1, 2]}}, concurrency=2)
     assert matrix_status(m, [Trial({"a": 1}, "succeeded"), Trial({"a": 2}, "running")]).status is None
     assert matrix_status(m, [Trial({"a": 1}, "stopped"), Trial({"a": 2}, "failed")]).status == "stopped"
+
+
+def test_the_fallback_seed_fits_the_stored_column() -> None:
+    """`orchestrated_run.seed` is a signed 32-bit INTEGER on PostgreSQL: a seed derived from a run
+    name whose hash starts above 0x7fffffff used to fail the matrix's first step there."""
+    from reconciler.orchestration.specs import fallback_seed
+
+    names = [f"sweep-{i}" for i in range(2000)]
+    assert all(0 <= fallback_seed(n) < 2**31 for n in names)
+    assert fallback_seed("sweep-0") == fallback_seed("sweep-0")
+    assert len({fallback_seed(n) for n in names}) > 1990
