@@ -1,15 +1,18 @@
-"""DAG runs over the tracking DB: preprocess -> train -> evaluate to success, a failure propagating
-upstream_failed, the backend's retries not duplicating anything, concurrency, and resume."""
+"""DAG runs on the production daemon: preprocess -> train -> evaluate to success, a failure
+propagating upstream_failed, the backend's retries not duplicating anything, concurrency, stop,
+and resume after a crash between a child's status and the DAG's next step."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from reconciler.model import RunRequest
+import pytest
+
+from reconciler.model import RunRequest, StatusTransition
+from reconciler.orchestration import Orchestrator
 from reconciler.plan import ActionKind
-from reconciler.tracking import Store
+from tests.infra.daemon import DaemonHarness
 from tests.integration.orchestration.conftest import T0
-from tests.integration.orchestration.helpers import Daemon
 
 M = dt.timedelta(minutes=1)
 
@@ -53,117 +56,120 @@ component:
 """
 
 
-def start(daemon: Daemon, files: dict[str, str]) -> RunRequest:
-    actions = daemon.apply_git(files, "c1", T0)
-    [create] = [a for a in actions if a.action == ActionKind.CREATE]
-    assert create.run is not None and daemon.orch.is_container(create.run)
-    daemon.create(create.run, T0)
+def start(h: DaemonHarness, files: dict[str, str]) -> RunRequest:
+    """Git gets the DAG; the daemon's reconcile creates its run and expands it."""
+    result = h.apply_git(files, T0)
+    [create] = [a for a in result.plan if a.action == ActionKind.CREATE]
+    assert create.run is not None and Orchestrator.is_container(create.run)
     return create.run
 
 
-def child(daemon: Daemon, name: str) -> str:
-    [run] = daemon.by_op(name)
-    return run.request.name
+def child(h: DaemonHarness, name: str) -> str:
+    [run] = h.by_op(name)
+    return run.name
 
 
-def test_a_dag_runs_its_ops_in_order_and_succeeds(daemon: Daemon, store: Store) -> None:
-    dag = start(daemon, {"pipelines/p.yaml": PIPELINE})
-    assert daemon.status(dag.name) == "running"
-    assert [n.request.op.name for n in daemon.submitted] == ["pipeline.preprocess"]
-    assert daemon.submitted[0].parent == dag.name
-    assert daemon.submitted[0].request.cause_id == f"dag:{dag.name}:preprocess"
+def test_a_dag_runs_its_ops_in_order_and_succeeds(h: DaemonHarness) -> None:
+    dag = start(h, {"pipelines/p.yaml": PIPELINE})
+    assert h.status(dag.name) == "running"
+    assert [r.op.name for r in h.submitted] == ["pipeline.preprocess"]
+    assert h.parent(h.submitted[0].name) == dag.name
+    assert h.submitted[0].cause_id == f"dag:{dag.name}:preprocess"
 
-    daemon.finish(child(daemon, "pipeline.preprocess"), "succeeded", T0 + M)
-    daemon.finish(child(daemon, "pipeline.train"), "succeeded", T0 + 2 * M, outputs={"loss": 0.125})
-    [evaluate] = daemon.by_op("pipeline.evaluate")
-    assert evaluate.request.params == {"loss": 0.125}
-    assert evaluate.request.effective["params"]["loss"] == {"value": 0.125}
-    assert daemon.status(dag.name) == "running"
-    daemon.finish(evaluate.request.name, "succeeded", T0 + 3 * M)
+    h.finish(child(h, "pipeline.preprocess"), "succeeded", T0 + M)
+    h.finish(child(h, "pipeline.train"), "succeeded", T0 + 2 * M, outputs={"loss": 0.125})
+    [evaluate] = h.by_op("pipeline.evaluate")
+    assert evaluate.params == {"loss": 0.125}
+    assert evaluate.effective["params"]["loss"] == {"value": 0.125}
+    assert h.status(dag.name) == "running"
+    h.finish(evaluate.name, "succeeded", T0 + 3 * M)
 
-    assert daemon.status(dag.name) == "succeeded"
-    assert store.history(dag.name)[-1].message == "3 of 3 succeeded"
-    assert len(daemon.submitted) == 3
-    assert {r.parent for r in store.runs_by_op("r:pipelines/p.yaml#pipeline.train")} == {dag.name}
-    assert store.run(dag.name).parent is None  # type: ignore[union-attr]
+    assert h.status(dag.name) == "succeeded"
+    assert h.store.history(dag.name)[-1].message == "3 of 3 succeeded"
+    assert len(h.submitted) == 3
+    assert {r.parent for r in h.store.runs_by_op("r:pipelines/p.yaml#pipeline.train")} == {dag.name}
+    assert h.parent(dag.name) is None
+    # The next poll of an unchanged repo starts nothing again.
+    h.reconcile(at=T0 + 4 * M)
+    assert len(h.submitted) == 3
 
 
-def test_a_failure_propagates_upstream_failed_and_fails_the_dag(daemon: Daemon, store: Store) -> None:
-    dag = start(daemon, {"pipelines/p.yaml": PIPELINE})
-    daemon.finish(child(daemon, "pipeline.preprocess"), "succeeded", T0 + M)
-    daemon.finish(child(daemon, "pipeline.train"), "failed", T0 + 2 * M)
+def test_a_failure_propagates_upstream_failed_and_fails_the_dag(h: DaemonHarness) -> None:
+    dag = start(h, {"pipelines/p.yaml": PIPELINE})
+    h.finish(child(h, "pipeline.preprocess"), "succeeded", T0 + M)
+    h.finish(child(h, "pipeline.train"), "failed", T0 + 2 * M)
 
-    assert daemon.by_op("pipeline.evaluate") == []  # never submitted
-    [evaluate] = store.runs_by_op("r:pipelines/p.yaml#pipeline.evaluate")
+    assert h.by_op("pipeline.evaluate") == []  # never submitted
+    [evaluate] = h.store.runs_by_op("r:pipelines/p.yaml#pipeline.evaluate")
     assert str(evaluate.status) == "upstream_failed" and evaluate.parent == dag.name
-    assert store.history(evaluate)[-1].message == "upstream train is failed (all_succeeded)"
-    assert daemon.status(dag.name) == "failed"
-    assert store.history(dag.name)[-1].reason == "OperationsFailed"
+    assert h.store.history(evaluate)[-1].message == "upstream train is failed (all_succeeded)"
+    assert h.status(dag.name) == "failed"
+    assert h.store.history(dag.name)[-1].reason == "OperationsFailed"
 
 
-def test_the_backends_retries_create_nothing_twice(daemon: Daemon, store: Store) -> None:
-    dag = start(daemon, {"pipelines/p.yaml": PIPELINE})
-    daemon.finish(child(daemon, "pipeline.preprocess"), "succeeded", T0 + M)
-    train = child(daemon, "pipeline.train")
-    daemon.record(train, "running", T0 + 2 * M)
+def test_the_backends_retries_create_nothing_twice(h: DaemonHarness) -> None:
+    dag = start(h, {"pipelines/p.yaml": PIPELINE})
+    h.finish(child(h, "pipeline.preprocess"), "succeeded", T0 + M)
+    train = child(h, "pipeline.train")
+    h.record(train, "running", T0 + 2 * M)
     # The first attempt fails and the backend retries it (termination.maxRetries): the run goes
     # through `retrying`, never `failed`, so nothing downstream moves and no second run is made.
-    daemon.record(train, "retrying", T0 + 2 * M)
-    assert daemon.by_op("pipeline.evaluate") == [] and daemon.status(dag.name) == "running"
-    daemon.outputs[train] = {"loss": 0.5}
-    daemon.record(train, "running", T0 + 3 * M)
-    daemon.record(train, "succeeded", T0 + 4 * M)
-    assert len(daemon.by_op("pipeline.train")) == 1 and len(store.runs_by_op("r:pipelines/p.yaml#pipeline.train")) == 1
-    assert len(daemon.by_op("pipeline.evaluate")) == 1
+    h.record(train, "retrying", T0 + 2 * M)
+    assert h.by_op("pipeline.evaluate") == [] and h.status(dag.name) == "running"
+    h.set_outputs(train, {"loss": 0.5})
+    h.record(train, "running", T0 + 3 * M)
+    h.record(train, "succeeded", T0 + 4 * M)
+    assert len(h.by_op("pipeline.train")) == 1 and len(h.store.runs_by_op("r:pipelines/p.yaml#pipeline.train")) == 1
+    assert len(h.by_op("pipeline.evaluate")) == 1
 
 
-def test_concurrency_starts_one_op_at_a_time(daemon: Daemon) -> None:
-    start(daemon, {"pipelines/par.yaml": PARALLEL})
-    assert [n.request.op.name for n in daemon.submitted] == ["par.a"]
-    daemon.finish(child(daemon, "par.a"), "succeeded", T0 + M)
-    assert [n.request.op.name for n in daemon.submitted] == ["par.a", "par.b"]
+def test_concurrency_starts_one_op_at_a_time(h: DaemonHarness) -> None:
+    start(h, {"pipelines/par.yaml": PARALLEL})
+    assert [r.op.name for r in h.submitted] == ["par.a"]
+    h.finish(child(h, "par.a"), "succeeded", T0 + M)
+    assert [r.op.name for r in h.submitted] == ["par.a", "par.b"]
 
 
-def test_starting_twice_or_resuming_creates_nothing_new(daemon: Daemon, store: Store) -> None:
-    dag = start(daemon, {"pipelines/p.yaml": PIPELINE})
-    assert daemon.orch.start(dag, T0).new_runs == ()
-    pre = child(daemon, "pipeline.preprocess")
-    daemon.record(pre, "running", T0 + M)
+def test_starting_twice_or_resuming_creates_nothing_new(h: DaemonHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    dag = start(h, {"pipelines/p.yaml": PIPELINE})
+    assert h.daemon.applier.create(dag, T0) is False
+    h.resume(T0)
+    assert [r.op.name for r in h.submitted] == ["pipeline.preprocess"]
+    pre = child(h, "pipeline.preprocess")
+    h.record(pre, "running", T0 + M)
+
     # The child's end is recorded, and the daemon dies before handing it to the orchestrator.
-    daemon.outputs[pre] = {}
-    store.transition(pre, "succeeded", at=T0 + 2 * M)  # type: ignore[arg-type]
-    restarted = daemon.orchestrator()
-    work = restarted.resume(T0 + 3 * M)
-    assert [n.request.op.name for n in work.new_runs] == ["pipeline.train"]
-    daemon.apply(work, T0 + 3 * M)
-    daemon.record(child(daemon, "pipeline.train"), "queued", T0 + 3 * M)
-    assert restarted.resume(T0 + 4 * M).new_runs == ()
+    def crash(transition: StatusTransition, now: dt.datetime) -> None:
+        raise RuntimeError("power cut")
+
+    with monkeypatch.context() as m:
+        m.setattr(h.daemon.orchestration, "on_transition", crash)
+        with pytest.raises(RuntimeError, match="power cut"):
+            h.record(pre, "succeeded", T0 + 2 * M)
+    assert h.status(pre) == "succeeded" and h.by_op("pipeline.train") == []
+
+    h.restart()
+    h.resume(T0 + 3 * M)
+    assert [r.op.name for r in h.submitted] == ["pipeline.preprocess", "pipeline.train"]
+    h.record(child(h, "pipeline.train"), "queued", T0 + 3 * M)
+    h.resume(T0 + 4 * M)
+    assert len(h.submitted) == 2
 
 
-def test_stopping_a_dag_stops_its_active_ops(daemon: Daemon) -> None:
-    dag = start(daemon, {"pipelines/p.yaml": PIPELINE})
-    pre = child(daemon, "pipeline.preprocess")
-    daemon.record(pre, "running", T0 + M)
-    daemon.record(dag.name, "stopped", T0 + 2 * M)
-    assert daemon.stopped == [pre]
-    daemon.record(pre, "stopped", T0 + 3 * M)
-    assert daemon.by_op("pipeline.train") == []  # a stopped DAG starts nothing more
+def test_stopping_a_dag_stops_its_active_ops(h: DaemonHarness) -> None:
+    dag = start(h, {"pipelines/p.yaml": PIPELINE})
+    pre = child(h, "pipeline.preprocess")
+    h.record(pre, "running", T0 + M)
+    h.daemon.applier.stop(dag.name)  # `reconciler runs stop` of the DAG
+    assert h.status(dag.name) == "stopped"
+    assert h.stopped == [pre]
+    h.record(pre, "stopped", T0 + 3 * M)
+    assert h.by_op("pipeline.train") == []  # a stopped DAG starts nothing more
 
 
-def test_the_daemons_create_of_a_returned_run_is_a_no_op(daemon: Daemon, store: Store) -> None:
-    dag = start(daemon, {"pipelines/p.yaml": PIPELINE})
-    [pre] = daemon.submitted
-    again = store.create_run(
-        op_key=str(pre.request.op),
-        cause=pre.request.cause,
-        cause_id=pre.request.cause_id,
-        name=pre.request.name,
-        spec_hash=pre.request.spec_hash,
-        backend="local",
-        now=T0,
-        kind=pre.request.kind,
-        spec=pre.request.effective,
-        parent=pre.parent,
-    )
-    assert not again.created and again.run.parent == dag.name
-    assert store.run(dag.name).backend_ref == "orchestrated"  # type: ignore[union-attr]
+def test_creating_a_child_again_is_a_no_op(h: DaemonHarness) -> None:
+    dag = start(h, {"pipelines/p.yaml": PIPELINE})
+    [pre] = h.submitted
+    assert h.daemon.applier.create(pre, T0, parent=dag.name) is False
+    assert h.submitted == [pre] and h.parent(pre.name) == dag.name
+    assert h.run(dag.name).backend_ref == "orchestrated"

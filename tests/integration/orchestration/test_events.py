@@ -1,15 +1,18 @@
-"""Event subscriptions over the tracking DB: a chain A -> B -> C creates each run exactly once,
-params come from upstream outputs, and a transition recorded before a crash is handled on resume."""
+"""Event subscriptions on the production daemon: a chain A -> B -> C creates each run exactly once
+(whoever sees the transitions again), params come from upstream outputs, other statuses and removed
+subscriptions fire nothing, and a transition recorded just before a crash fires on resume."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from reconciler.model import StatusTransition
+import pytest
+
+from reconciler.model import Cause, StatusTransition
 from reconciler.plan import ActionKind
-from reconciler.tracking import Store
+from tests.infra.daemon import Clock, DaemonHarness
+from tests.infra.scripted_backend import ScriptedBackend
 from tests.integration.orchestration.conftest import T0
-from tests.integration.orchestration.helpers import Daemon
 
 M = dt.timedelta(minutes=1)
 
@@ -31,58 +34,77 @@ FILES = {
 }
 
 
-def start_a(daemon: Daemon) -> str:
-    actions = daemon.apply_git(FILES, "c1", T0)
-    assert {(a.action, a.op.name) for a in actions if a.action != ActionKind.NOOP} == {
+def start_a(h: DaemonHarness) -> str:
+    """Git gets the three files: b and c subscribe, a runs."""
+    result = h.apply_git(FILES, T0)
+    assert {(a.action, a.op.name) for a in result.plan if a.action != ActionKind.NOOP} == {
         (ActionKind.SUBSCRIBE, "b"),
         (ActionKind.SUBSCRIBE, "c"),
         (ActionKind.CREATE, "a"),
     }
-    [create] = [a for a in actions if a.action == ActionKind.CREATE]
-    assert create.run is not None
-    daemon.create(create.run, T0)
-    return create.run.name
+    [a] = h.submitted
+    assert a.op.name == "a"
+    return a.name
 
 
-def test_a_chain_runs_each_link_exactly_once(daemon: Daemon, db_url: str) -> None:
-    a = start_a(daemon)
-    daemon.finish(a, "succeeded", T0 + M, outputs={"loss": 0.25})
-    [b] = daemon.by_op("b")
-    assert b.request.params == {"loss": 0.25} and b.request.cause_id.startswith(f"event:{a}:succeeded@")
-    daemon.finish(b.request.name, "failed", T0 + 2 * M)  # run_status_done: any final status
-    [c] = daemon.by_op("c")
-    daemon.finish(c.request.name, "succeeded", T0 + 3 * M)
+def test_a_chain_runs_each_link_exactly_once(h: DaemonHarness) -> None:
+    a = start_a(h)
+    h.finish(a, "succeeded", T0 + M, outputs={"loss": 0.25})
+    [b] = h.by_op("b")
+    assert b.params == {"loss": 0.25} and b.cause_id.startswith(f"event:{a}:succeeded@")
+    assert h.run(b.name).cause == Cause.EVENT
+    h.finish(b.name, "failed", T0 + 2 * M)  # run_status_done: any final status
+    [c] = h.by_op("c")
+    h.finish(c.name, "succeeded", T0 + 3 * M)
 
-    # The same transitions again, from this daemon and from a second one: nothing new.
-    again = daemon.orch.on_transition(StatusTransition(a, "succeeded", T0 + M), T0 + 4 * M)
-    other = Store.open(db_url)
-    try:
-        second = Daemon(other)
-        assert second.orch.on_transition(StatusTransition(a, "succeeded", T0 + M), T0 + 4 * M).empty
-        assert second.orch.resume(T0 + 5 * M).empty
-    finally:
-        other.close()
-    assert again.empty
+    # The same transition handed to the orchestration again, by this daemon and by a second one
+    # over its own connections, and a second daemon's resume pass: nothing new.
+    again = StatusTransition(a, "succeeded", T0 + M)
+    h.daemon.applier.apply_work(h.daemon.orchestration.on_transition(again, T0 + 4 * M), T0 + 4 * M)
+    elsewhere = ScriptedBackend()
+    second = h.build(store=h.open_store(), backend=elsewhere, clock=Clock(T0 + 5 * M))
+    second.applier.apply_work(second.orchestration.on_transition(again, T0 + 4 * M), T0 + 4 * M)
+    second.resume()
+    assert elsewhere.submits == []
     for name in ("b", "c"):
-        assert len(daemon.store.runs_by_op(f"r:ops/{name}.yaml#{name}")) == 1
-    assert len(daemon.submitted) == 3
+        assert len(h.store.runs_by_op(f"r:ops/{name}.yaml#{name}")) == 1
+    assert len(h.submitted) == 3
 
 
-def test_other_statuses_do_not_fire_and_removed_subscriptions_stop_firing(daemon: Daemon) -> None:
-    a = start_a(daemon)
-    daemon.finish(a, "failed", T0 + M)
-    assert daemon.by_op("b") == []
-    actions = daemon.apply_git({"ops/a.yaml": FILES["ops/a.yaml"]}, "c2", T0 + 2 * M)
-    assert sorted(a.op.name for a in actions if a.action == ActionKind.UNSUBSCRIBE) == ["b", "c"]
-    assert daemon.orch.tracked("r") == ({}, {})
+def test_other_statuses_do_not_fire_and_removed_subscriptions_stop_firing(h: DaemonHarness) -> None:
+    a = start_a(h)
+    h.finish(a, "failed", T0 + M)
+    assert h.by_op("b") == []
+    result = h.apply_git({"ops/a.yaml": FILES["ops/a.yaml"]}, T0 + 2 * M)
+    assert sorted(a.op.name for a in result.plan if a.action == ActionKind.UNSUBSCRIBE) == ["b", "c"]
+    assert h.daemon.orchestration.tracked("r") == ({}, {})
+    # a changes and succeeds: nobody follows it any more.
+    h.apply_git({"ops/a.yaml": FILES["ops/a.yaml"].replace("value: 1.0", "value: 2.0")}, T0 + 3 * M)
+    [_, a2] = h.by_op("a")
+    h.finish(a2.name, "succeeded", T0 + 4 * M)
+    assert h.by_op("b") == []
 
 
-def test_a_transition_recorded_before_a_crash_fires_on_resume(daemon: Daemon, store: Store) -> None:
-    a = start_a(daemon)
-    daemon.outputs[a] = {"loss": 0.5}
-    store.transition(a, "succeeded", at=T0 + M)  # type: ignore[arg-type]  # then the daemon dies
-    restarted = daemon.orchestrator()
-    [b] = restarted.resume(T0 + 2 * M).new_runs
-    assert b.request.op.name == "b" and b.request.params == {"loss": 0.5}
-    daemon.record(b.request.name, "queued", T0 + 2 * M)
-    assert restarted.resume(T0 + 3 * M).empty
+def test_a_transition_recorded_before_a_crash_fires_on_resume(
+    h: DaemonHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = start_a(h)
+    h.set_outputs(a, {"loss": 0.5})
+
+    # a's success is recorded, and the daemon dies before acting on it.
+    def crash(transition: StatusTransition, now: dt.datetime) -> None:
+        raise RuntimeError("power cut")
+
+    with monkeypatch.context() as m:
+        m.setattr(h.daemon.orchestration, "on_transition", crash)
+        with pytest.raises(RuntimeError, match="power cut"):
+            h.record(a, "succeeded", T0 + M)
+    assert h.status(a) == "succeeded" and h.by_op("b") == []
+
+    h.restart()
+    h.resume(T0 + 2 * M)
+    [b] = h.by_op("b")
+    assert b.params == {"loss": 0.5}
+    h.record(b.name, "queued", T0 + 2 * M)
+    h.resume(T0 + 3 * M)
+    assert len(h.submitted) == 2

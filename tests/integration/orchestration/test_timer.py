@@ -1,6 +1,6 @@
-"""The APScheduler wake-up timer on a real SQLite tracking DB: it wakes the daemon at a schedule's
-next tick, its jobs survive a restart (a wake-up missed while down runs at start), and the
-orchestrator keeps one job per registered schedule."""
+"""The APScheduler wake-up timer over the tracking DB: it wakes the daemon at a schedule's next
+tick, its jobs survive a restart (a wake-up missed while down runs at start), and the production
+daemon keeps one job per registered schedule."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import sqlalchemy as sa
 
 from reconciler.model import OpKey
 from reconciler.orchestration import Timer
-from reconciler.orchestration.timer import TABLE
 from reconciler.tracking import Store, upgrade
+from reconciler.tracking.db import APSCHEDULER_TABLE as TABLE
+from tests.infra.daemon import daemon_harness
+from tests.infra.git_server import GitRepoFactory
 from tests.infra.wait import wait_until
-from tests.integration.orchestration.conftest import T0
-from tests.integration.orchestration.helpers import Daemon
 
 KEY = OpKey("r", "ops/n.yaml", "n")
 
@@ -28,7 +28,6 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     url = f"sqlite:///{tmp_path / 'tracking.db'}"
     upgrade(url)
     store = Store.open(url)
-    store.ensure_repo("r", "file:///srv/r.git", "main", T0)
     try:
         yield store
     finally:
@@ -42,7 +41,7 @@ def stored_jobs(store: Store) -> dict[str, float]:
 
 def test_the_timer_wakes_at_the_time_asked(sqlite_store: Store) -> None:
     woke = threading.Event()
-    timer = Timer(sqlite_store.engine, woke.set)
+    timer = Timer(sqlite_store.job_store(), woke.set)
     timer.start()
     try:
         when = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=300)
@@ -56,7 +55,7 @@ def test_the_timer_wakes_at_the_time_asked(sqlite_store: Store) -> None:
 
 
 def test_a_wake_up_due_while_down_runs_at_the_next_start(sqlite_store: Store) -> None:
-    first = Timer(sqlite_store.engine, lambda: None)
+    first = Timer(sqlite_store.job_store(), lambda: None)
     first.start()
     when = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=500)
     try:
@@ -67,7 +66,7 @@ def test_a_wake_up_due_while_down_runs_at_the_next_start(sqlite_store: Store) ->
     wait_until(lambda: dt.datetime.now(dt.UTC) > when, what="the wake-up time passes while down")
 
     woke = threading.Event()
-    second = Timer(sqlite_store.engine, woke.set)
+    second = Timer(sqlite_store.job_store(), woke.set)
     second.start()
     try:
         assert woke.wait(timeout=10)
@@ -75,24 +74,31 @@ def test_a_wake_up_due_while_down_runs_at_the_next_start(sqlite_store: Store) ->
         second.stop()
 
 
-def test_the_orchestrator_keeps_one_job_per_schedule(sqlite_store: Store) -> None:
-    timer = Timer(sqlite_store.engine, lambda: None)
-    timer.start()
-    try:
-        daemon = Daemon(sqlite_store)
-        daemon.orch = daemon.orchestrator(timer=timer)
-        files = {
-            "ops/n.yaml": "version: 1.1\nkind: operation\nname: n\nschedule: {kind: cron, cron: '0 * * * *'}\n"
-            "component: {run: {kind: job, container: {image: busybox}}}\n"
-        }
-        # In the future, so the running timer holds the jobs rather than firing them.
-        base = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) + dt.timedelta(days=1)
-        hour = dt.timedelta(hours=1)
-        daemon.apply_git(files, "c1", base)
+def test_the_daemon_keeps_one_timer_job_per_schedule(
+    db_url: str, tmp_path: Path, git_repo_factory: GitRepoFactory
+) -> None:
+    files = {
+        "ops/n.yaml": "version: 1.1\nkind: operation\nname: n\nschedule: {kind: cron, cron: '0 * * * *'}\n"
+        "component: {run: {kind: job, container: {image: busybox}}}\n"
+    }
+    # In the future, so the running timer holds the jobs rather than firing them.
+    base = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) + dt.timedelta(days=1)
+    hour = dt.timedelta(hours=1)
+    with daemon_harness(tmp_path, db_url, git_repo_factory, start=base, timer=True) as h:
+        timer = h.daemon.orchestration.timer
+        assert timer is not None
+        timer.start()
+        h.apply_git(files, base)
         assert timer.wakeups() == {str(KEY): base + hour}
-        daemon.orch.due(base + hour)
+        h.fire_ticks(base + hour)
         assert timer.wakeups() == {str(KEY): base + 2 * hour}
-        daemon.apply_git({}, "c2", base + hour)
-        assert timer.wakeups() == {} and stored_jobs(sqlite_store) == {}
-    finally:
+        # A restarted daemon finds its wake-ups in the database.
+        h.restart()
+        restarted = h.daemon.orchestration.timer
+        assert restarted is not None and restarted is not timer
         timer.stop()
+        restarted.start()
+        h.daemon.orchestration.arm_timer()
+        assert restarted.wakeups() == {str(KEY): base + 2 * hour}
+        h.apply_git({}, base + hour)
+        assert restarted.wakeups() == {} and stored_jobs(h.store) == {}
