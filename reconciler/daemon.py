@@ -597,6 +597,13 @@ class Daemon:
             self.orchestration.arm_timer()
         self.forge.start()
 
+    @property
+    def address(self) -> str | None:
+        """`http://host:port` of the HTTP server once started (port 0 in the settings picks one)."""
+        if self._server is None:
+            return None
+        return f"http://{self.settings.server.host}:{self._server.port}"
+
     def wake_ticks(self) -> None:
         """The timer's callback: a schedule is due."""
         self.queue.add(FireTicks())

@@ -20,14 +20,15 @@ import logging
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from reconciler import repo_config as rc
 from reconciler.backends import Backend
+from reconciler.backends.local import LocalBackend
 from reconciler.config import RepoConfig, Settings
 from reconciler.daemon import Daemon, ReconcileResult
 from reconciler.model import RunRequest, StatusTransition
@@ -38,20 +39,21 @@ from tests.infra.scripted_backend import ScriptedBackend
 
 
 class Clock:
-    """The daemon's clock: it says what the test last set, and moves only when the test moves it."""
+    """The daemon's clock: it says what the test last set, and moves only when the test moves it.
+    Made with `None`, it is the wall clock until a test sets it."""
 
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime | None) -> None:
         self.now = now
 
     def __call__(self) -> datetime:
-        return self.now
+        return self.now if self.now is not None else datetime.now(UTC)
 
     def set(self, now: datetime) -> datetime:
         self.now = now
         return now
 
     def advance(self, delta: timedelta) -> datetime:
-        return self.set(self.now + delta)
+        return self.set(self() + delta)
 
 
 def settings_for(
@@ -96,9 +98,9 @@ class DaemonHarness:
         database: str,
         git: GitRepoFactory,
         *,
-        start: datetime,
+        start: datetime | None = None,
         repos: Sequence[str] = ("r",),
-        backend: Backend | None = None,
+        backend: Backend | Literal["scripted", "local"] = "scripted",
         timer: bool = False,
         repo_options: Mapping[str, Mapping[str, Any]] | None = None,
         **settings: Any,
@@ -115,10 +117,18 @@ class DaemonHarness:
         )
         upgrade(database)
         self.store = Store.open(database)
-        self.backend: Backend = backend if backend is not None else ScriptedBackend()
+        self.backend: Backend
+        if backend == "scripted":
+            self.backend = ScriptedBackend()
+        elif backend == "local":
+            # The daemon's own place for runs, supervised often so tests wait little.
+            self.backend = LocalBackend.in_data_dir(self.settings.data_dir, interval=0.05, stop_grace=2.0)
+        else:
+            self.backend = backend
         self._notices = _Notices()
         logging.getLogger("reconciler.apply").addHandler(self._notices)
         self._daemons: list[Daemon] = []
+        self._started: list[Daemon] = []
         self._stores: list[Store] = [self.store]
         self.daemon = self.build()
 
@@ -156,14 +166,30 @@ class DaemonHarness:
         self._stores.append(store)
         return store
 
+    def start(self, workers: int = 2) -> str:
+        """Run `self.daemon` as `reconciler run` does (workers, status observer, outbox, HTTP server
+        on the settings' address; port 0 picks a free one); returns its base URL."""
+        self.daemon.start(workers=workers, serve=True)
+        self._started.append(self.daemon)
+        assert self.daemon.address is not None
+        return self.daemon.address
+
     def close(self) -> None:
         logging.getLogger("reconciler.apply").removeHandler(self._notices)
+        for daemon in self._started:
+            daemon.stop(deadline=10.0)
         for daemon in self._daemons:
             if daemon.orchestration.timer is not None:
                 daemon.orchestration.timer.stop()
             for state in daemon.repos.values():
                 state.source.close()
         self.backend.close()
+        if isinstance(self.backend, LocalBackend):
+            # Local runs outlive their daemon by design: end what the test left running.
+            sweeper = LocalBackend(self.backend.state_dir, supervise=False)
+            for owned in sweeper.list_owned():
+                sweeper.delete(owned.run)
+            sweeper.close()
         for store in self._stores:
             store.close()
 
@@ -190,9 +216,7 @@ class DaemonHarness:
         git.push()
         return sha
 
-    def apply_git(
-        self, files: Mapping[str, str], at: datetime | None = None, *, repo: str = "r"
-    ) -> ReconcileResult:
+    def apply_git(self, files: Mapping[str, str], at: datetime | None = None, *, repo: str = "r") -> ReconcileResult:
         """Git now holds exactly `files` (and the repo config): commit, push, reconcile at `at`."""
         sha = self.set_tree(files, repo=repo)
         result = self.reconcile(repo, at)
