@@ -73,6 +73,7 @@ def settings_for(
         )
         for name, repo in repos.items()
     ]
+    extra.setdefault("server", {"host": "127.0.0.1", "port": 0})
     return Settings(repos=entries, database=database, data_dir=data_dir, **extra)
 
 

@@ -5,6 +5,7 @@ and resume after a crash between a child's status and the DAG's next step."""
 from __future__ import annotations
 
 import datetime as dt
+import urllib.request
 
 import pytest
 
@@ -160,11 +161,23 @@ def test_stopping_a_dag_stops_its_active_ops(h: DaemonHarness) -> None:
     dag = start(h, {"pipelines/p.yaml": PIPELINE})
     pre = child(h, "pipeline.preprocess")
     h.record(pre, "running", T0 + M)
-    h.daemon.applier.stop(dag.name)  # `reconciler runs stop` of the DAG
-    assert h.status(dag.name) == "stopped"
+    h.record(dag.name, "stopped", T0 + 2 * M)
     assert h.stopped == [pre]
     h.record(pre, "stopped", T0 + 3 * M)
     assert h.by_op("pipeline.train") == []  # a stopped DAG starts nothing more
+
+
+def test_stopping_a_dag_through_the_api_stops_its_active_ops(h: DaemonHarness) -> None:
+    """`reconciler runs stop <dag>` asks the daemon's API, which used to hand the name to the
+    backend: a DAG has no backend object, so nothing stopped and the DAG stayed running."""
+    dag = start(h, {"pipelines/p.yaml": PIPELINE})
+    pre = child(h, "pipeline.preprocess")
+    h.record(pre, "running", T0 + M)
+    url = h.start(workers=1) + f"/api/runs/{dag.name}/stop"
+    with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10) as answer:
+        assert answer.status == 202
+    assert h.status(dag.name) == "stopped"
+    assert h.stopped == [pre]
 
 
 def test_creating_a_child_again_is_a_no_op(h: DaemonHarness) -> None:
