@@ -122,8 +122,11 @@ class DaemonHarness:
         if backend == "scripted":
             self.backend = ScriptedBackend()
         elif backend == "local":
-            # The daemon's own place for runs, supervised often so tests wait little.
-            self.backend = LocalBackend.in_data_dir(self.settings.data_dir, interval=0.05, stop_grace=2.0)
+            # Where `reconciler run` keeps this database's runs, supervised often so tests wait little.
+            instance = self.store.instance_id(datetime.now(UTC))
+            self.backend = LocalBackend.in_data_dir(
+                self.settings.data_dir, instance=instance, interval=0.05, stop_grace=2.0
+            )
         else:
             self.backend = backend
         self._notices = _Notices()

@@ -133,7 +133,7 @@ def test_concurrency_starts_one_op_at_a_time(h: DaemonHarness) -> None:
 
 def test_starting_twice_or_resuming_creates_nothing_new(h: DaemonHarness, monkeypatch: pytest.MonkeyPatch) -> None:
     dag = start(h, {"pipelines/p.yaml": PIPELINE})
-    assert h.daemon.applier.create(dag, T0) is False
+    h.daemon.applier.create(dag, T0)
     h.resume(T0)
     assert [r.op.name for r in h.submitted] == ["pipeline.preprocess"]
     pre = child(h, "pipeline.preprocess")
@@ -183,6 +183,6 @@ def test_stopping_a_dag_through_the_api_stops_its_active_ops(h: DaemonHarness) -
 def test_creating_a_child_again_is_a_no_op(h: DaemonHarness) -> None:
     dag = start(h, {"pipelines/p.yaml": PIPELINE})
     [pre] = h.submitted
-    assert h.daemon.applier.create(pre, T0, parent=dag.name) is False
+    h.daemon.applier.create(pre, T0, parent=dag.name)
     assert h.submitted == [pre] and h.parent(pre.name) == dag.name
     assert h.run(dag.name).backend_ref == "orchestrated"
