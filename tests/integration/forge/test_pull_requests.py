@@ -9,7 +9,9 @@ and removed when the pull request is merged. SQLite and PostgreSQL, GitHub, GitL
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +20,7 @@ from reconciler.forge import PrCheckResult, PullRequestChecks, PullRequestEvent,
 from reconciler.model import Cause
 from reconciler.statuses import Status, is_done
 from reconciler.tracking import Store
-from tests.infra.daemon import daemon_harness
+from tests.infra.daemon import DaemonHarness, daemon_harness
 from tests.infra.git_server import GitRepoFactory
 from tests.infra.wait import wait_until
 from tests.infra.webhooks import WebhookSender
@@ -66,20 +68,57 @@ def secret_file(path: Path, value: str) -> Path:
     return path
 
 
-def test_open_sync_close_lifecycle(
+@dataclass
+class Forged:
+    """The production daemon started in process for the repo `models` (base branch committed
+    and applied), its forge the fake `provider` server, webhooks signed by `sender`."""
+
+    h: DaemonHarness
+    provider: Any
+    sender: WebhookSender
+    webhooks: str  # the daemon's own webhook URL for the provider
+    base: str  # the base branch's commit
+
+    def deliver(self, number: int, action: str, head: str, **kwargs: Any) -> None:
+        _, response = self.sender.pull_request(
+            self.provider,
+            self.webhooks,
+            repo=PROJECTS[self.provider],
+            number=number,
+            action=action,
+            head_sha=head,
+            base_sha=self.base,
+            before=self.base,
+            **kwargs,
+        )
+        assert response.status == 200, response.body
+
+    def push_head(self, number: int, message: str, files: dict[str, str]) -> str:
+        """A commit on the checked-out branch, published as pull request `number`'s head."""
+        git = self.h.repos[REPO]
+        sha = git.commit(message, files)
+        git.push()
+        git.open_pull_request(number, style="gitlab" if self.provider == "gitlab" else "github")
+        return sha
+
+
+@contextmanager
+def forged_daemon(
+    tmp_path: Path,
     db_url: str,
+    git_repo_factory: GitRepoFactory,
     forge_server: Any,
     provider: Any,
-    webhook_sender: WebhookSender,
-    git_repo_factory: GitRepoFactory,
-    tmp_path: Path,
-) -> None:
+    sender: WebhookSender,
+    base_files: dict[str, str],
+) -> Iterator[Forged]:
+    assert sender.secret is not None
     forge = {
         "provider": provider,
         "project": PROJECTS[provider],
         "api_url": forge_server.url(provider),
         "token_file": str(secret_file(tmp_path / "forge-token", forge_server.tokens[provider])),
-        "webhook_secret_file": str(secret_file(tmp_path / "webhook-secret", webhook_sender.secret)),
+        "webhook_secret_file": str(secret_file(tmp_path / "webhook-secret", sender.secret)),
     }
     with daemon_harness(
         tmp_path,
@@ -90,44 +129,43 @@ def test_open_sync_close_lifecycle(
         repo_options={REPO: {"forge": forge}},
         server={"host": "127.0.0.1", "port": 0, "public_url": "http://reconciler.test"},
     ) as h:
-        git = h.repos[REPO]
-        # The base branch opts train (and a quick op a pull request may add) in for previews.
-        base = h.commit(
-            {
-                ".polyaxon-reconciler.yaml": "previews: [train, quick]\n",
-                "ops/train.yaml": op("train", "sleep 300"),
-                "ops/eval.yaml": op("eval", "true"),
-            },
-            repo=REPO,
+        base = h.commit(base_files, repo=REPO)
+        webhooks = h.start() + f"/webhooks/{provider}"
+        wait(
+            lambda: (c := h.store.last_commit(REPO)) is not None and c.sha == base,
+            what="the daemon applies the base branch",
         )
-        url = h.start() + f"/webhooks/{provider}"
+        yield Forged(h, provider, sender, webhooks, base)
+
+
+def test_open_sync_close_lifecycle(
+    db_url: str,
+    forge_server: Any,
+    provider: Any,
+    webhook_sender: WebhookSender,
+    git_repo_factory: GitRepoFactory,
+    tmp_path: Path,
+) -> None:
+    # The base branch opts train (and a quick op a pull request may add) in for previews.
+    base_files = {
+        ".polyaxon-reconciler.yaml": "previews: [train, quick]\n",
+        "ops/train.yaml": op("train", "sleep 300"),
+        "ops/eval.yaml": op("eval", "true"),
+    }
+    with forged_daemon(
+        tmp_path, db_url, git_repo_factory, forge_server, provider, webhook_sender, base_files
+    ) as forged:
+        h = forged.h
+        git = h.repos[REPO]
         store = h.store
         backend = h.backend
         assert isinstance(backend, LocalBackend)
-        wait(
-            lambda: (c := store.last_commit(REPO)) is not None and c.sha == base,
-            what="the daemon applies the base branch",
-        )
 
         def deliver(action: str, head: str, merged: bool = False) -> None:
-            _, response = webhook_sender.pull_request(
-                provider,
-                url,
-                repo=PROJECTS[provider],
-                number=7,
-                action=action,
-                head_sha=head,
-                base_sha=base,
-                before=base,
-                merged=merged,
-            )
-            assert response.status == 200, response.body
+            forged.deliver(7, action, head, merged=merged)
 
         def push_head(message: str, files: dict[str, str]) -> str:
-            sha = git.commit(message, files)
-            git.push()
-            git.open_pull_request(7, style="gitlab" if provider == "gitlab" else "github")
-            return sha
+            return forged.push_head(7, message, files)
 
         def comments() -> list[dict[str, Any]]:
             return forge_server.comments(provider, PROJECTS[provider], 7)
@@ -237,3 +275,69 @@ def test_comment_deleted_by_someone_is_written_again(store: Store, forge_server:
         assert len(forge_server.comments(provider, PROJECTS[provider], 3)) == 1
     finally:
         client.close()
+
+
+def test_only_the_base_branch_opts_previews_in(
+    db_url: str,
+    forge_server: Any,
+    provider: Any,
+    webhook_sender: WebhookSender,
+    git_repo_factory: GitRepoFactory,
+    tmp_path: Path,
+) -> None:
+    """A pull request that rewrites `previews`, tags its ops `preview` or adds new ops runs only
+    what the base branch listed; one from a fork runs nothing; with a required label, previews
+    wait for the label a maintainer sets on the forge (the event's own label counts for nothing)."""
+    base_files = {
+        ".polyaxon-reconciler.yaml": "previews: [smoke]\npreviews_require_label: ok-to-test\n",
+        "ops/smoke.yaml": op("smoke", "sleep 300"),
+    }
+    with forged_daemon(
+        tmp_path, db_url, git_repo_factory, forge_server, provider, webhook_sender, base_files
+    ) as forged:
+        store = forged.h.store
+        project = PROJECTS[provider]
+
+        def ran(number: int) -> list[str]:
+            return sorted(r.name.split("-")[2] for r in store.preview_runs(REPO, number))
+
+        def comment(number: int, containing: str) -> str:
+            def found() -> str | None:
+                bodies = [str(c["body"]) for c in forge_server.comments(provider, project, number)]
+                assert len(bodies) <= 1, "one comment per pull request"
+                return next((b for b in bodies if containing in b), None)
+
+            return wait(found, what=f"pull request {number}'s comment saying {containing!r}")
+
+        forged.h.repos[REPO].checkout("greedy", create=True)
+        greedy = forged.push_head(
+            1,
+            "opt everything in",
+            {
+                ".polyaxon-reconciler.yaml": 'previews: ["*"]\npreviews_from_forks: true\n',
+                "ops/smoke.yaml": op("smoke", "sleep 301"),
+                "ops/evil.yaml": op("evil", "id; env").replace("name: evil\n", "name: evil\ntags: [preview]\n"),
+            },
+        )
+        forge_server.add_pull_request(provider, project, 1, head_sha=greedy, base_sha=forged.base)
+        # The event says "labeled", and even carries the label: the forge's API does not have it.
+        forged.deliver(1, "labeled", greedy)
+        comment(1, "waiting for a maintainer to add the label `ok-to-test`")
+        assert ran(1) == []
+        # A maintainer labels it: the next check (the forge's label event) runs the base's list only.
+        forge_server.set_labels(provider, project, 1, ["ok-to-test"])
+        forged.deliver(1, "labeled", greedy)
+        comment(1, "pr-1-smoke-")
+        assert ran(1) == ["smoke"]
+
+        # The same head from a fork, labelled too: nothing runs (previews_from_forks is the base's).
+        forged.h.repos[REPO].open_pull_request(2, style="gitlab" if provider == "gitlab" else "github")
+        forge_server.add_pull_request(provider, project, 2, head_sha=greedy, labels=["ok-to-test"])
+        forged.deliver(2, "opened", greedy, fork="mallory/models")
+        comment(2, "pull request from a fork")
+        assert ran(2) == []
+        # Validated all the same.
+        wait(
+            lambda: ("polyaxon/validate", "success") in forge_states(forge_server, provider, greedy),
+            what="validate success on the head",
+        )
