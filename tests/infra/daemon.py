@@ -7,10 +7,12 @@ APScheduler timer (unless asked), so every part is the one `reconciler run` uses
 its `Applier`, `Orchestrator`, forge wiring and git sources. A test drives it the way the world
 does: commit files then reconcile (`apply_git`), let time pass and fire the due ticks
 (`fire_ticks`), report a run's status (`record`, `finish`: through `Daemon.record_transition`),
-restart (`restart`: a second `build_daemon` over the same store and backend).
+restart (`restart`: a second `build_daemon` over the same store and backend), or run as
+`reconciler run` does (`start`: workers, status observer, outbox, HTTP on port 0).
 
 The backend is the test's choice: `ScriptedBackend` (a fake, named so, whose runs have the
-statuses the test records) by default, or a real `LocalBackend`. Nothing here re-implements the
+statuses the test records) by default, or the real `LocalBackend` (`backend="local"`, in the data
+dir under this database's instance, as `reconciler run` keeps it). Nothing here re-implements the
 daemon; helpers only read back what it did (`submitted`, `stopped`, `status`, `notices`).
 """
 
