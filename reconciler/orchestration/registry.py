@@ -87,6 +87,23 @@ def stale_options(ctx: Context, actions: Sequence[Action], desired: DesiredState
     return [op for op in unchanged if stored.get(str(op.key)) != _stored(ctx.options_for(op.key))]
 
 
+def stale_subscribers(ctx: Context, actions: Sequence[Action], desired: DesiredState) -> list[DesiredOp]:
+    """Subscribed operations the plan leaves alone whose repo config moved them to another
+    namespace since they subscribed (their next event runs must go there)."""
+    unchanged = [
+        op
+        for a in actions
+        if a.action is ActionKind.NOOP
+        and (op := desired.ops.get(a.op)) is not None
+        and op.mode is Mode.SUBSCRIBED
+        and a.op not in desired.kept
+    ]
+    if not unchanged:
+        return []
+    stored = ctx.store.subscriber_namespaces(desired.repo)
+    return [op for op in unchanged if stored.get(str(op.key)) != ctx.options_for(op.key).namespace]
+
+
 def first_pending_tick(spec: ScheduleSpec, state: ScheduleState) -> dt.datetime | None:
     """The next tick to handle, or None once `maxRuns` or `endAt` ended the schedule."""
     if spec.max_runs is not None and state.run_count >= spec.max_runs:
@@ -260,6 +277,8 @@ def sync(
     for op in stale_options(ctx, actions, desired):
         done, wakeups[op.key] = register_schedule(ctx, op, now)
         work += done
+    for op in stale_subscribers(ctx, actions, desired):
+        work += subscribe(ctx, op, desired, now)
     return work, wakeups
 
 

@@ -248,3 +248,11 @@ class SubscriptionsMixin(RunsMixin):
                 (str(k), str(h), [e for e in events or [] if isinstance(e, dict)])
                 for k, h, events in s.execute(stmt).all()
             ]
+
+    def subscriber_namespaces(self, repo: str, session: Session | None = None) -> dict[str, str | None]:
+        """The namespace each of `repo`'s subscribers was registered with, by op key."""
+        o, r, sub = _t(Operation).c, _t(Repo).c, _t(Subscriber).c
+        in_repo = o.repo_id == select(r.id).where(r.name == repo).scalar_subquery()
+        stmt = select(o.op_key, sub.namespace).join_from(_t(Subscriber), _t(Operation), sub.operation_id == o.id)
+        with self._read(session) as s:
+            return {str(k): ns for k, ns in s.execute(stmt.where(in_repo)).all()}

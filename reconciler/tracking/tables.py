@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -267,7 +268,8 @@ class OrchestratedRun(SQLModel, table=True):
     trial_index: int | None = Field(default=None)
     params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
     meta: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
-    seed: int | None = Field(default=None)
+    # Added as BigInteger in revision 0005: a matrix `seed` written in a spec may need 64 bits.
+    seed: int | None = Field(default=None, sa_type=BigInteger)
     namespace: str = Field(default="default", max_length=253)
     outputs: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     created_at: dt.datetime = _required_utc()

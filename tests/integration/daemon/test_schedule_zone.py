@@ -10,7 +10,6 @@ import pytest
 
 from reconciler.backends.local import LocalBackend
 from reconciler.config import Settings
-from reconciler.daemon import FireTicks
 from reconciler.source import SourceError
 from reconciler.tracking import Store, upgrade
 from reconciler.wiring import build_daemon
@@ -57,7 +56,7 @@ def test_a_tick_after_a_start_with_the_remote_down_keeps_the_repos_zone_and_name
         second = build_daemon(down, store, backend, clock=lambda: DUE, timer=False)
         with pytest.raises(SourceError):
             second.reconcile_repo("models")  # the remote is down: no repo config read this run
-        second._handle_ticks(FireTicks())
+        second.fire_ticks()
         [run] = [r for r, k in store.list_runs() if k == key]
         assert run.cause_id == "schedule:2025-05-06T03:15:00Z"
         assert run.id is not None

@@ -108,3 +108,14 @@ def test_a_transition_recorded_before_a_crash_fires_on_resume(
     h.record(b.name, "queued", T0 + 2 * M)
     h.resume(T0 + 3 * M)
     assert len(h.submitted) == 2
+
+
+def test_a_repo_config_change_alone_moves_the_next_event_runs_namespace(h: DaemonHarness) -> None:
+    """b is unchanged (nothing for the planner to do), its repo's namespace is not: the next run
+    its subscription starts goes to the new namespace."""
+    a = start_a(h)
+    h.config["r"] = {"namespace": "ml"}
+    h.apply_git(FILES, T0 + M)
+    h.finish(a, "succeeded", T0 + 2 * M, outputs={"loss": 0.5})
+    [b] = h.by_op("b")
+    assert b.namespace == "ml"

@@ -12,6 +12,7 @@ and the daemon's identity.
 - `schedule_state.tz`, `.namespace`, `.starting_deadline_seconds`, `.concurrency` and `subscriber.namespace`: what
   the repo config said at registration, so a tick after a restart needs no repo config.
 - `reconciler_instance`: the daemon's identity, written into what it starts (ownership).
+- `orchestrated_run.seed` becomes a BigInteger: a matrix `seed` written in a spec may need 64 bits.
 
 Revision ID: 0005
 Revises: 0004
@@ -56,6 +57,7 @@ def upgrade() -> None:
     with op.batch_alter_table("orchestrated_run") as batch:
         batch.drop_column("origin")
         batch.drop_column("cause")
+        batch.alter_column("seed", type_=sa.BigInteger(), existing_type=sa.Integer(), existing_nullable=True)
 
     with op.batch_alter_table("commit_status_outbox") as batch:
         batch.drop_constraint("uq_outbox_sha_context_state", type_="unique")
@@ -96,6 +98,7 @@ def downgrade() -> None:
     with op.batch_alter_table("commit_status_outbox") as batch:
         batch.create_unique_constraint("uq_outbox_sha_context_state", ["sha", "context", "state"])
     with op.batch_alter_table("orchestrated_run") as batch:
+        batch.alter_column("seed", type_=sa.Integer(), existing_type=sa.BigInteger(), existing_nullable=True)
         batch.add_column(sa.Column("origin", sa.String(length=16), nullable=False, server_default="start"))
         batch.add_column(sa.Column("cause", sa.String(length=16), nullable=False, server_default="commit"))
     op.execute("UPDATE orchestrated_run SET cause = (SELECT r.cause FROM run r WHERE r.id = orchestrated_run.run_id)")
