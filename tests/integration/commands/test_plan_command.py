@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -294,3 +295,44 @@ def test_history_follows_the_semantics_table_and_converges(repo: Path) -> None:
         ("delete", "web"),
     ]
     assert changes(_sync(repo, state, t)) == []
+
+
+def test_plan_of_a_configured_repo_is_what_the_daemon_does(repo: Path, tmp_path: Path) -> None:
+    """`plan --config FILE --name REPO` reads the commit as the daemon does (its repo config
+    included: `ignore` hides a file, `namespace` is used) and plans against its database; after
+    the daemon applied that commit, the plan has nothing left to do."""
+    from reconciler.commands.daemon import build_daemon
+    from reconciler.config import load_settings
+
+    commit(
+        repo,
+        {
+            ".polyaxon-reconciler.yaml": "ignore: ['drafts/**']\nnamespace: ml\n",
+            "ops/train.yaml": JOB,
+            "drafts/wip.yaml": BROKEN,
+            "ops/nightly.yaml": CRON,
+        },
+    )
+    config = tmp_path / "reconciler.yaml"
+    db = tmp_path / "db.sqlite"
+    config.write_text(
+        f"repos: [{{name: demo, url: '{repo.as_uri()}', branch: main}}]\n"
+        f"database: sqlite:///{db}\ndata_dir: {tmp_path / 'data'}\n"
+        f"local: {{run_as: {pwd.getpwuid(os.geteuid()).pw_name}}}\n"  # the runs stay on this test's user
+    )
+    code, out, err = run_plan("--config", str(config), "--name", "demo", "--format", "json")
+    assert code == 0, err  # the broken draft is ignored, as the daemon ignores it
+    planned = {(a["action"], a["op"]) for a in json.loads(out)["actions"] if a["action"] != "noop"}
+    assert planned == {("create", "demo:ops/train.yaml#train"), ("register_schedule", "demo:ops/nightly.yaml#nightly")}
+    assert not db.exists(), "planning created no database"
+
+    daemon = build_daemon(load_settings(config), timer=False)
+    try:
+        result = daemon.reconcile_repo("demo")
+    finally:
+        daemon.close_without_serving()
+    applied = {(a.action.value, str(a.op)) for a in result.plan if a.changes_something}
+    assert applied == planned
+    code, out, _ = run_plan("--config", str(config), "--name", "demo", "--format", "json")
+    assert code == 0
+    assert [a for a in json.loads(out)["actions"] if a["action"] != "noop"] == []

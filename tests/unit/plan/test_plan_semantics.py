@@ -258,3 +258,14 @@ def test_same_plan_whatever_the_input_order() -> None:
     first = plan(want, observed, TrackedState(runs=runs), NOW)
     second = plan(want, list(reversed(observed)), TrackedState(runs=tuple(reversed(runs))), NOW)
     assert first == second
+
+
+def test_self_heal_off_reports_drift_and_re_applies_nothing() -> None:
+    tracked = TrackedState(runs=(run("web-1", "web", kind="service"),))
+    want = desired(op("web", "service"))
+    off = PlanOptions(self_heal=False)
+    [gone] = changes(plan(want, [], tracked, NOW, off))
+    assert (gone.action.value, gone.run) == ("drift", None) and "self_heal off" in gone.reason
+    edited = obj("web-1", "web", kind="service", tag="z")
+    [report] = changes(plan(want, [edited], tracked, NOW, off))
+    assert report.run is None and report.observed == edited, "reported only: the applier changes nothing"
