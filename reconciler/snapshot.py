@@ -12,6 +12,7 @@ from typing import Any
 from reconciler.model import OpKey
 from reconciler.plan import TrackedState
 from reconciler.plan.state import TrackedRun
+from reconciler.spec.runs import LONG_RUNNING_KINDS
 from reconciler.tracking import Store
 
 # (schedules, subscriptions) the orchestration has registered for a repo.
@@ -22,7 +23,7 @@ def tracked_state(store: Store, repo: str, registrations: Registrations | None =
     """The repo's top-level runs the planner decides on (each operation's newest and every active
     one, never the whole history; pull-request previews belong to their PR and are left out)."""
     runs = []
-    rows = store.planner_runs(repo)
+    rows = store.planner_runs(repo, spec_kinds=LONG_RUNNING_KINDS)
     reasons = store.last_reasons([run.id for run, _ in rows if run.id is not None])
     retries = store.count_reasons(
         [run.id for run, _ in rows if run.id is not None and run.status == "unschedulable"], "Retry"

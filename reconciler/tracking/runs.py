@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Select, and_, bindparam, delete, func, insert, select, true, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -542,12 +542,16 @@ class RunsMixin(ReposMixin):
         with self._read(session) as s:
             return list(s.execute(stmt).scalars())
 
-    def planner_runs(self, repo: str, session: Session | None = None) -> list[tuple[Run, str]]:
+    def planner_runs(
+        self, repo: str, *, spec_kinds: Iterable[str] | None = None, session: Session | None = None
+    ) -> list[tuple[Run, str]]:
         """What the planner reads of a repo's top-level runs: each op's newest run plus every active
         one, oldest first; never the whole history (a reconcile costs what the repo has now).
 
         One index probe per operation finds its newest run (`ix_run_op_created`), and the active
-        runs come from the status index, so the cost does not grow with finished runs."""
+        runs come from the status index, so the cost does not grow with finished runs. With
+        `spec_kinds`, only runs of those kinds carry their spec (the planner diffs long-running
+        ones only); the others' `spec` is None, which keeps 10,000 specs out of memory."""
         r, o = _t(Run).c, _t(Operation).c
         repo_id = select(_t(Repo).c.id).where(_t(Repo).c.name == repo).scalar_subquery()
         newest = (
@@ -573,10 +577,21 @@ class RunsMixin(ReposMixin):
             }
             found: list[tuple[Run, str]] = []
             wanted = sorted(ids)
+            kinds = None if spec_kinds is None else sorted(set(spec_kinds))
             for chunk_start in range(0, len(wanted), 500):
                 chunk = wanted[chunk_start : chunk_start + 500]
                 stmt = select(Run, o.op_key).join(Operation, o.id == r.operation_id).where(r.id.in_(chunk))
-                found += [(row[0], str(row[1])) for row in s.execute(stmt)]
+                if kinds is not None:
+                    stmt = stmt.options(defer(Run.spec))  # type: ignore[arg-type]
+                rows = [(row[0], str(row[1])) for row in s.execute(stmt)]
+                if kinds is not None:
+                    with_spec = {run.id: run for run, _ in rows if run.kind in kinds}
+                    specs: dict[Any, Any] = {}
+                    if with_spec:
+                        specs = dict(s.execute(select(r.id, r.spec).where(r.id.in_(list(with_spec)))).all())
+                    for run, _ in rows:
+                        set_committed_value(run, "spec", specs.get(run.id))
+                found += rows
         return sorted(found, key=lambda pair: (pair[0].created_at, pair[0].id or 0))
 
     def finished_runs_to_forget(
