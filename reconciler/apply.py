@@ -392,6 +392,7 @@ class Applier:
             if problem is not None:
                 raise RunNotStarted(f"{action.run.name} {problem}")
         elif kind is ActionKind.RETRY and action.run is not None:
+            self.store.update_run_spec(action.run.name, action.run.spec_hash, action.run.effective, now)
             self.transition(StatusTransition(action.run.name, Status.RETRYING, now, "Retry", action.reason))
             problem = self.start(action.run, now)
             if problem is not None:

@@ -39,10 +39,10 @@ from reconciler.plan import Action, PlanOptions, TrackedState, plan
 from reconciler.repo_config import RepoFileConfig
 from reconciler.scheduling.ticks import ConcurrencyPolicy
 from reconciler.server import Access, Check, HttpServer, build_app
-from reconciler.snapshot import tracked_state
+from reconciler.snapshot import planner_rows, tracked_state
 from reconciler.source import Backoff, GitSource, SourceError
 from reconciler.statuses import Status, is_done
-from reconciler.tracking import Store
+from reconciler.tracking import Run, Store
 from reconciler.workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger("reconciler")
@@ -240,8 +240,9 @@ class Daemon:
         self._catch_up_statuses(observed_all, now)
         # The database first, then the backend: a run recorded in between is then seen in both,
         # never in the database alone (which would look like drift).
-        tracked = self.tracked_state(name)
-        observed = self._observed(name, self.backend.list_owned())
+        rows = planner_rows(self.store, name)
+        tracked = tracked_state(self.store, name, self.orchestration.tracked, rows)
+        observed = self._observed(name, self.backend.list_owned(), rows)
         actions = plan(desired, observed, tracked, now, self.plan_options(config))
         result.plan = actions
         result.next_retry = min((a.not_before for a in actions if a.not_before is not None), default=None)
@@ -297,17 +298,19 @@ class Daemon:
     def tracked_state(self, repo: str) -> TrackedState:
         return tracked_state(self.store, repo, self.orchestration.tracked)
 
-    def _observed(self, repo: str, owned: list[ObservedObject]) -> list[ObservedObject]:
+    def _observed(self, repo: str, owned: list[ObservedObject], rows: list[tuple[Run, str]]) -> list[ObservedObject]:
         """What the backend holds of the repo's top-level runs, plus the runs no backend holds by
         design (DAGs, matrices, unschedulable runs), so neither looks like drift."""
         mine = [o for o in owned if o.annotations.get(ANNOTATION_REPO) in (repo, None)]
-        rows = {run.name: run for run in self.store.runs_named([o.run for o in mine])}
+        known = {run.name: run for run in self.store.runs_named([o.run for o in mine])}
         # Children of DAGs and matrices, and pull-request previews, are not the tracked branch's
         # operations: the planner must neither adopt nor prune them.
         observed = [
-            o for o in mine if o.run not in rows or (rows[o.run].parent is None and rows[o.run].cause != Cause.PREVIEW)
+            o
+            for o in mine
+            if o.run not in known or (known[o.run].parent is None and known[o.run].cause != Cause.PREVIEW)
         ]
-        for run, op_key in self.store.planner_runs(repo):
+        for run, op_key in rows:
             if run.backend_ref == ORCHESTRATED or run.status == Status.UNSCHEDULABLE:
                 key = OpKey.parse(op_key)
                 observed.append(

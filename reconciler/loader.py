@@ -85,6 +85,8 @@ def load_commit(
         if isinstance(found, list):
             return BadRepoConfig(sha, found)
         config = found
+    if previous is not None and previous.sha == sha and previous.config == config:
+        return previous  # the same commit read the same way: nothing to read or compile again
     files = reader.files_at(sha, watched_patterns(config), ignore=config.ignore)
     options = compile_options(repo, config)
     reuse = previous if previous is not None and previous.compiled.options == options else None

@@ -13,17 +13,27 @@ from reconciler.model import OpKey
 from reconciler.plan import TrackedState
 from reconciler.plan.state import TrackedRun
 from reconciler.spec.runs import LONG_RUNNING_KINDS
-from reconciler.tracking import Store
+from reconciler.tracking import Run, Store
 
 # (schedules, subscriptions) the orchestration has registered for a repo.
 Registrations = Callable[[str], tuple[Mapping[OpKey, Any], Mapping[OpKey, Any]]]
 
 
-def tracked_state(store: Store, repo: str, registrations: Registrations | None = None) -> TrackedState:
+def planner_rows(store: Store, repo: str) -> list[tuple[Run, str]]:
+    """The rows `tracked_state` is made of (read once per reconcile, shared with what needs them)."""
+    return store.planner_runs(repo, spec_kinds=LONG_RUNNING_KINDS)
+
+
+def tracked_state(
+    store: Store,
+    repo: str,
+    registrations: Registrations | None = None,
+    rows: list[tuple[Run, str]] | None = None,
+) -> TrackedState:
     """The repo's top-level runs the planner decides on (each operation's newest and every active
     one, never the whole history; pull-request previews belong to their PR and are left out)."""
     runs = []
-    rows = store.planner_runs(repo, spec_kinds=LONG_RUNNING_KINDS)
+    rows = planner_rows(store, repo) if rows is None else rows
     reasons = store.last_reasons([run.id for run, _ in rows if run.id is not None])
     retries = store.count_reasons(
         [run.id for run, _ in rows if run.id is not None and run.status == "unschedulable"], "Retry"

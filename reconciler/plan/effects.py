@@ -52,8 +52,11 @@ def apply_effects(
                 effective=a.run.effective,
             )
             objects[a.run.name] = _object(a.run, "created")
-        elif kind is ActionKind.RETRY and a.target in runs:
-            runs[a.target] = replace(runs[a.target], status="created")
+        elif kind is ActionKind.RETRY and a.target in runs and a.run is not None:
+            runs[a.target] = replace(
+                runs[a.target], status="created", spec_hash=a.run.spec_hash, effective=a.run.effective
+            )
+            objects[a.target] = _object(a.run, "created")
         elif kind in (ActionKind.UPDATE, ActionKind.DRIFT) and a.run is not None:
             current = runs.get(a.run.name)
             if current is not None:

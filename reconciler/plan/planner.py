@@ -258,7 +258,7 @@ class _Planner:
         runs = [r for r in self.runs_by_op.get(op.key, []) if r.kind in LONG_RUNNING_KINDS]
         active = [r for r in runs if not r.done]
         live = active[-1] if active else None
-        if live is not None and live.status == "unschedulable" and same_hash(live.spec_hash, op.spec_hash):
+        if live is not None and live.status == "unschedulable":
             self.handled.add(live.name)
             self.resubmit(op, live)
             return
@@ -320,11 +320,14 @@ class _Planner:
         """An unschedulable long-running run (its operator missing, say) is submitted again, as
         the same run, once its backoff elapsed: installing the operator is enough to converge."""
         why = f"{live.name} is unschedulable"
-        if live.reason in NOT_RETRIED:
+        changed = not same_hash(live.spec_hash, op.spec_hash)
+        if live.reason in NOT_RETRIED and not changed:
             self.add(ActionKind.NOOP, op.key, op.kind, f"{why}: this backend cannot run it ({live.reason})")
             return
         attempt = live.retries + 1
         at = (live.updated_at or live.created_at) + timedelta(seconds=RETRY_BACKOFF.delay(attempt))
+        if changed:
+            why, at = f"{why}; spec changed", self.now  # a new spec deserves a try at once
         if at > self.now:
             self.add(ActionKind.NOOP, op.key, op.kind, f"{why}; retry {attempt} at {at.isoformat()}", not_before=at)
             return
