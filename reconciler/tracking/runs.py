@@ -565,16 +565,15 @@ class RunsMixin(ReposMixin):
         active = sorted(str(s) for s in ACTIVE)
         with self._read(session) as s:
             ids = {int(i) for i in s.execute(select(newest).where(o.repo_id == repo_id)).scalars() if i is not None}
-            ids |= {
-                int(i)
-                for i in s.execute(
-                    select(r.id)
-                    .join(Operation, o.id == r.operation_id)
-                    .where(
-                        r.status.in_(active), r.parent.is_(None), r.cause != str(Cause.PREVIEW), o.repo_id == repo_id
-                    )
-                ).scalars()
-            }
+            # The active runs of every repo (few) by the status index alone, then this repo's: joined
+            # to operations, the database would rather walk each operation's whole history.
+            op_ids = {int(i) for i in s.execute(select(o.id).where(o.repo_id == repo_id)).scalars()}
+            active_rows = s.execute(
+                select(r.id, r.operation_id).where(
+                    r.status.in_(active), func.coalesce(r.parent, "") == "", r.cause != str(Cause.PREVIEW)
+                )
+            ).all()
+            ids |= {int(run_id) for run_id, op_id in active_rows if op_id in op_ids}
             found: list[tuple[Run, str]] = []
             wanted = sorted(ids)
             kinds = None if spec_kinds is None else sorted(set(spec_kinds))

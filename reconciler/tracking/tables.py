@@ -82,7 +82,10 @@ class Operation(SQLModel, table=True):
     """One OpKey's tracked state: the last spec that compiled, and since when it is broken."""
 
     __tablename__ = "operation"
-    __table_args__ = (UniqueConstraint("op_key", name="uq_operation_op_key"),)
+    __table_args__ = (
+        UniqueConstraint("op_key", name="uq_operation_op_key"),
+        Index("ix_operation_repo", "repo_id"),  # added in revision 0005: a repo's operations
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     op_key: str = Field(max_length=512)

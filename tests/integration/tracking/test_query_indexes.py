@@ -91,6 +91,17 @@ QUERIES: dict[str, tuple[Callable[[Store, dt.datetime], object], set[str], list[
         ["ix_outbox_pending", "ix_outbox_repo_sha_context"],
     ),
     "due_ticks": (lambda s, now: s.due_ticks(now), {"schedule_state"}, ["ix_schedule_state_next_tick"]),
+    # A reconcile's read of a repo's runs: each op's newest by the op index, the active ones by status.
+    "planner_runs": (
+        lambda s, now: s.planner_runs("r"),
+        {"run", "operation"},
+        ["ix_run_op_created", "ix_run_status", "ix_operation_repo"],
+    ),
+    "last_reasons": (
+        lambda s, now: s.last_reasons([1, 2, 3]),
+        {"status_change"},
+        [r"(uq_status_change_run_seq|sqlite_autoindex_status_change_\d+)"],
+    ),
 }
 
 

@@ -8,7 +8,8 @@ and the daemon's identity.
 - The outbox's unique (sha, context, state) dropped a state that repeats (success -> failure ->
   success ended on failure); rows are now ordered by id and the newest of a (repo, sha, context)
   is the one posted.
-- `operation.removed_at`: the operation left Git (`ops list` hides it; its runs stay).
+- `operation.removed_at`: the operation left Git (`ops list` hides it; its runs stay); an index on
+  `operation.repo_id` (a reconcile reads one repo's operations).
 - `schedule_state.tz`, `.namespace`, `.starting_deadline_seconds`, `.concurrency` and `subscriber.namespace`: what
   the repo config said at registration, so a tick after a restart needs no repo config.
 - `reconciler_instance`: the daemon's identity, written into what it starts (ownership).
@@ -66,6 +67,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("operation") as batch:
         batch.add_column(_utc("removed_at"))
+    op.create_index("ix_operation_repo", "operation", ["repo_id"])
     with op.batch_alter_table("schedule_state") as batch:
         batch.add_column(sa.Column("tz", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("namespace", sa.String(length=253), nullable=True))
@@ -91,6 +93,7 @@ def downgrade() -> None:
         batch.drop_column("starting_deadline_seconds")
         batch.drop_column("namespace")
         batch.drop_column("tz")
+    op.drop_index("ix_operation_repo", table_name="operation")
     with op.batch_alter_table("operation") as batch:
         batch.drop_column("removed_at")
     op.drop_index("ix_outbox_repo_sha_context", table_name="commit_status_outbox")
