@@ -536,22 +536,20 @@ class Daemon:
             now = self.clock()
             for name, state in self.repos.items():
                 limit = 3 * state.config.interval + 60
-                if (
-                    state.last_fetch_ok is None
-                    or (now - state.last_fetch_ok).total_seconds() > limit
-                    # An unreachable remote shows at once, not only after the age limit (which
-                    # is hours for a webhook-driven repo); a single failed fetch does not.
-                    or state.fetch_failures >= FAILED_FETCHES_UNREADY
-                ):
-                    stale.append(f"{name}: {state.last_error or 'no successful fetch yet'}")
+                # An unreachable remote shows at once, not only after the age limit (which is
+                # hours for a webhook-driven repo); a single failed fetch does not.
+                if state.fetch_failures >= FAILED_FETCHES_UNREADY:
+                    stale.append(f"{name}: {state.last_error}")
+                elif state.last_fetch_ok is None:
+                    # Not fetched yet is the git remote's fault only when a fetch failed; else the
+                    # first reconcile has not come yet (or failed before fetching).
+                    stale.append(f"{name}: {state.last_error or 'not fetched yet'}")
+                elif (age := (now - state.last_fetch_ok).total_seconds()) > limit:
+                    stale.append(f"{name}: {state.last_error or f'no fetch for {age:.0f}s (reconciles not running)'}")
             return "; ".join(stale) or None
 
         def backend() -> str | None:
-            try:
-                self.backend.list_owned()
-            except Exception as e:
-                return f"{type(e).__name__}: {e}"
-            return None
+            return self.backend.ready()
 
         return [Check("database", database), Check("repos", repos), Check("backend", backend)]
 

@@ -54,6 +54,8 @@ from reconciler.render import RenderError, RenderOptions, render
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = MANAGED_BY
+# Seconds the readiness call (GET /readyz of the API server) may take: a probe must answer fast.
+READY_TIMEOUT = 3.0
 
 
 class ConflictError(PermanentBackendError):
@@ -110,13 +112,15 @@ class KubernetesBackend:
         sync_timeout: float = 30.0,
         start: bool = True,
         instance: str = "",
+        request_timeout: float = 30.0,
     ) -> None:
         """`namespace` None watches every namespace (needs cluster-wide list/watch rights).
 
         `instance` is the daemon's identity: objects are labelled with it, and objects another
         daemon labelled are neither listed, adopted, stopped nor pruned (objects without the label,
-        made by releases before it, count as this daemon's)."""
-        self.client = Client(api_client)
+        made by releases before it, count as this daemon's). `request_timeout` bounds each API
+        call, its retries included."""
+        self.client = Client(api_client, timeout=request_timeout)
         self.namespace = namespace
         self.instance = instance
         self.render_options = dataclasses.replace(render_options or RenderOptions(), instance=instance)
@@ -490,6 +494,17 @@ class KubernetesBackend:
                     )
                 )
         return out
+
+    def ready(self) -> str | None:
+        """Ask the API server itself (GET /readyz, a few seconds at most): the informers' caches
+        outlive a stopped or frozen server, so they cannot say whether it answers."""
+        try:
+            self.client.request("GET", "/readyz", verb="READY", timeout=READY_TIMEOUT, retries=1, quiet=True)
+        except ApiError as e:
+            return f"the API server {self.client.server} is not ready: {e}"
+        except TransientBackendError as e:
+            return f"the API server {self.client.server} does not answer: {e}"
+        return None
 
     def missing_apis(self) -> list[Resource]:
         return [i.resource for i in self.informers.values() if i.missing]
