@@ -219,7 +219,7 @@ class Daemon:
             return result
         if not advance.moves and advance.relation.value != "same":
             result.skipped = advance.reason
-        loaded = load_commit(state.source, name, sha, previous=state.loaded)
+        loaded = load_commit(state.source, name, sha, previous=state.loaded, namespaces=self.settings.run_namespaces)
         if isinstance(loaded, BadRepoConfig):
             # A bad repo config applies nothing from this commit (and stops nothing). The next
             # good commit is loaded against the last loaded one, so this commit's changes to
@@ -257,10 +257,16 @@ class Daemon:
         self.metrics.reconcile_duration.labels(repo=name).observe(time.monotonic() - started)
         return result
 
-    @staticmethod
-    def plan_options(config: RepoFileConfig) -> PlanOptions:
+    def namespace_of(self, config: RepoFileConfig) -> str:
+        """Where a repo's runs go: its repo config's namespace, or the daemon's."""
+        return config.namespace_or(self.settings.kubernetes.namespace)
+
+    def plan_options(self, config: RepoFileConfig) -> PlanOptions:
         return PlanOptions(
-            namespace=config.namespace, prune=config.prune.model_dump(), tz=config.timezone, self_heal=config.self_heal
+            namespace=self.namespace_of(config),
+            prune=config.prune.model_dump(),
+            tz=config.timezone,
+            self_heal=config.self_heal,
         )
 
     def _record_operations(self, repo: str, loaded: LoadedCommit, now: datetime) -> None:
@@ -321,7 +327,7 @@ class Daemon:
         config = state.repo_config
         return ScheduleOptions(
             tz=config.timezone,
-            namespace=config.namespace,
+            namespace=self.namespace_of(config),
             concurrency=ConcurrencyPolicy(config.schedules.concurrency_for(op.name)),
             starting_deadline=timedelta(seconds=config.schedules.starting_deadline_for(op.name)),
         )
@@ -626,7 +632,7 @@ class Daemon:
                     pr.fetch()
                 finally:
                     pr.close()
-            loaded = load_commit(state.source, repo, head_sha)
+            loaded = load_commit(state.source, repo, head_sha, namespaces=self.settings.run_namespaces)
         if isinstance(loaded, BadRepoConfig):
             return PrCheckResult(False, first_line(loaded.errors), "the repo config is invalid: nothing would change")
         errors = loaded.errors

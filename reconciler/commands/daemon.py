@@ -47,7 +47,7 @@ def build_backend(settings: Settings, *, instance: str = "") -> Backend:
             )
         return KubernetesBackend(
             api,
-            namespace=settings.kubernetes.namespace,
+            namespace=settings.kubernetes.all_namespaces,
             force_conflicts=settings.kubernetes.force_conflicts,
             instance=instance,
         )

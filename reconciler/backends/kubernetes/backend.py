@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -103,7 +103,7 @@ class KubernetesBackend:
         self,
         api_client: ApiClient,
         *,
-        namespace: str | None = None,
+        namespace: str | Sequence[str] | None = None,
         render_options: RenderOptions | None = None,
         force_conflicts: bool = False,
         self_heal: bool | Callable[[RunRequest], bool] = True,
@@ -114,14 +114,18 @@ class KubernetesBackend:
         instance: str = "",
         request_timeout: float = 30.0,
     ) -> None:
-        """`namespace` None watches every namespace (needs cluster-wide list/watch rights).
+        """`namespace`: the namespace runs go to, or several (each watched on its own, so rights
+        per namespace are enough); None watches every namespace (needs cluster-wide rights).
 
         `instance` is the daemon's identity: objects are labelled with it, and objects another
         daemon labelled are neither listed, adopted, stopped nor pruned (objects without the label,
         made by releases before it, count as this daemon's). `request_timeout` bounds each API
         call, its retries included."""
         self.client = Client(api_client, timeout=request_timeout)
-        self.namespace = namespace
+        if namespace is None:
+            self.namespaces: tuple[str, ...] | None = None
+        else:
+            self.namespaces = (namespace,) if isinstance(namespace, str) else tuple(dict.fromkeys(namespace))
         self.instance = instance
         self.render_options = dataclasses.replace(render_options or RenderOptions(), instance=instance)
         self.force_conflicts = force_conflicts
@@ -134,24 +138,44 @@ class KubernetesBackend:
         self._healed: set[tuple[str, str, str]] = set()
         self._drifts: list[Drift] = []
         self._lock = threading.Lock()
-        self.informers = {
-            r.key: Informer(self.client, r, namespace, self._on_event, watch_seconds=watch_seconds) for r in RESOURCES
+        # One informer per kind and watched namespace (one per kind when watching them all).
+        self._informers: dict[tuple[str | None, tuple[str, str]], Informer] = {
+            (ns, r.key): Informer(self.client, r, ns, self._on_event, watch_seconds=watch_seconds)
+            for ns in (self.namespaces or (None,))
+            for r in RESOURCES
         }
         if start:
             self.start(sync_timeout)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
+    @property
+    def namespace(self) -> str | None:
+        """The first namespace runs go to (None: all)."""
+        return self.namespaces[0] if self.namespaces else None
+
+    def informer(self, key: tuple[str, str], namespace: str | None = None) -> Informer:
+        """The cache of one kind in `namespace` (the first watched one by default)."""
+        if self.namespaces is None:
+            return self._informers[(None, key)]
+        return self._informers[(namespace or self.namespaces[0], key)]
+
+    def informers(self) -> list[Informer]:
+        return list(self._informers.values())
+
+    def _of_kind(self, resource: Resource) -> list[Informer]:
+        return [i for (_, key), i in self._informers.items() if key == resource.key]
+
     def start(self, sync_timeout: float = 30.0) -> None:
-        for informer in self.informers.values():
+        for informer in self.informers():
             informer.start()
         deadline = time.monotonic() + sync_timeout
-        for informer in self.informers.values():
+        for informer in self.informers():
             if not informer.synced.wait(max(0.0, deadline - time.monotonic())):
                 raise TransientBackendError(f"the {informer.resource.kind} cache did not sync in {sync_timeout:.0f}s")
 
     def close(self) -> None:
-        for informer in self.informers.values():
+        for informer in self.informers():
             informer.stop()
 
     def _mine(self, obj: dict[str, Any]) -> bool:
@@ -165,9 +189,10 @@ class KubernetesBackend:
     # --- writes -------------------------------------------------------------------------------
 
     def _render(self, run: RunRequest) -> list[dict[str, Any]]:
-        if self.namespace is not None and run.namespace != self.namespace:
+        if self.namespaces is not None and run.namespace not in self.namespaces:
+            managed = ", ".join(repr(n) for n in self.namespaces)
             raise PermanentBackendError(
-                f"run {run.name} is for namespace {run.namespace!r}; this backend manages {self.namespace!r} only"
+                f"run {run.name} is for namespace {run.namespace!r}; this backend manages {managed} only"
             )
         try:
             manifests = render(run, self.render_options)
@@ -178,8 +203,8 @@ class KubernetesBackend:
         return manifests
 
     def _ensure_api(self, resource: Resource) -> None:
-        informer = self.informers[resource.key]
-        if not informer.missing:
+        informers = self._of_kind(resource)
+        if not any(i.missing for i in informers):
             return
         path = f"/apis/{resource.api_version}"
         try:
@@ -193,7 +218,8 @@ class KubernetesBackend:
                 f"{resource.kind} ({resource.api_version}) is not served by this cluster: install {resource.operator}",
                 status="unschedulable",
             )
-        informer.wake()
+        for informer in informers:
+            informer.wake()
 
     def _ref(self, manifests: list[dict[str, Any]]) -> str:
         primary = next((m for m in manifests if m["kind"] in PRIMARY_KINDS), manifests[0])
@@ -201,7 +227,8 @@ class KubernetesBackend:
 
     def _fail(self, error: ApiError, what: str, resource: Resource | None = None) -> Exception:
         if error.status == 404 and resource is not None:
-            self.informers[resource.key].wake()
+            for informer in self._of_kind(resource):
+                informer.wake()
             install = f": install {resource.operator}" if resource.operator else ""
             return PermanentBackendError(
                 f"{what}: {resource.kind} ({resource.api_version}) is not served by this cluster{install}",
@@ -217,7 +244,7 @@ class KubernetesBackend:
             resource = resource_for(manifest)
             meta = manifest["metadata"]
             what = f"{manifest['kind']} {meta['namespace']}/{meta['name']}"
-            informer = self.informers[resource.key]
+            informer = self.informer(resource.key, meta["namespace"])
             cached = informer.get(meta["namespace"], meta["name"])
             if cached is not None and _labels(cached).get(LABEL_RUN) == run.name and self._mine(cached):
                 continue  # already there: adopt
@@ -270,7 +297,7 @@ class KubernetesBackend:
             resource = resource_for(manifest)
             meta = manifest["metadata"]
             what = f"{manifest['kind']} {meta['namespace']}/{meta['name']}"
-            informer = self.informers[resource.key]
+            informer = self.informer(resource.key, meta["namespace"])
             live = informer.get(meta["namespace"], meta["name"])
             if live is None:
                 # Not in our cache: either new, or there and not ours. Server-side apply would
@@ -306,7 +333,7 @@ class KubernetesBackend:
     def _objects_of(self, run_name: str) -> list[tuple[Resource, dict[str, Any]]]:
         return [
             (informer.resource, obj)
-            for informer in self.informers.values()
+            for informer in self.informers()
             for obj in informer.by_label(LABEL_RUN, run_name)
             if self._mine(obj)
         ]
@@ -477,7 +504,7 @@ class KubernetesBackend:
 
     def list_owned(self) -> list[ObservedObject]:
         out: list[ObservedObject] = []
-        for informer in self.informers.values():
+        for informer in self.informers():
             for obj in informer.objects():
                 if not self._mine(obj):
                     continue
@@ -507,7 +534,7 @@ class KubernetesBackend:
         return None
 
     def missing_apis(self) -> list[Resource]:
-        return [i.resource for i in self.informers.values() if i.missing]
+        return list({i.resource.key: i.resource for i in self.informers() if i.missing}.values())
 
     def logs(self, run_name: str, tail: int | None = None) -> str:
         namespaces = sorted({_meta(o)["namespace"] for _, o in self._objects_of(run_name)})

@@ -291,7 +291,7 @@ def test_create_race_409_adopts_ours(backend: KubernetesBackend, api: ApiClient,
     run = job_run(k8s_namespace, "racy")
     (job,) = render(run)
     # Created behind the cache's back, just before our create: the create gets 409.
-    backend.informers[("batch/v1", "Job")].stop()
+    backend.informer(("batch/v1", "Job")).stop()
     Client(api).request("POST", resource_for(job).collection(k8s_namespace), verb="CREATE", body=job)
     assert backend.submit(run) == f"{k8s_namespace}/Job/racy"
     assert backend.client.calls["CREATE"] == 1 and backend.client.calls["GET"] == 1
@@ -388,7 +388,7 @@ def test_missing_crd_makes_the_run_unschedulable_and_others_go_on(
 def test_watch_resumes_after_410_with_one_relist(k8s_cluster: ControlPlane, api: ApiClient, k8s_namespace: str) -> None:
     backend = KubernetesBackend(api, namespace=k8s_namespace, watch_seconds=2)
     try:
-        informer = backend.informers[("batch/v1", "Job")]
+        informer = backend.informer(("batch/v1", "Job"))
         backend.submit(job_run(k8s_namespace, "before"))
         collect(backend, "before", {"succeeded"})
         lists = informer.lists
@@ -416,7 +416,7 @@ def test_no_list_calls_at_steady_state(api: ApiClient, k8s_namespace: str) -> No
     try:
         lists = backend.client.calls["LIST"]
         watches = backend.client.calls["WATCH"]
-        kinds = len(backend.informers)
+        kinds = len(backend.informers())
         # Every informer's watch ends (server timeout) and is resumed at least twice.
         wait_for(
             lambda: backend.client.calls["WATCH"] >= watches + 2 * kinds,
@@ -438,7 +438,7 @@ def test_two_daemons_in_one_namespace_never_touch_each_others_runs(api: ApiClien
         run = service_run(k8s_namespace, "shared")
         ours.submit(run)
         wait_for(lambda: any(o.run == "shared" for o in ours.list_owned()), timeout=DEADLINE, what="our object")
-        deployments = theirs.informers[("apps/v1", "Deployment")]
+        deployments = theirs.informer(("apps/v1", "Deployment"))
         wait_for(lambda: deployments.get(k8s_namespace, "shared") is not None, timeout=DEADLINE, what="b's cache")
         assert not any(o.run == "shared" for o in theirs.list_owned())
         with pytest.raises(PermanentBackendError, match="another reconciler"):
