@@ -32,7 +32,7 @@ from reconciler.errors import Located, first_line
 from reconciler.forge_wiring import ForgeWiring, preview_ops, pull_request_ref
 from reconciler.loader import BadRepoConfig, LoadedCommit, load_commit
 from reconciler.metrics import Metrics
-from reconciler.model import ANNOTATION_OP_KEY, ANNOTATION_REPO, Cause, ObservedObject, OpKey, StatusTransition
+from reconciler.model import ANNOTATION_OP_KEY, ANNOTATION_REPO, ObservedObject, OpKey, StatusTransition
 from reconciler.orchestration import Orchestrator, ScheduleOptions
 from reconciler.orchestration.tree import ORCHESTRATED
 from reconciler.plan import Action, PlanOptions, TrackedState, plan
@@ -297,13 +297,15 @@ class Daemon:
         """What the backend holds of the repo's top-level runs, plus the runs no backend holds by
         design (DAGs, matrices, unschedulable runs), so neither looks like drift."""
         mine = [o for o in owned if o.annotations.get(ANNOTATION_REPO) in (repo, None)]
-        rows = {run.name: run for run in self.store.runs_named([o.run for o in mine])}
-        # Children of DAGs and matrices, and pull-request previews, are not the tracked branch's
-        # operations: the planner must neither adopt nor prune them.
-        observed = [
-            o for o in mine if o.run not in rows or (rows[o.run].parent is None and rows[o.run].cause != Cause.PREVIEW)
-        ]
-        for run, op_key in self.store.planner_runs(repo):
+        planned = self.store.planner_runs(repo)
+        names = {run.name for run, _ in planned}
+        known = {run.name for run in self.store.runs_named([o.run for o in mine])}
+        # The planner adopts what the database lacks and decides on the runs it reads (each op's
+        # newest and active ones). The objects of other known runs (older finished runs, children
+        # of DAGs and matrices, pull-request previews) are not its business: shown to it, they
+        # would look untracked and be adopted again under a name already taken.
+        observed = [o for o in mine if o.run not in known or o.run in names]
+        for run, op_key in planned:
             if run.backend_ref == ORCHESTRATED or run.status == Status.UNSCHEDULABLE:
                 key = OpKey.parse(op_key)
                 observed.append(
