@@ -39,6 +39,7 @@ from reconciler.backends.kubernetes.resources import (
 )
 from reconciler.backends.kubernetes.statuses import FINAL, STOP_ANNOTATION, Mapped, status_of, status_of_deleted
 from reconciler.model import (
+    ANNOTATION_OP_KEY,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
     LABEL_OP,
@@ -248,6 +249,9 @@ class KubernetesBackend:
             cached = informer.get(meta["namespace"], meta["name"])
             if cached is not None and _labels(cached).get(LABEL_RUN) == run.name and self._mine(cached):
                 continue  # already there: adopt
+            if cached is not None and self._op_shared(cached, manifest, run):
+                informer.upsert(self._take_over(resource, manifest, what))
+                continue
             try:
                 created = self.client.request(
                     "POST",
@@ -275,6 +279,8 @@ class KubernetesBackend:
         except ApiError as e:
             raise self._fail(e, f"reading {what}") from e
         labels = _labels(live)
+        if self._op_shared(live, manifest, run):
+            return self._take_over(resource, manifest, what)
         if labels.get(LABEL_MANAGED_BY) != MANAGED_BY or labels.get(LABEL_RUN) != run.name:
             raise PermanentBackendError(
                 f"{what} already exists and is not this run's; the reconciler will not touch it"
@@ -284,6 +290,31 @@ class KubernetesBackend:
                 f"{what} belongs to another reconciler (instance {labels.get(LABEL_INSTANCE)}); not touched"
             )
         return live
+
+    def _op_shared(self, live: dict[str, Any], manifest: dict[str, Any], run: RunRequest) -> bool:
+        """`live` is the op's Service (named after the op, see `render.service`) made by an
+        earlier run of the same op by this daemon: the new run takes it over."""
+        return (
+            manifest["kind"] == "Service"
+            and _labels(live).get(LABEL_MANAGED_BY) == MANAGED_BY
+            and self._mine(live)
+            and (_meta(live).get("annotations") or {}).get(ANNOTATION_OP_KEY) == str(run.op)
+        )
+
+    def _take_over(self, resource: Resource, manifest: dict[str, Any], what: str) -> dict[str, Any]:
+        meta = manifest["metadata"]
+        try:
+            taken: dict[str, Any] = self.client.request(
+                "PATCH",
+                resource.item(meta["namespace"], meta["name"]),
+                verb="APPLY",
+                query={"fieldManager": FIELD_MANAGER, "force": True},
+                body=manifest,
+                content_type=APPLY,
+            )
+        except ApiError as e:
+            raise self._fail(e, f"taking over {what} for run {_labels(manifest).get(LABEL_RUN)}", resource) from e
+        return taken
 
     def apply(self, run: RunRequest) -> str:
         manifests = self._render(run)

@@ -255,6 +255,35 @@ def test_service_converges_and_heals_deletion_and_edits(
     assert any(d.change.startswith("edited") and d.healed for d in backend.drifts())
 
 
+def test_the_ops_service_keeps_its_name_and_follows_the_ops_current_run(
+    backend: KubernetesBackend, api: ApiClient, k8s_namespace: str
+) -> None:
+    """A new run of the op (here a retry) takes the op's Service over: same name (same DNS name
+    for clients), selecting the new run's pods; removing the old run leaves it, removing the
+    current one removes it."""
+    first = service_run(k8s_namespace, "web-a", replicas=1)
+    backend.submit(first)
+    _, service = render(first)
+    assert service["metadata"]["name"] != "web-a"
+    created = get(api, service)
+    assert created is not None and created["spec"]["selector"] == {"reconciler.polyaxon.io/run": "web-a"}
+    second = replace(first, name="web-b", cause=Cause.RETRY, cause_id="retry:web-a:1")
+    backend.submit(second)
+    taken = get(api, service)
+    assert taken is not None and taken["metadata"]["uid"] == created["metadata"]["uid"]
+    assert taken["spec"]["selector"] == {"reconciler.polyaxon.io/run": "web-b"}
+    assert taken["metadata"]["labels"]["reconciler.polyaxon.io/run"] == "web-b"
+    wait_for(
+        lambda: {o["kind"] for _, o in backend._objects_of("web-a")} <= {"Deployment"},
+        timeout=DEADLINE,
+        what="the cache to show the Service as web-b's",
+    )
+    backend.delete("web-a")
+    assert get(api, service) is not None
+    backend.delete("web-b")
+    wait_for(lambda: get(api, service) is None, timeout=DEADLINE, what="the Service to go with its run")
+
+
 def test_drift_is_reported_when_self_heal_is_off(api: ApiClient, k8s_namespace: str) -> None:
     backend = KubernetesBackend(api, namespace=k8s_namespace, self_heal=False)
     try:
