@@ -83,6 +83,10 @@ class KubernetesConfig(_Strict):
     # Server-side apply takes over fields another manager owns (kubectl edits, an HPA's replicas)
     # instead of reporting the conflict and leaving them.
     force_conflicts: bool = False
+    # Finished Jobs (and Kubeflow jobs) are deleted by Kubernetes this long after they end, unless
+    # the spec's own `termination.ttl` says otherwise; null keeps them (retention deletes them
+    # with their runs). Their logs go with them: `runs logs` cannot read a deleted run's pods.
+    job_ttl_seconds: int | None = Field(default=86400, ge=0)
 
     @property
     def all_namespaces(self) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ def build_backend(settings: Settings, *, instance: str = "") -> Backend:
         import kubernetes
 
         from reconciler.backends.kubernetes import KubernetesBackend
+        from reconciler.render import RenderOptions
 
         if settings.kubernetes.in_cluster:
             kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -49,6 +50,7 @@ def build_backend(settings: Settings, *, instance: str = "") -> Backend:
             api,
             namespace=settings.kubernetes.all_namespaces,
             force_conflicts=settings.kubernetes.force_conflicts,
+            render_options=RenderOptions(job_ttl_seconds=settings.kubernetes.job_ttl_seconds),
             instance=instance,
         )
     from reconciler.backends.local import LocalBackend

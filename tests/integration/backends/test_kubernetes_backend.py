@@ -18,7 +18,7 @@ from reconciler.backends.kubernetes import ConflictError, KubernetesBackend
 from reconciler.backends.kubernetes.client import APPLY, MERGE, ApiError, Client
 from reconciler.backends.kubernetes.resources import resource_for
 from reconciler.model import Cause, OpKey, RunRequest, StatusTransition, spec_hash
-from reconciler.render import render
+from reconciler.render import RenderOptions, render
 from tests.cluster.controlplane import CRD_DIR, FAIL_LABEL, ControlPlane
 from tests.cluster.poll import wait_for
 from tests.unit.render.test_golden import CASES, run_for
@@ -118,6 +118,24 @@ def test_job_fails_with_the_reason(backend: KubernetesBackend, k8s_namespace: st
     seen = collect(backend, "bad-job", {"succeeded", "failed"})
     assert seen[-1].status == "failed"
     assert seen[-1].reason == "BackoffLimitExceeded"
+
+
+def test_a_finished_job_is_deleted_after_its_ttl_and_its_run_stays_succeeded(
+    api: ApiClient, k8s_namespace: str) -> None:
+    """Without a TTL a per-minute cron left 30 Jobs in 16 minutes; the daemon's default TTL
+    (`kubernetes.job_ttl_seconds`) lets the Job controller delete finished ones."""
+    backend = KubernetesBackend(api, namespace=k8s_namespace, render_options=RenderOptions(job_ttl_seconds=1))
+    try:
+        run = job_run(k8s_namespace, "short-lived")
+        (job,) = render(run, backend.render_options)
+        assert job["spec"]["ttlSecondsAfterFinished"] == 1
+        backend.submit(run)
+        assert collect(backend, run.name, {"succeeded", "failed"})[-1].status == "succeeded"
+        wait_for(lambda: get(api, job) is None, timeout=DEADLINE, what="the finished Job to be deleted by its TTL")
+        later = [t for t in backend.observe(timeout=1.0) if t.run == run.name]
+        assert [t.status for t in later] in ([], ["succeeded"]), later  # never stopped or unknown
+    finally:
+        backend.close()
 
 
 def test_stop_moves_through_stopping_to_stopped(backend: KubernetesBackend, k8s_namespace: str) -> None:

@@ -186,3 +186,17 @@ def test_a_service_is_named_after_its_op_and_selects_the_current_runs_pods() -> 
     # A Service name must start with a letter (DNS-1035), even for an op named "2fast".
     digits = dataclasses.replace(first, op=OpKey("repo", "ops/2fast.yaml", "2fast"))
     assert render(digits)[1]["metadata"]["name"].startswith("s-2fast-")
+
+
+def test_finished_jobs_are_deleted_after_the_daemons_ttl_unless_the_spec_says_otherwise() -> None:
+    from reconciler.render import RenderOptions
+
+    spec = {"kind": "job", "container": {"image": "busybox"}}
+    day = RenderOptions(job_ttl_seconds=86400)
+    assert render(request(spec), day)[0]["spec"]["ttlSecondsAfterFinished"] == 86400
+    assert "ttlSecondsAfterFinished" not in render(request(spec))[0]["spec"]  # no default: kept
+    for own in (60, 0):
+        run = request(spec, effective={"termination": {"ttl": own}})
+        assert render(run, day)[0]["spec"]["ttlSecondsAfterFinished"] == own
+    tf = {"kind": "tfjob", "chief": {"replicas": 1, "container": {"image": "tf"}}}
+    assert render(request(tf), day)[0]["spec"]["runPolicy"]["ttlSecondsAfterFinished"] == 86400
