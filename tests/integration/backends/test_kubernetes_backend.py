@@ -121,7 +121,8 @@ def test_job_fails_with_the_reason(backend: KubernetesBackend, k8s_namespace: st
 
 
 def test_a_finished_job_is_deleted_after_its_ttl_and_its_run_stays_succeeded(
-    api: ApiClient, k8s_namespace: str) -> None:
+    api: ApiClient, k8s_namespace: str
+) -> None:
     """Without a TTL a per-minute cron left 30 Jobs in 16 minutes; the daemon's default TTL
     (`kubernetes.job_ttl_seconds`) lets the Job controller delete finished ones."""
     backend = KubernetesBackend(api, namespace=k8s_namespace, render_options=RenderOptions(job_ttl_seconds=1))
