@@ -7,8 +7,9 @@ and watches on those objects become status transitions.
   manager is reported (`ConflictError`), not forced, unless `force_conflicts`.
 - observe: events from one informer per kind (`informer.py`), read with `statuses.py`. At steady
   state the only calls are the watches themselves.
-- drift: a long-running object (service, raycluster, daskcluster) edited by someone else or
-  deleted is re-applied when the self-heal policy says so, and reported either way (`drifts()`).
+- drift: a long-running object (service, raycluster, daskcluster) edited by someone else (through
+  the object or its scale subresource) or deleted is re-applied when the self-heal policy says so
+  (a `DriftCorrected` note in the run's history), else reported (the run goes to `warning`).
 - a kind whose CRD is missing makes that run `unschedulable`, naming the operator to install.
 """
 
@@ -40,6 +41,7 @@ from reconciler.backends.kubernetes.resources import (
 from reconciler.backends.kubernetes.statuses import FINAL, STOP_ANNOTATION, Mapped, status_of, status_of_deleted
 from reconciler.model import (
     ANNOTATION_OP_KEY,
+    DRIFT_CORRECTED,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
     LABEL_OP,
@@ -421,6 +423,9 @@ class KubernetesBackend:
             else:
                 found = self._process(*item)
             for transition in found:
+                if transition.note:
+                    yield transition
+                    continue
                 repeat = self._last.get(transition.run) == transition.status and transition.reason != "Drift"
                 self._last[transition.run] = transition.status
                 if transition.status in FINAL:
@@ -449,8 +454,12 @@ class KubernetesBackend:
             drift = self._drift(kind, obj)
             if drift is not None:
                 healed = drift.healed
-                if not healed:
-                    message = f"{drift.kind} {drift.namespace}/{drift.name} was {drift.change} in the cluster"
+                message = f"{drift.kind} {drift.namespace}/{drift.name} was {drift.change} in the cluster"
+                if healed:
+                    # A history row for the run, which keeps its status: the drift is mended.
+                    status, why = self._last.get(run, ""), f"{message}; re-applied"
+                    out.append(Transition(run, status, self.clock(), DRIFT_CORRECTED, why, note=True))
+                else:
                     out.append(Transition(run, "warning", self.clock(), "Drift", f"{message}; {drift.detail}"))
         if obj.get("kind") not in PRIMARY_KINDS or healed:
             return out
@@ -475,14 +484,22 @@ class KubernetesBackend:
         return out
 
     def _foreign_edit(self, obj: dict[str, Any]) -> tuple[str, str] | None:
-        """(manager, time) of a spec change by another field manager after our last apply."""
+        """(manager, time) of a spec change by another field manager after our last apply.
+
+        Writes through the `scale` subresource (`kubectl scale`, an autoscaler) change the spec
+        too; only the `status` subresource (the controllers' and operators' reports) does not."""
         ours = ""
         foreign: tuple[str, str] | None = None
         for entry in _meta(obj).get("managedFields") or []:
             manager, at = str(entry.get("manager") or ""), str(entry.get("time") or "")
             if manager == FIELD_MANAGER:
                 ours = max(ours, at)
-            elif not entry.get("subresource") and "f:spec" in (entry.get("fieldsV1") or {}):
+            elif entry.get("subresource") != "status" and "f:spec" in (entry.get("fieldsV1") or {}):
+                if not at:
+                    # A scale entry carries no time. It exists only while its manager owns a field
+                    # (our forced re-apply takes the field back and the entry goes), so it is an
+                    # edit now; the generation tells one edit from the next.
+                    return manager, f"generation {_meta(obj).get('generation')}"
                 foreign = max(foreign or (manager, at), (manager, at), key=lambda p: p[1])
         if foreign is None or foreign[1] < ours:
             return None

@@ -75,15 +75,18 @@ def service_run(namespace: str, name: str = "web", replicas: int = 2) -> RunRequ
     )
 
 
-def collect(backend: KubernetesBackend, run: str, until: set[str], timeout: float = DEADLINE) -> list[StatusTransition]:
-    """Observe until `run` reaches one of `until`; every transition of that run, in order."""
+def collect(
+    backend: KubernetesBackend, run: str, until: set[str], timeout: float = DEADLINE, *, note: bool = False
+) -> list[StatusTransition]:
+    """Observe until `run` reaches one of `until` (with `note`: until a note while in one of
+    them); every transition of that run, in order."""
     seen: list[StatusTransition] = []
 
     def reached() -> bool:
         for t in backend.observe(timeout=0.5):
             if t.run == run:
                 seen.append(t)
-                if t.status in until:
+                if t.status in until and t.note == note:
                     return True
         return False
 
@@ -272,6 +275,40 @@ def test_service_converges_and_heals_deletion_and_edits(
 
     wait_for(scaled_back, timeout=DEADLINE, what="the hand-edited replicas to be re-applied")
     assert any(d.change.startswith("edited") and d.healed for d in backend.drifts())
+
+
+@pytest.mark.parametrize("self_heal", [True, False])
+def test_kubectl_scale_is_drift_healed_or_reported(
+    k8s_cluster: ControlPlane, api: ApiClient, k8s_namespace: str, self_heal: bool
+) -> None:
+    """`kubectl scale` writes through the scale subresource; its managedFields entry carries
+    `subresource: scale`, which the drift check used to skip: neither healed nor reported."""
+    backend = KubernetesBackend(api, namespace=k8s_namespace, self_heal=self_heal)
+    try:
+        run = service_run(k8s_namespace, "scaled")
+        deployment, _ = render(run)
+        backend.apply(run)
+        collect(backend, "scaled", {"running"})
+        k8s_cluster.kubectl("scale", "deployment/scaled", "--replicas=5", "-n", k8s_namespace)
+        if self_heal:
+            seen = collect(backend, "scaled", {"running"}, note=True)
+            assert seen[-1].note and seen[-1].reason == "DriftCorrected", seen
+            assert "Deployment" in seen[-1].message and "re-applied" in seen[-1].message
+            wait_for(
+                lambda: get(api, deployment)["spec"]["replicas"] == 2,  # type: ignore[index]
+                timeout=DEADLINE,
+                what="the scaled replicas to be re-applied",
+            )
+            # The forced re-apply took the field back: kubectl's entry is gone, so nothing loops.
+            managers = [e["manager"] for e in get(api, deployment)["metadata"]["managedFields"]]  # type: ignore[index]
+            assert "kubectl" not in managers, managers
+        else:
+            seen = collect(backend, "scaled", {"warning"})
+            assert seen[-1].reason == "Drift" and "kubectl" in seen[-1].message, seen[-1]
+            assert get(api, deployment)["spec"]["replicas"] == 5  # type: ignore[index]
+        assert [(d.change.split(" ")[0], d.healed) for d in backend.drifts()] == [("edited", self_heal)]
+    finally:
+        backend.close()
 
 
 def test_the_ops_service_keeps_its_name_and_follows_the_ops_current_run(
