@@ -15,6 +15,7 @@ and watches on those objects become status transitions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -243,6 +244,25 @@ class KubernetesBackend:
 
     def submit(self, run: RunRequest) -> str:
         manifests = self._render(run)
+        made: list[tuple[Resource, dict[str, Any]]] = []  # created by this call
+        try:
+            self._create_all(run, manifests, made)
+        except PermanentBackendError:
+            # Refused for good (a foreign object holds one of the names): what this call created
+            # goes, so a failed run leaves nothing running and its retry starts clean.
+            for resource, obj in made:
+                meta = _meta(obj)
+                with contextlib.suppress(ApiError, TransientBackendError):
+                    self._delete(resource.item(meta["namespace"], meta["name"]))
+            raise
+        if any(m["kind"] in LONG_RUNNING_KINDS for m in manifests):
+            with self._lock:
+                self._long_running[run.name] = run
+        return self._ref(manifests)
+
+    def _create_all(
+        self, run: RunRequest, manifests: list[dict[str, Any]], made: list[tuple[Resource, dict[str, Any]]]
+    ) -> None:
         for manifest in manifests:
             resource = resource_for(manifest)
             meta = manifest["metadata"]
@@ -266,11 +286,9 @@ class KubernetesBackend:
                 if e.status != 409:
                     raise self._fail(e, f"creating {what}", resource) from e
                 created = self._adopt(resource, manifest, run, what)
+            else:
+                made.append((resource, created))
             informer.upsert(created)
-        if any(m["kind"] in LONG_RUNNING_KINDS for m in manifests):
-            with self._lock:
-                self._long_running[run.name] = run
-        return self._ref(manifests)
 
     def _adopt(self, resource: Resource, manifest: dict[str, Any], run: RunRequest, what: str) -> dict[str, Any]:
         """A 409 on create: ours from an earlier attempt (a crash before it was recorded) is
