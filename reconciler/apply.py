@@ -28,6 +28,7 @@ from reconciler.metrics import Metrics
 from reconciler.model import (
     ANNOTATION_COMMIT,
     ANNOTATION_OP_KEY,
+    DRIFT_CORRECTED,
     Cause,
     DesiredState,
     Mode,
@@ -291,7 +292,11 @@ class Applier:
 
     def transition(self, transition: StatusTransition) -> bool:
         """Record a status (with its commit status, in one transaction), then what it causes:
-        subscribed runs, the parent's next step, hooks. False when nothing changed."""
+        subscribed runs, the parent's next step, hooks. False when nothing changed. A note (see
+        `StatusTransition.note`) is a history row only: the status, the forge and the
+        orchestration are left as they are."""
+        if transition.note:
+            return self._note(transition)
         target = Status(transition.status)
         try:
             with self.store.unit_of_work() as tx:
@@ -320,6 +325,18 @@ class Applier:
             self.metrics.runs_transitions.labels(status=str(target)).inc()
         if self.orchestration is not None:
             self.apply_work(self.orchestration.on_transition(transition, transition.at), transition.at)
+        return True
+
+    def _note(self, transition: StatusTransition) -> bool:
+        try:
+            self.store.note(
+                transition.run, at=transition.at, reason=transition.reason, message=transition.message or None
+            )
+        except NotFound:
+            return False
+        if transition.reason == DRIFT_CORRECTED and self.metrics is not None:
+            run = self.store.run(transition.run)
+            self.metrics.drift_corrected.labels(kind=(run.kind if run is not None else None) or "unknown").inc()
         return True
 
     def _fail(self, run: str, status: Status, reason: str, message: str, now: datetime) -> None:
@@ -405,6 +422,8 @@ class Applier:
         elif kind is ActionKind.DRIFT:
             if action.run is not None:
                 self.backend.apply(action.run)
+                target = action.target or action.run.name
+                self.transition(StatusTransition(target, "", now, DRIFT_CORRECTED, action.reason, note=True))
             elif action.target is not None and action.observed is None:
                 self._fail(action.target, Status.UNKNOWN, "Drift", action.reason, now)
             # With an observed object and no run, the drift is reported only (self_heal off).

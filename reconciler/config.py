@@ -7,10 +7,11 @@ names of environment variables, so the config can be committed and shown without
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ForgeProvider = Literal["github", "gitlab", "gitea"]
@@ -69,14 +70,39 @@ class LocalConfig(_Strict):
     run_as: str = Field(default="nobody", min_length=1)
 
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _namespace_name(value: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes namespace name (DNS-1123 label, at most 63 chars)")
+    return value
+
+
+NamespaceName = Annotated[str, AfterValidator(_namespace_name)]
+
+
 class KubernetesConfig(_Strict):
     kubeconfig: Path | None = None
     context: str | None = None
     in_cluster: bool = False
-    namespace: str = "default"
+    # Where a repo's runs go unless its `.polyaxon-reconciler.yaml` names another namespace.
+    namespace: NamespaceName = "default"
+    # The other namespaces a repo may name; each needs the daemon's Role there (manifests/rbac.yaml).
+    # A repo naming a namespace outside these and `namespace` is refused (nothing of it applied).
+    namespaces: list[NamespaceName] = Field(default_factory=list)
     # Server-side apply takes over fields another manager owns (kubectl edits, an HPA's replicas)
     # instead of reporting the conflict and leaving them.
     force_conflicts: bool = False
+    # Finished Jobs (and Kubeflow jobs) are deleted by Kubernetes this long after they end, unless
+    # the spec's own `termination.ttl` says otherwise; null keeps them (retention deletes them
+    # with their runs). Their logs go with them: `runs logs` cannot read a deleted run's pods.
+    job_ttl_seconds: int | None = Field(default=86400, ge=0)
+
+    @property
+    def all_namespaces(self) -> tuple[str, ...]:
+        """`namespace` first, then the others, each once."""
+        return tuple(dict.fromkeys([self.namespace, *self.namespaces]))
 
 
 class RetentionConfig(_Strict):
@@ -103,6 +129,11 @@ class Settings(BaseSettings):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
+
+    @property
+    def run_namespaces(self) -> tuple[str, ...] | None:
+        """The namespaces a repo config may name; None: any (local runs have no namespace)."""
+        return self.kubernetes.all_namespaces if self.backend == "kubernetes" else None
 
     @field_validator("repos")
     @classmethod

@@ -32,7 +32,7 @@ from reconciler.errors import Located, first_line
 from reconciler.forge_wiring import ForgeWiring, preview_ops, pull_request_ref
 from reconciler.loader import BadRepoConfig, LoadedCommit, load_commit
 from reconciler.metrics import Metrics
-from reconciler.model import ANNOTATION_OP_KEY, ANNOTATION_REPO, Cause, ObservedObject, OpKey, StatusTransition
+from reconciler.model import ANNOTATION_OP_KEY, ANNOTATION_REPO, ObservedObject, OpKey, StatusTransition
 from reconciler.orchestration import Orchestrator, ScheduleOptions
 from reconciler.orchestration.tree import ORCHESTRATED
 from reconciler.plan import Action, PlanOptions, TrackedState, plan
@@ -219,7 +219,7 @@ class Daemon:
             return result
         if not advance.moves and advance.relation.value != "same":
             result.skipped = advance.reason
-        loaded = load_commit(state.source, name, sha, previous=state.loaded)
+        loaded = load_commit(state.source, name, sha, previous=state.loaded, namespaces=self.settings.run_namespaces)
         if isinstance(loaded, BadRepoConfig):
             # A bad repo config applies nothing from this commit (and stops nothing). The next
             # good commit is loaded against the last loaded one, so this commit's changes to
@@ -258,10 +258,16 @@ class Daemon:
         self.metrics.reconcile_duration.labels(repo=name).observe(time.monotonic() - started)
         return result
 
-    @staticmethod
-    def plan_options(config: RepoFileConfig) -> PlanOptions:
+    def namespace_of(self, config: RepoFileConfig) -> str:
+        """Where a repo's runs go: its repo config's namespace, or the daemon's."""
+        return config.namespace_or(self.settings.kubernetes.namespace)
+
+    def plan_options(self, config: RepoFileConfig) -> PlanOptions:
         return PlanOptions(
-            namespace=config.namespace, prune=config.prune.model_dump(), tz=config.timezone, self_heal=config.self_heal
+            namespace=self.namespace_of(config),
+            prune=config.prune.model_dump(),
+            tz=config.timezone,
+            self_heal=config.self_heal,
         )
 
     def _record_operations(self, repo: str, loaded: LoadedCommit, previous: LoadedCommit | None, now: datetime) -> None:
@@ -302,14 +308,13 @@ class Daemon:
         """What the backend holds of the repo's top-level runs, plus the runs no backend holds by
         design (DAGs, matrices, unschedulable runs), so neither looks like drift."""
         mine = [o for o in owned if o.annotations.get(ANNOTATION_REPO) in (repo, None)]
-        known = {run.name: run for run in self.store.runs_named([o.run for o in mine])}
-        # Children of DAGs and matrices, and pull-request previews, are not the tracked branch's
-        # operations: the planner must neither adopt nor prune them.
-        observed = [
-            o
-            for o in mine
-            if o.run not in known or (known[o.run].parent is None and known[o.run].cause != Cause.PREVIEW)
-        ]
+        names = {run.name for run, _ in rows}
+        known = {run.name for run in self.store.runs_named([o.run for o in mine])}
+        # The planner adopts what the database lacks and decides on the runs it reads (each op's
+        # newest and active ones). The objects of other known runs (older finished runs, children
+        # of DAGs and matrices, pull-request previews) are not its business: shown to it, they
+        # would look untracked and be adopted again under a name already taken.
+        observed = [o for o in mine if o.run not in known or o.run in names]
         for run, op_key in rows:
             if run.backend_ref == ORCHESTRATED or run.status == Status.UNSCHEDULABLE:
                 key = OpKey.parse(op_key)
@@ -334,7 +339,7 @@ class Daemon:
         config = state.repo_config
         return ScheduleOptions(
             tz=config.timezone,
-            namespace=config.namespace,
+            namespace=self.namespace_of(config),
             concurrency=ConcurrencyPolicy(config.schedules.concurrency_for(op.name)),
             starting_deadline=timedelta(seconds=config.schedules.starting_deadline_for(op.name)),
         )
@@ -556,22 +561,20 @@ class Daemon:
             now = self.clock()
             for name, state in self.repos.items():
                 limit = 3 * state.config.interval + 60
-                if (
-                    state.last_fetch_ok is None
-                    or (now - state.last_fetch_ok).total_seconds() > limit
-                    # An unreachable remote shows at once, not only after the age limit (which
-                    # is hours for a webhook-driven repo); a single failed fetch does not.
-                    or state.fetch_failures >= FAILED_FETCHES_UNREADY
-                ):
-                    stale.append(f"{name}: {state.last_error or 'no successful fetch yet'}")
+                # An unreachable remote shows at once, not only after the age limit (which is
+                # hours for a webhook-driven repo); a single failed fetch does not.
+                if state.fetch_failures >= FAILED_FETCHES_UNREADY:
+                    stale.append(f"{name}: {state.last_error}")
+                elif state.last_fetch_ok is None:
+                    # Not fetched yet is the git remote's fault only when a fetch failed; else the
+                    # first reconcile has not come yet (or failed before fetching).
+                    stale.append(f"{name}: {state.last_error or 'not fetched yet'}")
+                elif (age := (now - state.last_fetch_ok).total_seconds()) > limit:
+                    stale.append(f"{name}: {state.last_error or f'no fetch for {age:.0f}s (reconciles not running)'}")
             return "; ".join(stale) or None
 
         def backend() -> str | None:
-            try:
-                self.backend.list_owned()
-            except Exception as e:
-                return f"{type(e).__name__}: {e}"
-            return None
+            return self.backend.ready()
 
         return [Check("database", database), Check("repos", repos), Check("backend", backend)]
 
@@ -658,7 +661,7 @@ class Daemon:
                     pr.fetch()
                 finally:
                     pr.close()
-            loaded = load_commit(state.source, repo, head_sha)
+            loaded = load_commit(state.source, repo, head_sha, namespaces=self.settings.run_namespaces)
             # What may run is the base branch's decision, never the pull request's (forge.trust).
             base = state.source.base_config(base_sha, state.loaded.sha if state.loaded else None)
         if isinstance(loaded, BadRepoConfig):

@@ -13,7 +13,7 @@ recorded: a commit held back by a bad repo config is compiled into the next good
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -77,11 +77,13 @@ def load_commit(
     *,
     previous: LoadedCommit | None = None,
     config: rc.RepoFileConfig | None = None,
+    namespaces: Collection[str] | None = None,
 ) -> LoadedCommit | BadRepoConfig:
     """Read and compile `sha` of `repo` (the name in op keys). `config` replaces the commit's own
-    repo config (`reconciler plan --hub-dir`); the daemon never passes one."""
+    repo config (`reconciler plan --hub-dir`); the daemon never passes one. `namespaces`: those
+    the repo config may name (None: any); naming another makes the repo config bad."""
     if config is None:
-        found = reader.repo_config(sha)
+        found = rc.parse(reader.read_file(sha, rc.FILENAME), namespaces=namespaces)
         if isinstance(found, list):
             return BadRepoConfig(sha, found)
         config = found

@@ -64,6 +64,12 @@ class Metrics:
             ["action", "result"],
             registry=r,
         )
+        self.drift_corrected = Counter(
+            "reconciler_drift_corrected_total",
+            "Long-running runs whose objects were edited or deleted in the cluster and re-applied, by run kind.",
+            ["kind"],
+            registry=r,
+        )
 
         self.work_errors = Counter(
             "reconciler_work_errors_total",

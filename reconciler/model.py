@@ -28,6 +28,9 @@ ANNOTATION_REPO = "reconciler.polyaxon.io/repo"
 ANNOTATION_PATH = "reconciler.polyaxon.io/path"
 ANNOTATION_COMMIT = "reconciler.polyaxon.io/commit"
 ANNOTATION_OP_KEY = "reconciler.polyaxon.io/op-key"
+# The reason of the history row (a note: the run keeps its status) that records a long-running
+# run's objects re-applied after someone edited or deleted them in the cluster.
+DRIFT_CORRECTED = "DriftCorrected"
 
 
 @dataclass(frozen=True, order=True)
@@ -181,13 +184,17 @@ class RunRequest:
 
 @dataclass(frozen=True)
 class StatusTransition:
-    """A run moved to `status` (one of Polyaxon's 20) at `at`, observed by a backend."""
+    """A run moved to `status` (one of Polyaxon's 20) at `at`, observed by a backend.
+
+    `note`: not a move but something to record in the run's history while it stays where it is
+    (reason `DriftCorrected`: its objects were edited or deleted and re-applied)."""
 
     run: str
     status: str
     at: datetime
     reason: str = ""
     message: str = ""
+    note: bool = False
 
 
 @dataclass(frozen=True)

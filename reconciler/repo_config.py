@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from collections.abc import Collection
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from reconciler import globs
 from reconciler.errors import Located
@@ -137,7 +138,9 @@ class RepoFileConfig(_Strict):
     ignore: list[Glob] = Field(default_factory=lambda: list(DEFAULT_IGNORE))
     hub_dir: str | None = None
     project: str | None = None
-    namespace: str = "default"
+    # None: the daemon's namespace (`kubernetes.namespace`); another must be one the daemon may
+    # use (`kubernetes.namespaces`), which `parse(..., namespaces=)` checks.
+    namespace: str | None = None
     prune: PrunePolicy = Field(default_factory=PrunePolicy)
     force_push: ForcePushPolicy = "reject"
     timezone: str = "UTC"
@@ -164,10 +167,23 @@ class RepoFileConfig(_Strict):
 
     @field_validator("namespace")
     @classmethod
-    def _valid_namespace(cls, value: str) -> str:
+    def _valid_namespace(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
         if len(value) > 63 or not _DNS_LABEL.match(value):
             raise ValueError(f"{value!r} is not a Kubernetes namespace name (DNS-1123 label, at most 63 chars)")
+        allowed = (info.context or {}).get("namespaces")
+        if allowed is not None and value not in allowed:
+            names = ", ".join(sorted(allowed)) or "none"
+            raise ValueError(
+                f"{value!r} is not allowed: this reconciler may use {names} "
+                "(its settings' kubernetes.namespace and kubernetes.namespaces)"
+            )
         return value
+
+    def namespace_or(self, default: str) -> str:
+        """The namespace runs go to: this repo's, or the daemon's `default`."""
+        return self.namespace or default
 
     @field_validator("timezone")
     @classmethod
@@ -208,8 +224,13 @@ def _message(err: Any) -> str:
     return f"{where}: {msg}" if where else msg
 
 
-def parse(data: bytes | None, path: str = FILENAME) -> RepoFileConfig | list[Located]:
-    """The config in `data` (None: the file does not exist), or every error with its location."""
+def parse(
+    data: bytes | None, path: str = FILENAME, *, namespaces: Collection[str] | None = None
+) -> RepoFileConfig | list[Located]:
+    """The config in `data` (None: the file does not exist), or every error with its location.
+
+    `namespaces`: the namespaces the daemon may run in (None: any, as for the local backend); a
+    repo naming another is an error like any other, so nothing of its commit is applied."""
     if data is None:
         return RepoFileConfig()
     try:
@@ -222,7 +243,8 @@ def parse(data: bytes | None, path: str = FILENAME) -> RepoFileConfig | list[Loc
     if not isinstance(doc.value, dict):
         return [_at(doc, path, (), "the repo config must be a mapping of keys to values")]
     try:
-        return RepoFileConfig.model_validate(doc.value)
+        context = {"namespaces": frozenset(namespaces) if namespaces is not None else None}
+        return RepoFileConfig.model_validate(doc.value, context=context)
     except ValidationError as exc:
         errors = [
             _at(doc, path, tuple(e["loc"]), _message(e), at_key=e["type"] == "extra_forbidden") for e in exc.errors()

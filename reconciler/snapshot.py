@@ -54,6 +54,7 @@ def tracked_state(
                 reason=reasons.get(run.id) if run.id is not None else None,
                 updated_at=run.updated_at,
                 retries=retries.get(run.id, 0) if run.id is not None else 0,
+                submitted=run.backend_ref is not None,
             )
         )
     schedules: Mapping[OpKey, Any] = {}

@@ -71,4 +71,10 @@ class Backend(Protocol):
         """The run's logs (main container), as far as the backend keeps them."""
         ...
 
+    def ready(self) -> str | None:
+        """None when the backend can take work now, else what is wrong, in a few words. A real,
+        cheap call bounded to a few seconds (the daemon's `/readyz` asks it on every probe), never
+        a read of a cache that a dead or frozen server would leave standing."""
+        ...
+
     def close(self) -> None: ...

@@ -39,6 +39,7 @@ def build_backend(settings: Settings, *, instance: str = "") -> Backend:
         import kubernetes
 
         from reconciler.backends.kubernetes import KubernetesBackend
+        from reconciler.render import RenderOptions
 
         if settings.kubernetes.in_cluster:
             kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -50,8 +51,9 @@ def build_backend(settings: Settings, *, instance: str = "") -> Backend:
             )
         return KubernetesBackend(
             api,
-            namespace=settings.kubernetes.namespace,
+            namespace=settings.kubernetes.all_namespaces,
             force_conflicts=settings.kubernetes.force_conflicts,
+            render_options=RenderOptions(job_ttl_seconds=settings.kubernetes.job_ttl_seconds),
             instance=instance,
         )
     from reconciler.backends.local import LocalBackend, run_user

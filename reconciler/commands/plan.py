@@ -199,7 +199,8 @@ def plan(
     try:
         opened = open_configured(settings, repo_name, ref) if settings is not None and repo is None else None
         with opened or open_repo(str(repo), ref, repo_name) as (reader, sha):
-            loaded = load_commit(reader, repo_name, sha)
+            namespaces = settings.run_namespaces if settings is not None else None
+            loaded = load_commit(reader, repo_name, sha, namespaces=namespaces)
             if hub_dir is not None and not isinstance(loaded, BadRepoConfig):
                 overridden = loaded.config.model_copy(update={"hub_dir": hub_dir})
                 loaded = load_commit(reader, repo_name, sha, config=overridden)
@@ -214,7 +215,7 @@ def plan(
         typer.echo("note: no tracking database yet: planned as if nothing ran", err=True)
     observed = _observed(settings) if settings is not None and repo is None else None
     options = PlanOptions(
-        namespace=loaded.config.namespace,
+        namespace=loaded.config.namespace_or(settings.kubernetes.namespace if settings is not None else "default"),
         prune=loaded.config.prune.model_dump(),
         tz=tz or loaded.config.timezone,
         self_heal=loaded.config.self_heal,

@@ -294,7 +294,10 @@ class _Planner:
         obj = self.observed.get(live.name)
         heal = self.options.self_heal
         then = "re-applying" if heal else "not re-applied (self_heal off)"
-        if self.observing and obj is None:
+        if not live.submitted:
+            # Recorded while the backend was unreachable: not drift, nothing to re-apply yet.
+            self.add(ActionKind.NOOP, op.key, op.kind, f"{live.name} is recorded, not started yet (resume starts it)")
+        elif self.observing and obj is None:
             self.add(
                 ActionKind.DRIFT,
                 op.key,

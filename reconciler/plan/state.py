@@ -38,6 +38,9 @@ class TrackedRun:
     reason: str | None = None  # why it entered its current status (e.g. UnsupportedKind)
     updated_at: datetime | None = None  # when it entered its current status
     retries: int = 0  # times an unschedulable run was submitted again (history rows with reason Retry)
+    # Handed to its backend (it has a backend reference). A run recorded while the backend was
+    # unreachable is not: it has no objects yet, which is no drift; `resume` starts it.
+    submitted: bool = True
 
     @property
     def done(self) -> bool:
@@ -45,7 +48,8 @@ class TrackedRun:
 
     @property
     def live(self) -> bool:
-        return self.status in LIVE_STATUSES
+        """Its objects must exist in the cluster: submitted, and neither finished nor unknown."""
+        return self.submitted and self.status in LIVE_STATUSES
 
 
 @dataclass(frozen=True)

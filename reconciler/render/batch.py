@@ -8,17 +8,21 @@ from reconciler.render.context import Context
 from reconciler.render.pod import pod
 
 
-def termination_fields(termination: dict[str, Any]) -> dict[str, Any]:
+def termination_fields(termination: dict[str, Any], default_ttl: int | None = None) -> dict[str, Any]:
     """Polyaxon's termination as the Kubernetes fields most kinds share.
 
     Without `maxRetries` a failed run is not retried (backoffLimit 0), as in Polyaxon, rather
-    than Kubernetes' default of 6 retries.
+    than Kubernetes' default of 6 retries. Without `ttl`, finished objects are deleted after
+    `default_ttl` seconds (the daemon's `kubernetes.job_ttl_seconds`; None: never).
     """
     out: dict[str, Any] = {"backoffLimit": termination.get("maxRetries") or 0}
     if termination.get("timeout") is not None:
         out["activeDeadlineSeconds"] = termination["timeout"]
-    if termination.get("ttl") is not None:
-        out["ttlSecondsAfterFinished"] = termination["ttl"]
+    ttl = termination.get("ttl")
+    if ttl is None:
+        ttl = default_ttl
+    if ttl is not None:
+        out["ttlSecondsAfterFinished"] = ttl
     return out
 
 
@@ -26,7 +30,7 @@ def job(ctx: Context) -> list[dict[str, Any]]:
     p = pod(ctx, ctx.spec)
     # A Job's pods may only restart OnFailure or Never; anything else means "do not restart here".
     p.spec["restartPolicy"] = "OnFailure" if p.restart_policy == "OnFailure" else "Never"
-    spec: dict[str, Any] = termination_fields(ctx.termination)
+    spec: dict[str, Any] = termination_fields(ctx.termination, ctx.options.job_ttl_seconds)
     if ctx.termination.get("podFailurePolicy"):
         spec["podFailurePolicy"] = ctx.termination["podFailurePolicy"]
     spec["template"] = p.template

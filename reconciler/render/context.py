@@ -25,6 +25,10 @@ class RenderOptions:
     project: str = ""  # used when a run names none (`RunRequest.project`)
     # The daemon's identity, labelled on every object so only its own are adopted or pruned.
     instance: str = ""
+    # ttlSecondsAfterFinished of a run's Job (and Kubeflow job) when its spec sets no
+    # `termination.ttl`: the Job controller deletes finished Jobs (and their pods) after that long,
+    # so a cron does not pile them up. None keeps them until retention deletes them.
+    job_ttl_seconds: int | None = None
     git_image: str = "alpine/git:2.45.2"
     file_image: str = "busybox:1.36"
 

@@ -18,7 +18,7 @@ def _run_policy(ctx: Context) -> dict[str, Any]:
     policy: dict[str, Any] = {}
     if ctx.spec.get("cleanPodPolicy"):
         policy["cleanPodPolicy"] = ctx.spec["cleanPodPolicy"]
-    policy.update(termination_fields(ctx.termination))
+    policy.update(termination_fields(ctx.termination, ctx.options.job_ttl_seconds))
     scheduling = ctx.spec.get("schedulingPolicy")
     if scheduling:
         policy["schedulingPolicy"] = scheduling

@@ -1,12 +1,35 @@
-"""service -> apps/v1 Deployment (replicas, kept running) + v1 Service (its ports)."""
+"""service -> apps/v1 Deployment (replicas, kept running) + v1 Service (its ports).
+
+The Service is named after the operation, not the run (`service_name`): its DNS name is what
+clients of the service are configured with, so it must survive a new run of the operation (a
+retry, a spec change after a failure). It selects the pods of the run that rendered it, and the
+op's next run takes it over (server-side apply; the backend allows that for our own Service of
+the same op). Runs that are not the op's one converged run (a preview, a tick, an event, a DAG
+op) keep a Service named after the run, so they never steal the op's.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from reconciler.model import LABEL_RUN
+from reconciler.model import LABEL_RUN, Cause, RunRequest
 from reconciler.render.context import Context, RenderError
 from reconciler.render.pod import pod, replica_count
+
+# The causes of an op's converged run: the tracked branch's commit, and its retries.
+_OP_CAUSES = frozenset({Cause.COMMIT, Cause.RETRY})
+
+
+def service_name(run: RunRequest) -> str:
+    """The Service's name: `<op slug>-<8 hex of the op key>` (stable across the op's runs, unique
+    per repo and file, a DNS-1035 label of at most 49 characters) for the op's converged run;
+    the run's name for any other."""
+    if run.cause in _OP_CAUSES:
+        name = f"{run.op.slug}-{hashlib.sha256(str(run.op).encode()).hexdigest()[:8]}"
+    else:
+        name = run.name
+    return name if name[:1].isalpha() else f"s-{name}"[:63].rstrip("-")
 
 
 def service(ctx: Context) -> list[dict[str, Any]]:
@@ -36,7 +59,7 @@ def service(ctx: Context) -> list[dict[str, Any]]:
             {
                 "apiVersion": "v1",
                 "kind": "Service",
-                "metadata": ctx.metadata(),
+                "metadata": ctx.metadata(service_name(ctx.run)),
                 "spec": {
                     "type": "ClusterIP",
                     "selector": selector,

@@ -268,6 +268,46 @@ class RunsMixin(ReposMixin):
                 at=at,
             )
 
+    def note(
+        self,
+        run: str,
+        *,
+        at: dt.datetime,
+        reason: str,
+        message: str | None = None,
+        session: Session | None = None,
+    ) -> StatusChange:
+        """A history row that keeps the run in its status (`previous` == `status`): something
+        happened to the run that users should see in its history (its drift was corrected)
+        without moving it. Event subscriptions and `last_reasons` skip such rows."""
+        with self._tx(session) as s:
+            conn = s.connection()
+            row = conn.execute(_LOCK_RUN, {"b_name": run}).one_or_none()
+            if row is None:
+                raise NotFound(f"run {run!r} is not tracked")
+            run_id, current = int(row.id), Status(row.status)
+            inserted = conn.execute(
+                _INSERT_STATUS_CHANGE,
+                {
+                    "b_run": run_id,
+                    "b_status": current,
+                    "b_previous": current,
+                    "b_reason": reason,
+                    "b_message": message,
+                    "b_at": at,
+                },
+            ).one()
+            return StatusChange(
+                id=inserted.id,
+                run_id=run_id,
+                seq=inserted.seq,
+                status=current,
+                previous=current,
+                reason=reason,
+                message=message,
+                at=at,
+            )
+
     @staticmethod
     def _sync_loaded_run(s: Session, given: Run | None, run_id: int, values: Mapping[str, Any]) -> None:
         """Bring ORM copies of the run (the caller's, the session's) in line with a Core update."""
@@ -467,7 +507,13 @@ class RunsMixin(ReposMixin):
         with self._read(session) as s:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
-                last = select(sc.run_id, func.max(sc.seq).label("seq")).where(sc.run_id.in_(chunk)).group_by(sc.run_id)
+                # Notes (rows that keep the status) do not say why the run entered it.
+                entered = or_(sc.previous.is_(None), sc.previous != sc.status)
+                last = (
+                    select(sc.run_id, func.max(sc.seq).label("seq"))
+                    .where(sc.run_id.in_(chunk), entered)
+                    .group_by(sc.run_id)
+                )
                 latest = last.subquery()
                 stmt = select(sc.run_id, sc.reason).join(
                     latest, and_(sc.run_id == latest.c.run_id, sc.seq == latest.c.seq)

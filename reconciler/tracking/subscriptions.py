@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from reconciler.model import OpKey
@@ -112,6 +112,8 @@ class SubscriptionsMixin(RunsMixin):
                 .where(
                     r.operation_id == sub.source_operation_id,
                     sc.status.in_(sorted(wanted)),
+                    # A note (a row that keeps the status, see `note`) is no transition.
+                    or_(sc.previous.is_(None), sc.previous != sc.status),
                     sc.at >= sub.created_at,
                     ~consumed,
                 )

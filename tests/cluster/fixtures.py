@@ -12,13 +12,18 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from tests.cluster import binaries
 from tests.cluster.controlplane import ControlPlane, wait_service_account
+from tests.infra.tcp_proxy import TcpProxy
 
 _skip_reason: list[str] = []
 
@@ -61,6 +66,38 @@ def k8s_namespace(k8s_cluster: ControlPlane) -> Iterator[str]:
             # keeps tests fast, and unique names keep the leftovers out of the next test's way.
             with contextlib.suppress(ApiException):
                 core.delete_namespace(name)
+
+
+@dataclass
+class ProxiedApi:
+    """The cluster's API server behind a `TcpProxy` the test controls: `.proxy.close()` /
+    `.open()` is an API server restart, `.freeze()` / `.thaw()` a hung one. `.kubeconfig` is the
+    admin kubeconfig aimed at the proxy."""
+
+    proxy: TcpProxy
+    kubeconfig: Path
+
+    def api_client(self) -> k8s.ApiClient:
+        from kubernetes import config as k8s_config
+
+        return k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
+
+
+@pytest.fixture
+def k8s_api_proxy(k8s_cluster: ControlPlane, tmp_path: Path) -> Iterator[ProxiedApi]:
+    """The API server behind a proxy of this test's own (see `ProxiedApi`)."""
+    upstream = urlsplit(k8s_cluster.server)
+    assert upstream.hostname is not None and upstream.port is not None
+    proxy = TcpProxy(upstream.hostname, upstream.port).start()
+    config = yaml.safe_load(k8s_cluster.kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://{proxy.address}"
+    path = tmp_path / "proxied.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    try:
+        yield ProxiedApi(proxy, path)
+    finally:
+        proxy.stop()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

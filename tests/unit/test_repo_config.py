@@ -21,7 +21,9 @@ def test_missing_or_empty_file_gives_defaults(data) -> None:
     assert cfg == RepoFileConfig()
     assert isinstance(cfg, RepoFileConfig)
     assert cfg.watch == ["**/*.yaml", "**/*.yml", "**/*.json"]
-    assert (cfg.namespace, cfg.force_push, cfg.timezone, cfg.self_heal) == ("default", "reject", "UTC", True)
+    # No namespace: the daemon's (`kubernetes.namespace`), not Kubernetes' `default`.
+    assert (cfg.namespace, cfg.force_push, cfg.timezone, cfg.self_heal) == (None, "reject", "UTC", True)
+    assert cfg.namespace_or("polyaxon-reconciler") == "polyaxon-reconciler"
     assert (cfg.hub_dir, cfg.project, cfg.previews) == (None, None, [])
 
 
@@ -145,3 +147,20 @@ def test_errors_render_as_file_line_column() -> None:
 def test_errors_use_the_given_path() -> None:
     result = parse(b"bogus: 1\n", path="sub/.polyaxon-reconciler.yaml")
     assert isinstance(result, list) and result[0].path == "sub/.polyaxon-reconciler.yaml"
+
+
+def test_a_namespace_outside_the_daemons_is_a_located_error() -> None:
+    allowed = ("polyaxon-reconciler", "ml")
+    text = b"project: p\nnamespace: kube-system\n"
+    [error] = parse(text, namespaces=allowed)  # type: ignore[misc]
+    assert (error.path, error.line, error.column) == (FILENAME, 2, 12)
+    assert error.message == (
+        "namespace: 'kube-system' is not allowed: this reconciler may use ml, polyaxon-reconciler "
+        "(its settings' kubernetes.namespace and kubernetes.namespaces)"
+    )
+    ok = parse(b"namespace: ml\n", namespaces=allowed)
+    assert isinstance(ok, RepoFileConfig) and ok.namespace_or("polyaxon-reconciler") == "ml"
+    # No list (the local backend): any valid name, since runs have no namespace there.
+    assert isinstance(parse(text), RepoFileConfig)
+    # An attacker's repo cannot reach a namespace through an empty list either.
+    assert isinstance(parse(b"namespace: ml\n", namespaces=()), list)

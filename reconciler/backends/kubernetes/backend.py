@@ -7,19 +7,21 @@ and watches on those objects become status transitions.
   manager is reported (`ConflictError`), not forced, unless `force_conflicts`.
 - observe: events from one informer per kind (`informer.py`), read with `statuses.py`. At steady
   state the only calls are the watches themselves.
-- drift: a long-running object (service, raycluster, daskcluster) edited by someone else or
-  deleted is re-applied when the self-heal policy says so, and reported either way (`drifts()`).
+- drift: a long-running object (service, raycluster, daskcluster) edited by someone else (through
+  the object or its scale subresource) or deleted is re-applied when the self-heal policy says so
+  (a `DriftCorrected` note in the run's history), else reported (the run goes to `warning`).
 - a kind whose CRD is missing makes that run `unschedulable`, naming the operator to install.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +41,8 @@ from reconciler.backends.kubernetes.resources import (
 )
 from reconciler.backends.kubernetes.statuses import FINAL, STOP_ANNOTATION, Mapped, status_of, status_of_deleted
 from reconciler.model import (
+    ANNOTATION_OP_KEY,
+    DRIFT_CORRECTED,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
     LABEL_OP,
@@ -54,6 +58,8 @@ from reconciler.render import RenderError, RenderOptions, render
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = MANAGED_BY
+# Seconds the readiness call (GET /readyz of the API server) may take: a probe must answer fast.
+READY_TIMEOUT = 3.0
 
 
 class ConflictError(PermanentBackendError):
@@ -101,7 +107,7 @@ class KubernetesBackend:
         self,
         api_client: ApiClient,
         *,
-        namespace: str | None = None,
+        namespace: str | Sequence[str] | None = None,
         render_options: RenderOptions | None = None,
         force_conflicts: bool = False,
         self_heal: bool | Callable[[RunRequest], bool] = True,
@@ -110,14 +116,20 @@ class KubernetesBackend:
         sync_timeout: float = 30.0,
         start: bool = True,
         instance: str = "",
+        request_timeout: float = 30.0,
     ) -> None:
-        """`namespace` None watches every namespace (needs cluster-wide list/watch rights).
+        """`namespace`: the namespace runs go to, or several (each watched on its own, so rights
+        per namespace are enough); None watches every namespace (needs cluster-wide rights).
 
         `instance` is the daemon's identity: objects are labelled with it, and objects another
         daemon labelled are neither listed, adopted, stopped nor pruned (objects without the label,
-        made by releases before it, count as this daemon's)."""
-        self.client = Client(api_client)
-        self.namespace = namespace
+        made by releases before it, count as this daemon's). `request_timeout` bounds each API
+        call, its retries included."""
+        self.client = Client(api_client, timeout=request_timeout)
+        if namespace is None:
+            self.namespaces: tuple[str, ...] | None = None
+        else:
+            self.namespaces = (namespace,) if isinstance(namespace, str) else tuple(dict.fromkeys(namespace))
         self.instance = instance
         self.render_options = dataclasses.replace(render_options or RenderOptions(), instance=instance)
         self.force_conflicts = force_conflicts
@@ -130,24 +142,44 @@ class KubernetesBackend:
         self._healed: set[tuple[str, str, str]] = set()
         self._drifts: list[Drift] = []
         self._lock = threading.Lock()
-        self.informers = {
-            r.key: Informer(self.client, r, namespace, self._on_event, watch_seconds=watch_seconds) for r in RESOURCES
+        # One informer per kind and watched namespace (one per kind when watching them all).
+        self._informers: dict[tuple[str | None, tuple[str, str]], Informer] = {
+            (ns, r.key): Informer(self.client, r, ns, self._on_event, watch_seconds=watch_seconds)
+            for ns in (self.namespaces or (None,))
+            for r in RESOURCES
         }
         if start:
             self.start(sync_timeout)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
+    @property
+    def namespace(self) -> str | None:
+        """The first namespace runs go to (None: all)."""
+        return self.namespaces[0] if self.namespaces else None
+
+    def informer(self, key: tuple[str, str], namespace: str | None = None) -> Informer:
+        """The cache of one kind in `namespace` (the first watched one by default)."""
+        if self.namespaces is None:
+            return self._informers[(None, key)]
+        return self._informers[(namespace or self.namespaces[0], key)]
+
+    def informers(self) -> list[Informer]:
+        return list(self._informers.values())
+
+    def _of_kind(self, resource: Resource) -> list[Informer]:
+        return [i for (_, key), i in self._informers.items() if key == resource.key]
+
     def start(self, sync_timeout: float = 30.0) -> None:
-        for informer in self.informers.values():
+        for informer in self.informers():
             informer.start()
         deadline = time.monotonic() + sync_timeout
-        for informer in self.informers.values():
+        for informer in self.informers():
             if not informer.synced.wait(max(0.0, deadline - time.monotonic())):
                 raise TransientBackendError(f"the {informer.resource.kind} cache did not sync in {sync_timeout:.0f}s")
 
     def close(self) -> None:
-        for informer in self.informers.values():
+        for informer in self.informers():
             informer.stop()
 
     def _mine(self, obj: dict[str, Any]) -> bool:
@@ -161,9 +193,10 @@ class KubernetesBackend:
     # --- writes -------------------------------------------------------------------------------
 
     def _render(self, run: RunRequest) -> list[dict[str, Any]]:
-        if self.namespace is not None and run.namespace != self.namespace:
+        if self.namespaces is not None and run.namespace not in self.namespaces:
+            managed = ", ".join(repr(n) for n in self.namespaces)
             raise PermanentBackendError(
-                f"run {run.name} is for namespace {run.namespace!r}; this backend manages {self.namespace!r} only"
+                f"run {run.name} is for namespace {run.namespace!r}; this backend manages {managed} only"
             )
         try:
             manifests = render(run, self.render_options)
@@ -174,8 +207,8 @@ class KubernetesBackend:
         return manifests
 
     def _ensure_api(self, resource: Resource) -> None:
-        informer = self.informers[resource.key]
-        if not informer.missing:
+        informers = self._of_kind(resource)
+        if not any(i.missing for i in informers):
             return
         path = f"/apis/{resource.api_version}"
         try:
@@ -189,7 +222,8 @@ class KubernetesBackend:
                 f"{resource.kind} ({resource.api_version}) is not served by this cluster: install {resource.operator}",
                 status="unschedulable",
             )
-        informer.wake()
+        for informer in informers:
+            informer.wake()
 
     def _ref(self, manifests: list[dict[str, Any]]) -> str:
         primary = next((m for m in manifests if m["kind"] in PRIMARY_KINDS), manifests[0])
@@ -197,7 +231,8 @@ class KubernetesBackend:
 
     def _fail(self, error: ApiError, what: str, resource: Resource | None = None) -> Exception:
         if error.status == 404 and resource is not None:
-            self.informers[resource.key].wake()
+            for informer in self._of_kind(resource):
+                informer.wake()
             install = f": install {resource.operator}" if resource.operator else ""
             return PermanentBackendError(
                 f"{what}: {resource.kind} ({resource.api_version}) is not served by this cluster{install}",
@@ -209,14 +244,36 @@ class KubernetesBackend:
 
     def submit(self, run: RunRequest) -> str:
         manifests = self._render(run)
+        made: list[tuple[Resource, dict[str, Any]]] = []  # created by this call
+        try:
+            self._create_all(run, manifests, made)
+        except PermanentBackendError:
+            # Refused for good (a foreign object holds one of the names): what this call created
+            # goes, so a failed run leaves nothing running and its retry starts clean.
+            for resource, obj in made:
+                meta = _meta(obj)
+                with contextlib.suppress(ApiError, TransientBackendError):
+                    self._delete(resource.item(meta["namespace"], meta["name"]))
+            raise
+        if any(m["kind"] in LONG_RUNNING_KINDS for m in manifests):
+            with self._lock:
+                self._long_running[run.name] = run
+        return self._ref(manifests)
+
+    def _create_all(
+        self, run: RunRequest, manifests: list[dict[str, Any]], made: list[tuple[Resource, dict[str, Any]]]
+    ) -> None:
         for manifest in manifests:
             resource = resource_for(manifest)
             meta = manifest["metadata"]
             what = f"{manifest['kind']} {meta['namespace']}/{meta['name']}"
-            informer = self.informers[resource.key]
+            informer = self.informer(resource.key, meta["namespace"])
             cached = informer.get(meta["namespace"], meta["name"])
             if cached is not None and _labels(cached).get(LABEL_RUN) == run.name and self._mine(cached):
                 continue  # already there: adopt
+            if cached is not None and self._op_shared(cached, manifest, run):
+                informer.upsert(self._take_over(resource, manifest, what))
+                continue
             try:
                 created = self.client.request(
                     "POST",
@@ -229,11 +286,9 @@ class KubernetesBackend:
                 if e.status != 409:
                     raise self._fail(e, f"creating {what}", resource) from e
                 created = self._adopt(resource, manifest, run, what)
+            else:
+                made.append((resource, created))
             informer.upsert(created)
-        if any(m["kind"] in LONG_RUNNING_KINDS for m in manifests):
-            with self._lock:
-                self._long_running[run.name] = run
-        return self._ref(manifests)
 
     def _adopt(self, resource: Resource, manifest: dict[str, Any], run: RunRequest, what: str) -> dict[str, Any]:
         """A 409 on create: ours from an earlier attempt (a crash before it was recorded) is
@@ -244,6 +299,8 @@ class KubernetesBackend:
         except ApiError as e:
             raise self._fail(e, f"reading {what}") from e
         labels = _labels(live)
+        if self._op_shared(live, manifest, run):
+            return self._take_over(resource, manifest, what)
         if labels.get(LABEL_MANAGED_BY) != MANAGED_BY or labels.get(LABEL_RUN) != run.name:
             raise PermanentBackendError(
                 f"{what} already exists and is not this run's; the reconciler will not touch it"
@@ -253,6 +310,31 @@ class KubernetesBackend:
                 f"{what} belongs to another reconciler (instance {labels.get(LABEL_INSTANCE)}); not touched"
             )
         return live
+
+    def _op_shared(self, live: dict[str, Any], manifest: dict[str, Any], run: RunRequest) -> bool:
+        """`live` is the op's Service (named after the op, see `render.service`) made by an
+        earlier run of the same op by this daemon: the new run takes it over."""
+        return (
+            manifest["kind"] == "Service"
+            and _labels(live).get(LABEL_MANAGED_BY) == MANAGED_BY
+            and self._mine(live)
+            and (_meta(live).get("annotations") or {}).get(ANNOTATION_OP_KEY) == str(run.op)
+        )
+
+    def _take_over(self, resource: Resource, manifest: dict[str, Any], what: str) -> dict[str, Any]:
+        meta = manifest["metadata"]
+        try:
+            taken: dict[str, Any] = self.client.request(
+                "PATCH",
+                resource.item(meta["namespace"], meta["name"]),
+                verb="APPLY",
+                query={"fieldManager": FIELD_MANAGER, "force": True},
+                body=manifest,
+                content_type=APPLY,
+            )
+        except ApiError as e:
+            raise self._fail(e, f"taking over {what} for run {_labels(manifest).get(LABEL_RUN)}", resource) from e
+        return taken
 
     def apply(self, run: RunRequest) -> str:
         manifests = self._render(run)
@@ -266,7 +348,7 @@ class KubernetesBackend:
             resource = resource_for(manifest)
             meta = manifest["metadata"]
             what = f"{manifest['kind']} {meta['namespace']}/{meta['name']}"
-            informer = self.informers[resource.key]
+            informer = self.informer(resource.key, meta["namespace"])
             live = informer.get(meta["namespace"], meta["name"])
             if live is None:
                 # Not in our cache: either new, or there and not ours. Server-side apply would
@@ -302,7 +384,7 @@ class KubernetesBackend:
     def _objects_of(self, run_name: str) -> list[tuple[Resource, dict[str, Any]]]:
         return [
             (informer.resource, obj)
-            for informer in self.informers.values()
+            for informer in self.informers()
             for obj in informer.by_label(LABEL_RUN, run_name)
             if self._mine(obj)
         ]
@@ -359,6 +441,9 @@ class KubernetesBackend:
             else:
                 found = self._process(*item)
             for transition in found:
+                if transition.note:
+                    yield transition
+                    continue
                 repeat = self._last.get(transition.run) == transition.status and transition.reason != "Drift"
                 self._last[transition.run] = transition.status
                 if transition.status in FINAL:
@@ -387,8 +472,12 @@ class KubernetesBackend:
             drift = self._drift(kind, obj)
             if drift is not None:
                 healed = drift.healed
-                if not healed:
-                    message = f"{drift.kind} {drift.namespace}/{drift.name} was {drift.change} in the cluster"
+                message = f"{drift.kind} {drift.namespace}/{drift.name} was {drift.change} in the cluster"
+                if healed:
+                    # A history row for the run, which keeps its status: the drift is mended.
+                    status, why = self._last.get(run, ""), f"{message}; re-applied"
+                    out.append(Transition(run, status, self.clock(), DRIFT_CORRECTED, why, note=True))
+                else:
                     out.append(Transition(run, "warning", self.clock(), "Drift", f"{message}; {drift.detail}"))
         if obj.get("kind") not in PRIMARY_KINDS or healed:
             return out
@@ -413,14 +502,22 @@ class KubernetesBackend:
         return out
 
     def _foreign_edit(self, obj: dict[str, Any]) -> tuple[str, str] | None:
-        """(manager, time) of a spec change by another field manager after our last apply."""
+        """(manager, time) of a spec change by another field manager after our last apply.
+
+        Writes through the `scale` subresource (`kubectl scale`, an autoscaler) change the spec
+        too; only the `status` subresource (the controllers' and operators' reports) does not."""
         ours = ""
         foreign: tuple[str, str] | None = None
         for entry in _meta(obj).get("managedFields") or []:
             manager, at = str(entry.get("manager") or ""), str(entry.get("time") or "")
             if manager == FIELD_MANAGER:
                 ours = max(ours, at)
-            elif not entry.get("subresource") and "f:spec" in (entry.get("fieldsV1") or {}):
+            elif entry.get("subresource") != "status" and "f:spec" in (entry.get("fieldsV1") or {}):
+                if not at:
+                    # A scale entry carries no time. It exists only while its manager owns a field
+                    # (our forced re-apply takes the field back and the entry goes), so it is an
+                    # edit now; the generation tells one edit from the next.
+                    return manager, f"generation {_meta(obj).get('generation')}"
                 foreign = max(foreign or (manager, at), (manager, at), key=lambda p: p[1])
         if foreign is None or foreign[1] < ours:
             return None
@@ -473,7 +570,7 @@ class KubernetesBackend:
 
     def list_owned(self) -> list[ObservedObject]:
         out: list[ObservedObject] = []
-        for informer in self.informers.values():
+        for informer in self.informers():
             for obj in informer.objects():
                 if not self._mine(obj):
                     continue
@@ -491,8 +588,19 @@ class KubernetesBackend:
                 )
         return out
 
+    def ready(self) -> str | None:
+        """Ask the API server itself (GET /readyz, a few seconds at most): the informers' caches
+        outlive a stopped or frozen server, so they cannot say whether it answers."""
+        try:
+            self.client.request("GET", "/readyz", verb="READY", timeout=READY_TIMEOUT, retries=1, quiet=True)
+        except ApiError as e:
+            return f"the API server {self.client.server} is not ready: {e}"
+        except TransientBackendError as e:
+            return f"the API server {self.client.server} does not answer: {e}"
+        return None
+
     def missing_apis(self) -> list[Resource]:
-        return [i.resource for i in self.informers.values() if i.missing]
+        return list({i.resource.key: i.resource for i in self.informers() if i.missing}.values())
 
     def logs(self, run_name: str, tail: int | None = None) -> str:
         namespaces = sorted({_meta(o)["namespace"] for _, o in self._objects_of(run_name)})

@@ -5,11 +5,19 @@ client does discovery on every start; the backend needs four verbs on a dozen kn
 requests go straight through the ApiClient's pool (TLS, client certs, tokens from the
 kubeconfig are reused), and every call is counted by verb, which is how the benchmarks and tests
 prove that an idle reconciler makes no LIST calls.
+
+Every call is bounded: a connect timeout, and one deadline (`timeout`) for the call with its
+retries, so a frozen API server holds a caller for `timeout` seconds at most, never for a pile of
+nested retries. urllib3's own retries are off (it would retry each attempt again, and log a
+`Retrying` warning for each); this client retries connection errors, 429 and 5xx itself with the
+one backoff (`reconciler.backoff`), and logs one line per call that failed for good, saying what
+it waited for.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -26,8 +34,11 @@ APPLY = "application/apply-patch+yaml"  # JSON is YAML, so the body is plain JSO
 MERGE = "application/merge-patch+json"
 RETRIES = 3
 POOL_SIZE = 32
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection (a TCP handshake on a reachable server is fast)
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _CALL_BACKOFF = Backoff(initial=0.2, cap=2.0)
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -45,9 +56,12 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, api_client: ApiClient, timeout: float = 30.0) -> None:
+    def __init__(self, api_client: ApiClient, timeout: float = 30.0, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        """`timeout`: seconds one call may take, its retries included; `connect_timeout`: per
+        connection attempt."""
         self.api_client = api_client
         self.timeout = timeout
+        self.connect_timeout = min(connect_timeout, timeout)
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
         # One long-lived connection per watch (a dozen kinds) plus the writes: the default pool of
@@ -56,6 +70,10 @@ class Client:
         if (pool.connection_pool_kw.get("maxsize") or 1) < POOL_SIZE:
             pool.connection_pool_kw["maxsize"] = POOL_SIZE
             pool.clear()
+
+    @property
+    def server(self) -> str:
+        return str(self.api_client.configuration.host)
 
     def _count(self, verb: str) -> None:
         with self._lock:
@@ -82,29 +100,62 @@ class Client:
         query: dict[str, Any] | None = None,
         body: Any = None,
         content_type: str | None = None,
+        timeout: float | None = None,
+        retries: int = RETRIES,
+        quiet: bool = False,
     ) -> dict[str, Any]:
-        """One call, retried with capped backoff on connection errors, 429 and 5xx."""
+        """One call, retried with capped backoff on connection errors, 429 and 5xx, within
+        `timeout` seconds (the client's by default) in all. A call that fails for good raises
+        `TransientBackendError` (no answer) or `ApiError` (an error status) and is logged once,
+        unless `quiet` (the caller reports it)."""
         payload = None if body is None else json.dumps(body).encode()
         if payload is not None and content_type is None:
             content_type = "application/json"
         url, headers = self._prepare(method, path, query, content_type)
-        for attempt in range(RETRIES):
+        budget = self.timeout if timeout is None else timeout
+        started = time.monotonic()
+        deadline = started + budget
+        attempt = 0
+        while True:
+            attempt += 1
             self._count(verb)
+            left = deadline - time.monotonic()
             try:
                 response = self.api_client.rest_client.pool_manager.request(
-                    method, url, body=payload, headers=headers, timeout=urllib3.Timeout(total=self.timeout)
+                    method,
+                    url,
+                    body=payload,
+                    headers=headers,
+                    timeout=urllib3.Timeout(connect=max(0.1, min(self.connect_timeout, left)), read=max(0.1, left)),
+                    retries=False,
                 )
             except urllib3.exceptions.HTTPError as e:
-                if attempt == RETRIES - 1:
-                    raise TransientBackendError(f"{method} {path}: {e}") from e
+                problem = _describe(e, self.connect_timeout, left)
+                failure: Exception = TransientBackendError(f"{method} {path}: {problem}")
+                failure.__cause__ = e
             else:
                 data = _json(response.data)
                 if 200 <= response.status < 300:
                     return data
-                if response.status not in _RETRY_STATUS or attempt == RETRIES - 1:
-                    raise ApiError(response.status, data)
-            time.sleep(_CALL_BACKOFF.delay(attempt + 1))
-        raise AssertionError("unreachable")
+                failure = ApiError(response.status, data)
+                if response.status not in _RETRY_STATUS:
+                    raise failure  # an answer, not an outage: the caller decides what it means
+                problem = f"answered {failure}"
+            pause = _CALL_BACKOFF.delay(attempt)
+            if attempt >= retries or time.monotonic() + pause >= deadline:
+                if not quiet:
+                    log.warning(
+                        "%s %s on the API server %s failed after %d attempt(s) in %.1fs: %s",
+                        method,
+                        path,
+                        self.server,
+                        attempt,
+                        time.monotonic() - started,
+                        problem,
+                    )
+                raise failure
+            log.debug("%s %s: %s; attempt %d in %.1fs", method, path, problem, attempt + 1, pause)
+            time.sleep(pause)
 
     def text(self, path: str, query: dict[str, Any]) -> str:
         """A GET whose answer is plain text (pod logs)."""
@@ -113,10 +164,14 @@ class Client:
         self._count("LOGS")
         try:
             response = self.api_client.rest_client.pool_manager.request(
-                "GET", url, headers=headers, timeout=urllib3.Timeout(total=self.timeout)
+                "GET",
+                url,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=self.connect_timeout, read=self.timeout),
+                retries=False,
             )
         except urllib3.exceptions.HTTPError as e:
-            raise TransientBackendError(f"GET {path}: {e}") from e
+            raise TransientBackendError(f"GET {path}: {_describe(e, self.connect_timeout, self.timeout)}") from e
         if response.status != 200:
             raise ApiError(response.status, _json(response.data))
         return str(response.data.decode(errors="replace"))
@@ -132,7 +187,8 @@ class Client:
             url,
             headers=headers,
             preload_content=False,
-            timeout=urllib3.Timeout(connect=self.timeout, read=read_timeout),
+            timeout=urllib3.Timeout(connect=self.connect_timeout, read=read_timeout),
+            retries=False,
         )
         holder[:] = [response]
         try:
@@ -148,6 +204,17 @@ class Client:
         finally:
             holder.clear()
             response.release_conn()
+
+
+def _describe(error: urllib3.exceptions.HTTPError, connect_timeout: float, read_timeout: float) -> str:
+    """What a failed attempt waited for, in words."""
+    if isinstance(error, urllib3.exceptions.NewConnectionError):  # a subclass of the timeout, checked first
+        return f"cannot connect ({error.__context__ or error})"
+    if isinstance(error, urllib3.exceptions.ConnectTimeoutError):
+        return f"no connection within {connect_timeout:.1f}s"
+    if isinstance(error, urllib3.exceptions.ReadTimeoutError):
+        return f"no answer within {max(0.0, read_timeout):.1f}s (read timeout)"
+    return f"{type(error).__name__}: {error}"
 
 
 def _json(data: bytes | None) -> dict[str, Any]:

@@ -256,6 +256,10 @@ class LocalBackend:
                 for name, entry in sorted(self._runs.items())
             ]
 
+    def ready(self) -> str | None:
+        """Local processes need nothing remote: always ready."""
+        return None
+
     def logs(self, run_name: str, tail: int | None = None) -> str:
         """stdout and stderr of every attempt, interleaved as written; `tail` keeps the last lines
         (read from the end of the file: a tail of a huge log costs the tail)."""

@@ -18,7 +18,7 @@ from reconciler.backends.kubernetes import ConflictError, KubernetesBackend
 from reconciler.backends.kubernetes.client import APPLY, MERGE, ApiError, Client
 from reconciler.backends.kubernetes.resources import resource_for
 from reconciler.model import Cause, OpKey, RunRequest, StatusTransition, spec_hash
-from reconciler.render import render
+from reconciler.render import RenderOptions, render
 from tests.cluster.controlplane import CRD_DIR, FAIL_LABEL, ControlPlane
 from tests.cluster.poll import wait_for
 from tests.unit.render.test_golden import CASES, run_for
@@ -75,15 +75,18 @@ def service_run(namespace: str, name: str = "web", replicas: int = 2) -> RunRequ
     )
 
 
-def collect(backend: KubernetesBackend, run: str, until: set[str], timeout: float = DEADLINE) -> list[StatusTransition]:
-    """Observe until `run` reaches one of `until`; every transition of that run, in order."""
+def collect(
+    backend: KubernetesBackend, run: str, until: set[str], timeout: float = DEADLINE, *, note: bool = False
+) -> list[StatusTransition]:
+    """Observe until `run` reaches one of `until` (with `note`: until a note while in one of
+    them); every transition of that run, in order."""
     seen: list[StatusTransition] = []
 
     def reached() -> bool:
         for t in backend.observe(timeout=0.5):
             if t.run == run:
                 seen.append(t)
-                if t.status in until:
+                if t.status in until and t.note == note:
                     return True
         return False
 
@@ -118,6 +121,25 @@ def test_job_fails_with_the_reason(backend: KubernetesBackend, k8s_namespace: st
     seen = collect(backend, "bad-job", {"succeeded", "failed"})
     assert seen[-1].status == "failed"
     assert seen[-1].reason == "BackoffLimitExceeded"
+
+
+def test_a_finished_job_is_deleted_after_its_ttl_and_its_run_stays_succeeded(
+    api: ApiClient, k8s_namespace: str
+) -> None:
+    """Without a TTL a per-minute cron left 30 Jobs in 16 minutes; the daemon's default TTL
+    (`kubernetes.job_ttl_seconds`) lets the Job controller delete finished ones."""
+    backend = KubernetesBackend(api, namespace=k8s_namespace, render_options=RenderOptions(job_ttl_seconds=1))
+    try:
+        run = job_run(k8s_namespace, "short-lived")
+        (job,) = render(run, backend.render_options)
+        assert job["spec"]["ttlSecondsAfterFinished"] == 1
+        backend.submit(run)
+        assert collect(backend, run.name, {"succeeded", "failed"})[-1].status == "succeeded"
+        wait_for(lambda: get(api, job) is None, timeout=DEADLINE, what="the finished Job to be deleted by its TTL")
+        later = [t for t in backend.observe(timeout=1.0) if t.run == run.name]
+        assert [t.status for t in later] in ([], ["succeeded"]), later  # never stopped or unknown
+    finally:
+        backend.close()
 
 
 def test_stop_moves_through_stopping_to_stopped(backend: KubernetesBackend, k8s_namespace: str) -> None:
@@ -255,6 +277,69 @@ def test_service_converges_and_heals_deletion_and_edits(
     assert any(d.change.startswith("edited") and d.healed for d in backend.drifts())
 
 
+@pytest.mark.parametrize("self_heal", [True, False])
+def test_kubectl_scale_is_drift_healed_or_reported(
+    k8s_cluster: ControlPlane, api: ApiClient, k8s_namespace: str, self_heal: bool
+) -> None:
+    """`kubectl scale` writes through the scale subresource; its managedFields entry carries
+    `subresource: scale`, which the drift check used to skip: neither healed nor reported."""
+    backend = KubernetesBackend(api, namespace=k8s_namespace, self_heal=self_heal)
+    try:
+        run = service_run(k8s_namespace, "scaled")
+        deployment, _ = render(run)
+        backend.apply(run)
+        collect(backend, "scaled", {"running"})
+        k8s_cluster.kubectl("scale", "deployment/scaled", "--replicas=5", "-n", k8s_namespace)
+        if self_heal:
+            seen = collect(backend, "scaled", {"running"}, note=True)
+            assert seen[-1].note and seen[-1].reason == "DriftCorrected", seen
+            assert "Deployment" in seen[-1].message and "re-applied" in seen[-1].message
+            wait_for(
+                lambda: get(api, deployment)["spec"]["replicas"] == 2,  # type: ignore[index]
+                timeout=DEADLINE,
+                what="the scaled replicas to be re-applied",
+            )
+            # The forced re-apply took the field back: kubectl's entry is gone, so nothing loops.
+            managers = [e["manager"] for e in get(api, deployment)["metadata"]["managedFields"]]  # type: ignore[index]
+            assert "kubectl" not in managers, managers
+        else:
+            seen = collect(backend, "scaled", {"warning"})
+            assert seen[-1].reason == "Drift" and "kubectl" in seen[-1].message, seen[-1]
+            assert get(api, deployment)["spec"]["replicas"] == 5  # type: ignore[index]
+        assert [(d.change.split(" ")[0], d.healed) for d in backend.drifts()] == [("edited", self_heal)]
+    finally:
+        backend.close()
+
+
+def test_the_ops_service_keeps_its_name_and_follows_the_ops_current_run(
+    backend: KubernetesBackend, api: ApiClient, k8s_namespace: str
+) -> None:
+    """A new run of the op (here a retry) takes the op's Service over: same name (same DNS name
+    for clients), selecting the new run's pods; removing the old run leaves it, removing the
+    current one removes it."""
+    first = service_run(k8s_namespace, "web-a", replicas=1)
+    backend.submit(first)
+    _, service = render(first)
+    assert service["metadata"]["name"] != "web-a"
+    created = get(api, service)
+    assert created is not None and created["spec"]["selector"] == {"reconciler.polyaxon.io/run": "web-a"}
+    second = replace(first, name="web-b", cause=Cause.RETRY, cause_id="retry:web-a:1")
+    backend.submit(second)
+    taken = get(api, service)
+    assert taken is not None and taken["metadata"]["uid"] == created["metadata"]["uid"]
+    assert taken["spec"]["selector"] == {"reconciler.polyaxon.io/run": "web-b"}
+    assert taken["metadata"]["labels"]["reconciler.polyaxon.io/run"] == "web-b"
+    wait_for(
+        lambda: {o["kind"] for _, o in backend._objects_of("web-a")} <= {"Deployment"},
+        timeout=DEADLINE,
+        what="the cache to show the Service as web-b's",
+    )
+    backend.delete("web-a")
+    assert get(api, service) is not None
+    backend.delete("web-b")
+    wait_for(lambda: get(api, service) is None, timeout=DEADLINE, what="the Service to go with its run")
+
+
 def test_drift_is_reported_when_self_heal_is_off(api: ApiClient, k8s_namespace: str) -> None:
     backend = KubernetesBackend(api, namespace=k8s_namespace, self_heal=False)
     try:
@@ -291,7 +376,7 @@ def test_create_race_409_adopts_ours(backend: KubernetesBackend, api: ApiClient,
     run = job_run(k8s_namespace, "racy")
     (job,) = render(run)
     # Created behind the cache's back, just before our create: the create gets 409.
-    backend.informers[("batch/v1", "Job")].stop()
+    backend.informer(("batch/v1", "Job")).stop()
     Client(api).request("POST", resource_for(job).collection(k8s_namespace), verb="CREATE", body=job)
     assert backend.submit(run) == f"{k8s_namespace}/Job/racy"
     assert backend.client.calls["CREATE"] == 1 and backend.client.calls["GET"] == 1
@@ -388,7 +473,7 @@ def test_missing_crd_makes_the_run_unschedulable_and_others_go_on(
 def test_watch_resumes_after_410_with_one_relist(k8s_cluster: ControlPlane, api: ApiClient, k8s_namespace: str) -> None:
     backend = KubernetesBackend(api, namespace=k8s_namespace, watch_seconds=2)
     try:
-        informer = backend.informers[("batch/v1", "Job")]
+        informer = backend.informer(("batch/v1", "Job"))
         backend.submit(job_run(k8s_namespace, "before"))
         collect(backend, "before", {"succeeded"})
         lists = informer.lists
@@ -416,7 +501,7 @@ def test_no_list_calls_at_steady_state(api: ApiClient, k8s_namespace: str) -> No
     try:
         lists = backend.client.calls["LIST"]
         watches = backend.client.calls["WATCH"]
-        kinds = len(backend.informers)
+        kinds = len(backend.informers())
         # Every informer's watch ends (server timeout) and is resumed at least twice.
         wait_for(
             lambda: backend.client.calls["WATCH"] >= watches + 2 * kinds,
@@ -438,7 +523,7 @@ def test_two_daemons_in_one_namespace_never_touch_each_others_runs(api: ApiClien
         run = service_run(k8s_namespace, "shared")
         ours.submit(run)
         wait_for(lambda: any(o.run == "shared" for o in ours.list_owned()), timeout=DEADLINE, what="our object")
-        deployments = theirs.informers[("apps/v1", "Deployment")]
+        deployments = theirs.informer(("apps/v1", "Deployment"))
         wait_for(lambda: deployments.get(k8s_namespace, "shared") is not None, timeout=DEADLINE, what="b's cache")
         assert not any(o.run == "shared" for o in theirs.list_owned())
         with pytest.raises(PermanentBackendError, match="another reconciler"):

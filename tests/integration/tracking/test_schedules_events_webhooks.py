@@ -132,3 +132,22 @@ def test_the_write_probe_leaves_nothing_behind(store: Store, now: dt.datetime) -
 
 def week_later() -> dt.timedelta:
     return dt.timedelta(days=8)
+def test_a_note_is_history_not_a_transition(seeded: Store, now: dt.datetime) -> None:
+    """A note (drift corrected) is a history row that keeps the run's status: it fires no
+    subscription and is not the reason the run entered its status."""
+    sub = seeded.upsert_subscription("r:b.yaml#b", "r:a.yaml#a", [Status.RUNNING], now)
+    assert sub.id is not None
+    run = commit_run(seeded, "r:a.yaml#a", "c1", now + S).run
+    seeded.transition(run, Status.RUNNING, at=now + 2 * S, reason="Started")
+    note = seeded.note(run.name, at=now + 3 * S, reason="DriftCorrected", message="Deployment edited; re-applied")
+    assert (note.status, note.previous) == (Status.RUNNING, Status.RUNNING)
+    history = seeded.history(run.name)
+    assert [(h.status, h.reason) for h in history][-2:] == [
+        (Status.RUNNING, "Started"),
+        (Status.RUNNING, "DriftCorrected"),
+    ]
+    assert seeded.run(run.name).status == Status.RUNNING  # type: ignore[union-attr]
+    assert [e.change.reason for e in seeded.pending_events(sub.id)] == ["Started"]
+    assert run.id is not None and seeded.last_reasons([run.id]) == {run.id: "Started"}
+    with pytest.raises(NotFound):
+        seeded.note("no-such-run", at=now, reason="DriftCorrected")

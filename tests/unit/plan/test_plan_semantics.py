@@ -182,6 +182,17 @@ def test_drift_is_reapplied_for_services_and_reported_for_jobs() -> None:
     assert changes(plan(want, None, tracked, NOW)) == []
 
 
+def test_a_run_recorded_while_the_backend_was_unreachable_is_not_drift() -> None:
+    """A commit (or a tick) landing during an API server outage records its run, and the submit
+    fails; the run has no object yet. Reported as drift it became `unknown` and never ran."""
+    waiting = (
+        replace(run("web-1", "web", kind="service", status="created"), submitted=False),
+        replace(run("t-1", "train", status="created"), submitted=False),
+    )
+    actions = plan(desired(op("web", "service"), op("train")), [], TrackedState(runs=waiting), NOW)
+    assert changes(actions) == []
+
+
 def test_untracked_objects_are_adopted_instead_of_created_and_orphans_pruned() -> None:
     observed = [obj("t-9", "train"), obj("old-1", "old", kind="service"), obj("gone-1", "gone")]
     actions = plan(desired(op("train")), observed, TrackedState(), NOW)

@@ -14,6 +14,7 @@ import yaml
 
 from reconciler.model import Cause, OpKey, RunRequest, run_name, spec_hash
 from reconciler.render import RenderOptions, render, to_yaml
+from reconciler.render.service import service_name
 from reconciler.spec import Resolver, validate_file
 
 HERE = Path(__file__).parent
@@ -67,7 +68,9 @@ def test_every_object_carries_ownership(kind: str) -> None:
     run = run_for(CASES / f"{kind}.yaml")
     for manifest in render(run, OPTIONS):
         meta = manifest["metadata"]
-        assert meta["name"] == run.name and meta["namespace"] == "ml"
+        # A Service is named after its op (stable across the op's runs); everything else after the run.
+        expected = service_name(run) if manifest["kind"] == "Service" else run.name
+        assert meta["name"] == expected and meta["namespace"] == "ml"
         assert run.labels().items() <= meta["labels"].items()
         assert run.annotations().items() <= meta["annotations"].items()
         # The golden text round-trips: what `reconciler render` prints is what is applied.

@@ -157,3 +157,46 @@ def test_cli_render_reports_invalid_files(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["render", str(bad)])
     assert result.exit_code == 1
     assert "bad.yaml:3" in result.output
+
+
+def test_a_service_is_named_after_its_op_and_selects_the_current_runs_pods() -> None:
+    """Its DNS name must not change with a new run of the op (a retry, a spec change after a
+    failure): clients are configured with it."""
+    import dataclasses
+    import re
+
+    spec = {"kind": "service", "ports": [8080], "container": {"image": "nginx"}}
+    first = dataclasses.replace(request(spec), cause=Cause.COMMIT, name="op-11111111-22222222")
+    retried = dataclasses.replace(first, cause=Cause.RETRY, name="op-33333333-44444444", spec_hash="cd" * 32)
+    services = []
+    for run in (first, retried):
+        deployment, service = render(run)
+        selector = {"reconciler.polyaxon.io/run": run.name}
+        assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"] == selector
+        services.append(service["metadata"]["name"])
+    assert services[0] == services[1]
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", services[0]) and len(services[0]) <= 63
+    # Unique per op: another file of the repo with an op of the same name, or a fork, differs.
+    other_file = dataclasses.replace(first, op=OpKey("repo", "ops/other.yaml", "op"))
+    fork = dataclasses.replace(first, op=OpKey("fork", "ops/op.yaml", "op"))
+    assert len({services[0], render(other_file)[1]["metadata"]["name"], render(fork)[1]["metadata"]["name"]}) == 3
+    # A preview (or a tick, an event...) never takes the op's Service: it keeps one of its own.
+    preview = dataclasses.replace(first, cause=Cause.PREVIEW, name="pr-7-op-11111111-55555555")
+    assert render(preview)[1]["metadata"]["name"] == "pr-7-op-11111111-55555555"
+    # A Service name must start with a letter (DNS-1035), even for an op named "2fast".
+    digits = dataclasses.replace(first, op=OpKey("repo", "ops/2fast.yaml", "2fast"))
+    assert render(digits)[1]["metadata"]["name"].startswith("s-2fast-")
+
+
+def test_finished_jobs_are_deleted_after_the_daemons_ttl_unless_the_spec_says_otherwise() -> None:
+    from reconciler.render import RenderOptions
+
+    spec = {"kind": "job", "container": {"image": "busybox"}}
+    day = RenderOptions(job_ttl_seconds=86400)
+    assert render(request(spec), day)[0]["spec"]["ttlSecondsAfterFinished"] == 86400
+    assert "ttlSecondsAfterFinished" not in render(request(spec))[0]["spec"]  # no default: kept
+    for own in (60, 0):
+        run = request(spec, effective={"termination": {"ttl": own}})
+        assert render(run, day)[0]["spec"]["ttlSecondsAfterFinished"] == own
+    tf = {"kind": "tfjob", "chief": {"replicas": 1, "container": {"image": "tf"}}}
+    assert render(request(tf), day)[0]["spec"]["runPolicy"]["ttlSecondsAfterFinished"] == 86400
