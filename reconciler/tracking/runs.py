@@ -7,7 +7,7 @@ import uuid as uuidlib
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, and_, bindparam, delete, func, insert, select, true, update
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, or_, select, true, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value

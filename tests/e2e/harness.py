@@ -150,17 +150,33 @@ class DaemonProcess:
         return self.proc
 
     def start(self, timeout: float = DEADLINE) -> DaemonProcess:
-        """Start and wait until `/healthz` answers."""
-        proc = self.spawn()
+        """Start and wait until `/healthz` answers.
 
-        def serving() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"the daemon exited with {proc.returncode}:\n{self.log_tail()}")
-            answer = self.get("/healthz")
-            return answer is not None and answer[0] == 200
+        The port was free when chosen; on a machine running other tests it may be taken before the
+        daemon binds it. That one failure is the harness's, not the daemon's: a new port is picked
+        and the daemon started again (at most twice more)."""
+        for attempt in range(3):
+            proc = self.spawn()
 
-        self.wait(serving, "/healthz to answer", timeout)
+            def serving(proc: subprocess.Popen[bytes] = proc) -> bool:
+                if proc.poll() is not None:
+                    raise AssertionError(f"the daemon exited with {proc.returncode}:\n{self.log_tail()}")
+                answer = self.get("/healthz")
+                return answer is not None and answer[0] == 200
+
+            try:
+                self.wait(serving, "/healthz to answer", timeout)
+                return self
+            except AssertionError:
+                if attempt == 2 or "is the port in use" not in self.log_tail(20):
+                    raise
+                self._move_to(free_port())
         return self
+
+    def _move_to(self, port: int) -> None:
+        settings = yaml.safe_load(self.config.read_text())
+        settings["server"]["port"] = self.port = port
+        self.config.write_text(yaml.safe_dump(settings, sort_keys=False))
 
     @property
     def running(self) -> bool:
