@@ -143,11 +143,10 @@ def _compile_file(
         events=tuple(events) if isinstance(events, list) else (),
         preview=options.is_preview(path, key.name),
     )
-    if not op.events:
-        # Only its name matters to the event-ref check; keeping the whole parse result would hold
-        # every document and model of the repo in memory.
-        result = FileResult(path, parsed=Parsed(path, None, Polyaxonfile.model_construct(name=key.name)))
-    return FileEntry(path, digest, role, (), op=op, deps=deps, result=result)
+    # Only a subscriber's parse result is kept (the event-ref check locates its errors in it); for
+    # the others only the name matters, and a stand-in is made when the check runs: keeping one per
+    # file would hold ~3 KB per operation for the life of the daemon.
+    return FileEntry(path, digest, role, (), op=op, deps=deps, result=result if op.events else None)
 
 
 def _at_commit(op: DesiredOp, commit: str) -> DesiredOp:
@@ -190,14 +189,15 @@ def _event_errors(entries: Mapping[str, FileEntry]) -> dict[str, list[Located]]:
     copies: dict[str, FileResult] = {}
     for path in sorted(entries):
         entry = entries[path]
-        if entry.op is None or entry.result is None:
+        if entry.op is None:
             continue
-        if entry.op.events:
+        if entry.op.events and entry.result is not None:
             copy = FileResult(path, parsed=entry.result.parsed, checked=entry.result.checked)
             copies[path] = copy
             results.append(copy)
         else:
-            results.append(entry.result)
+            name = entry.op.key.name
+            results.append(FileResult(path, parsed=Parsed(path, None, Polyaxonfile.model_construct(name=name))))
     check_event_refs(results)
     return {path: r.errors for path, r in copies.items() if r.errors}
 
