@@ -32,7 +32,15 @@ from reconciler.errors import Located, first_line
 from reconciler.forge_wiring import ForgeWiring, preview_ops, pull_request_ref
 from reconciler.loader import BadRepoConfig, LoadedCommit, load_commit
 from reconciler.metrics import Metrics
-from reconciler.model import ANNOTATION_OP_KEY, ANNOTATION_REPO, Cause, ObservedObject, OpKey, StatusTransition
+from reconciler.model import (
+    ANNOTATION_OP_KEY,
+    ANNOTATION_REPO,
+    Cause,
+    ObservedObject,
+    OpKey,
+    RunReport,
+    StatusTransition,
+)
 from reconciler.orchestration import Orchestrator, ScheduleOptions
 from reconciler.orchestration.tree import ORCHESTRATED
 from reconciler.plan import Action, PlanOptions, TrackedState, plan
@@ -42,7 +50,7 @@ from reconciler.server import Access, Check, HttpServer, build_app
 from reconciler.snapshot import tracked_state
 from reconciler.source import Backoff, GitSource, SourceError
 from reconciler.statuses import Status, is_done
-from reconciler.tracking import Store
+from reconciler.tracking import Point, Store
 from reconciler.workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger("reconciler")
@@ -113,6 +121,7 @@ class RepoState:
     source: GitSource
     loaded: LoadedCommit | None = None  # the applied commit, as loaded
     last_fetch_ok: datetime | None = None
+    head: str | None = None  # the branch's head at the last successful fetch
     last_error: str | None = None
     fetch_failures: int = 0  # in a row, since the last successful fetch
     lock: threading.Lock = field(default_factory=threading.Lock)  # one reconcile or PR check at a time
@@ -200,6 +209,7 @@ class Daemon:
         finally:
             self.metrics.git_fetch_duration.labels(repo=name).observe(time.monotonic() - started)
         state.last_fetch_ok, state.last_error, state.fetch_failures = now, None, 0
+        state.head = getattr(revision, "sha", None)
         return revision
 
     def _reconcile_repo(self, name: str, state: RepoState) -> ReconcileResult:
@@ -251,7 +261,7 @@ class Daemon:
         committed_at = revision.committed_at if sha == revision.sha else (last.committed_at if last else now)
         self.store.record_commit(
             name, sha, state.config.branch, committed_at, now, valid=not result.invalid,
-            errors=[_error_row(e) for e in result.invalid],
+            errors=[_error_row(e) for e in result.invalid], plan=[_plan_row(a) for a in actions],
         )  # fmt: skip
         self.metrics.last_applied_commit.labels(repo=name).set(committed_at.timestamp())
         self.metrics.reconcile_duration.labels(repo=name).observe(time.monotonic() - started)
@@ -347,14 +357,7 @@ class Daemon:
 
     def outputs_of(self, run: str) -> Mapping[str, Any]:
         """What a finished run reported (DAG params, matrix objectives); empty where unknown."""
-        read = getattr(self.backend, "outputs", None)
-        if read is None:
-            return {}
-        try:
-            found = read(run)
-        except Exception:
-            return {}
-        return dict(found) if isinstance(found, Mapping) else {}
+        return self.applier.outputs_of(run)
 
     def resolve_hub(self, op: OpKey, hub_ref: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """A hook's run: the operation `{hubRef, params}` compiled against the repo's hub directory
@@ -405,6 +408,14 @@ class Daemon:
 
     def record_transition(self, transition: StatusTransition) -> None:
         self.applier.transition(transition)
+
+    def _record_report(self, report: RunReport) -> None:
+        """Values a backend read from a run as it ran (the local outputs file): as if POSTed."""
+        points = [Point(name, step, value) for name, step, value in report.metrics]
+        try:
+            self.applier.report(report.run, points, report.outputs, report.at)
+        except (LookupError, ValueError) as e:  # not ours, or done already: nothing to record
+            log.debug("report of %s not recorded: %s", report.run, e)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -523,8 +534,11 @@ class Daemon:
     def _observer(self) -> None:
         while not self._stop.is_set():
             try:
-                for transition in self.backend.observe(timeout=1.0):
-                    self.record_transition(transition)
+                for event in self.backend.observe(timeout=1.0):
+                    if isinstance(event, RunReport):
+                        self._record_report(event)
+                    else:
+                        self.record_transition(event)
                     if self._stop.is_set():
                         break
             except Exception:
@@ -544,24 +558,27 @@ class Daemon:
 
         return [Check("threads", threads)]
 
+    def _stale_repos(self) -> str | None:
+        stale = []
+        now = self.clock()
+        for name, state in self.repos.items():
+            limit = 3 * state.config.interval + 60
+            if (
+                state.last_fetch_ok is None
+                or (now - state.last_fetch_ok).total_seconds() > limit
+                # An unreachable remote shows at once, not only after the age limit (which
+                # is hours for a webhook-driven repo); a single failed fetch does not.
+                or state.fetch_failures >= FAILED_FETCHES_UNREADY
+            ):
+                stale.append(f"{name}: {state.last_error or 'no successful fetch yet'}")
+        return "; ".join(stale) or None
+
     def readiness_checks(self) -> list[Check]:
         def database() -> str | None:
             return self.store.write_problem(self.clock())
 
         def repos() -> str | None:
-            stale = []
-            now = self.clock()
-            for name, state in self.repos.items():
-                limit = 3 * state.config.interval + 60
-                if (
-                    state.last_fetch_ok is None
-                    or (now - state.last_fetch_ok).total_seconds() > limit
-                    # An unreachable remote shows at once, not only after the age limit (which
-                    # is hours for a webhook-driven repo); a single failed fetch does not.
-                    or state.fetch_failures >= FAILED_FETCHES_UNREADY
-                ):
-                    stale.append(f"{name}: {state.last_error or 'no successful fetch yet'}")
-            return "; ".join(stale) or None
+            return self._stale_repos()
 
         def backend() -> str | None:
             try:
@@ -574,9 +591,15 @@ class Daemon:
 
     def start(self, *, workers: int = 2, serve: bool = True) -> None:
         if serve:
-            access = Access.from_config(self.settings.server)  # the API token; refuses a bad token file
+            # The API token (refuses a bad token file) and the runs' tokens.
+            access = Access.from_config(self.settings.server, self.applier.run_tokens)
             app = build_app(
-                self.metrics, self.readiness_checks(), self.extra_routes(), self.liveness_checks(), access=access
+                self.metrics,
+                self.readiness_checks(),
+                self.extra_routes(),
+                self.liveness_checks(),
+                access=access,
+                routers=self.routers(),
             )
             self._server = HttpServer(app, self.settings.server.host, self.settings.server.port)
             self._server.start()
@@ -603,6 +626,15 @@ class Daemon:
         if self._server is None:
             return None
         return f"http://{self.settings.server.host}:{self._server.port}"
+
+    def address_for_runs(self) -> str | None:
+        """The URL local runs reach this server at (127.0.0.1 when it listens everywhere)."""
+        if self._server is None:
+            return None
+        host = self.settings.server.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"http://{host}:{self._server.port}"
 
     def wake_ticks(self) -> None:
         """The timer's callback: a schedule is due."""
@@ -666,15 +698,43 @@ class Daemon:
         return PrCheckResult(not errors, first_line(errors), to_text(actions), previews, PreviewPolicy.of(base))
 
     def extra_routes(self) -> list[Any]:
-        from reconciler.server.api import api_routes
         from reconciler.server.pages import page_routes
 
+        return [*page_routes(self.store), *self.forge.routes, *self.routes]
+
+    def routers(self) -> list[Any]:
+        from reconciler.server.api import api_router
+
+        return [api_router(self.store, self.applier, self.trigger, self, self.clock)]
+
+    # --- what the API and the dashboard ask (server.data.DaemonView) ---------------------------
+
+    def repos_live(self) -> list[Any]:
+        from reconciler.server.data import RepoLive
+
+        problems = dict(p.split(": ", 1) for p in (self._stale_repos() or "").split("; ") if ": " in p)
         return [
-            *api_routes(self.store, self.applier, self.trigger),
-            *page_routes(self.store),
-            *self.forge.routes,
-            *self.routes,
-        ]
+            RepoLive(
+                name, s.config.url, s.config.branch, s.config.interval, s.head, s.last_fetch_ok, s.last_error,
+                problems.get(name),
+            )
+            for name, s in self.repos.items()
+        ]  # fmt: skip
+
+    def compiled_spec(self, op_key: str) -> dict[str, Any] | None:
+        try:
+            key = OpKey.parse(op_key)
+        except ValueError:
+            return None
+        state = self.repos.get(key.repo)
+        if state is None or state.loaded is None:
+            return None
+        op = state.loaded.desired.ops.get(key)
+        return dict(op.effective) if op is not None else None
+
+    def timezone_of(self, repo: str) -> str:
+        state = self.repos.get(repo)
+        return state.repo_config.timezone if state is not None else "UTC"
 
     def on_push(self, repo: str, _sha: str | None) -> None:
         self.trigger(repo)
@@ -732,6 +792,11 @@ def _describe(item: WorkItem) -> str:
     if isinstance(item, CheckPullRequest):
         return f"pull request {item.repo}#{item.number}"
     return KIND[type(item)]
+
+
+def _plan_row(action: Action) -> dict[str, Any]:
+    run = action.run.name if action.run is not None else action.target
+    return {"action": action.action.value, "op": str(action.op), "run": run, "reason": action.reason}
 
 
 def _error_row(error: Located) -> dict[str, Any]:
