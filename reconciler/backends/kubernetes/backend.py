@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -120,6 +120,9 @@ class KubernetesBackend:
         self.namespace = namespace
         self.instance = instance
         self.render_options = dataclasses.replace(render_options or RenderOptions(), instance=instance)
+        # Each run's report token and the daemon's URL (set by the daemon's wiring), in every main
+        # container: computed at render time, never kept in the run's record.
+        self.run_env: Callable[[str], Mapping[str, str]] | None = None
         self.force_conflicts = force_conflicts
         self.self_heal = self_heal
         self.clock = clock
@@ -160,13 +163,16 @@ class KubernetesBackend:
 
     # --- writes -------------------------------------------------------------------------------
 
+    def _run_env(self, run_name: str) -> dict[str, str]:
+        return dict(self.run_env(run_name)) if self.run_env is not None else {}
+
     def _render(self, run: RunRequest) -> list[dict[str, Any]]:
         if self.namespace is not None and run.namespace != self.namespace:
             raise PermanentBackendError(
                 f"run {run.name} is for namespace {run.namespace!r}; this backend manages {self.namespace!r} only"
             )
         try:
-            manifests = render(run, self.render_options)
+            manifests = render(run, self.render_options, self._run_env(run.name))
         except RenderError as e:
             raise PermanentBackendError(str(e), status="failed") from e
         for manifest in manifests:
@@ -453,7 +459,7 @@ class KubernetesBackend:
         healed = False
         if heal:
             try:
-                self._apply(run, render(run, self.render_options), force=True)
+                self._apply(run, render(run, self.render_options, self._run_env(run.name)), force=True)
                 healed, detail = True, "re-applied"
             except (PermanentBackendError, TransientBackendError, RenderError) as e:
                 detail = f"re-apply failed: {e}"

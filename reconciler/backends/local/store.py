@@ -10,6 +10,7 @@ temporary file, then rename), so a crash leaves either the old or the new versio
         events.jsonl     every status transition emitted, in order
         stdout.log       the process's stdout and stderr, all attempts
         outputs.jsonl    outputs the run reports ($POLYAXON_RUN_OUTPUTS_PATH)
+        outputs.offset   how far the backend has read outputs.jsonl while the run ran
         home/            the run's HOME and default working dir
         artifacts/       globals.artifacts_path; artifacts/outputs is globals.run_outputs_path
 
@@ -33,6 +34,7 @@ from typing import Any
 
 from reconciler.backends.local.launch import LaunchSpec, RunPaths
 from reconciler.backends.local.lifecycle import Exit, RunState, Terminate
+from reconciler.backends.local.outputs import Mark
 from reconciler.backends.local.procs import ProcessId
 from reconciler.model import Cause, OpKey, RunRequest, StatusTransition
 
@@ -92,6 +94,20 @@ def read_tail(path: Path, lines: int, max_bytes: int = TAIL_MAX_BYTES) -> str:
         kept = kept[:-1]
     text = b"\n".join(kept[-lines:]) + (b"\n" if trailing and kept else b"")
     return text.decode("utf-8", errors="replace")
+
+
+def read_slice(path: Path, offset: int, limit: int) -> tuple[bytes, int]:
+    """Up to `limit` bytes of the file from `offset`, and the file's size (0 and b"" if missing)."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return b"", 0
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if offset >= size or limit <= 0:
+            return b"", size
+        handle.seek(max(0, offset))
+        return handle.read(limit), size
 
 
 def read_chunks(path: Path, size: int = LOG_CHUNK) -> Iterator[bytes]:
@@ -180,6 +196,15 @@ class RunDir:
     @property
     def events_file(self) -> Path:
         return self.path / "events.jsonl"
+
+    def outputs_mark(self) -> Mark:
+        data = read_json(self.path / "outputs.offset")
+        if isinstance(data, dict) and isinstance(data.get("offset"), int) and isinstance(data.get("head"), str):
+            return Mark(max(0, data["offset"]), data["head"])
+        return Mark()
+
+    def write_outputs_mark(self, mark: Mark) -> None:
+        write_json(self.path / "outputs.offset", {"offset": mark.offset, "head": mark.head})
 
     def attempt_prefix(self, attempt: int) -> Path:
         return self.path / "attempts" / str(attempt)
