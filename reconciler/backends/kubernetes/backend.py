@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from kubernetes.client import ApiClient
@@ -29,6 +30,7 @@ from kubernetes.client import ApiClient
 from reconciler.backends.base import PermanentBackendError, TransientBackendError
 from reconciler.backends.kubernetes.client import APPLY, MERGE, ApiError, Client
 from reconciler.backends.kubernetes.informer import Informer
+from reconciler.backends.kubernetes.logs import PodLogs
 from reconciler.backends.kubernetes.resources import (
     BY_KEY,
     LONG_RUNNING_KINDS,
@@ -110,13 +112,19 @@ class KubernetesBackend:
         sync_timeout: float = 30.0,
         start: bool = True,
         instance: str = "",
+        log_dir: Path | None = None,
     ) -> None:
         """`namespace` None watches every namespace (needs cluster-wide list/watch rights).
 
         `instance` is the daemon's identity: objects are labelled with it, and objects another
         daemon labelled are neither listed, adopted, stopped nor pruned (objects without the label,
-        made by releases before it, count as this daemon's)."""
+        made by releases before it, count as this daemon's).
+
+        `log_dir` keeps each run's logs (all its pods') once it ends (`logs.PodLogs`)."""
         self.client = Client(api_client)
+        self.pod_logs = PodLogs(self.client, log_dir)
+        self._archiving: queue.Queue[tuple[str, list[str]] | None] = queue.Queue()
+        self._archiver: threading.Thread | None = None
         self.namespace = namespace
         self.instance = instance
         self.render_options = dataclasses.replace(render_options or RenderOptions(), instance=instance)
@@ -142,6 +150,9 @@ class KubernetesBackend:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self, sync_timeout: float = 30.0) -> None:
+        if self.pod_logs.directory is not None and self._archiver is None:
+            self._archiver = threading.Thread(target=self._archive_ended, name="k8s-logs", daemon=True)
+            self._archiver.start()
         for informer in self.informers.values():
             informer.start()
         deadline = time.monotonic() + sync_timeout
@@ -152,6 +163,10 @@ class KubernetesBackend:
     def close(self) -> None:
         for informer in self.informers.values():
             informer.stop()
+        if self._archiver is not None:
+            self._archiving.put(None)
+            self._archiver.join(timeout=10)
+            self._archiver = None
 
     def _mine(self, obj: dict[str, Any]) -> bool:
         owner = _labels(obj).get(LABEL_INSTANCE)
@@ -315,6 +330,7 @@ class KubernetesBackend:
 
     def stop(self, run_name: str) -> None:
         objects = self._objects_of(run_name)
+        self._archive_now(run_name, objects)  # before its pods go
         with self._lock:
             self._long_running.pop(run_name, None)
             self._removing.add(run_name)
@@ -345,6 +361,7 @@ class KubernetesBackend:
         with self._lock:
             self._long_running.pop(run_name, None)
             self._removing.add(run_name)
+        self.pod_logs.forget(run_name)  # the run's objects go, and what was kept of them
         for resource, obj in self._objects_of(run_name):
             meta = _meta(obj)
             try:
@@ -368,6 +385,8 @@ class KubernetesBackend:
                 repeat = self._last.get(transition.run) == transition.status and transition.reason != "Drift"
                 self._last[transition.run] = transition.status
                 if transition.status in FINAL:
+                    if not repeat:
+                        self._archive_later(transition.run)
                     self._forget(transition.run)
                 if not repeat:
                     yield transition
@@ -500,23 +519,42 @@ class KubernetesBackend:
     def missing_apis(self) -> list[Resource]:
         return [i.resource for i in self.informers.values() if i.missing]
 
+    # --- logs (logs.PodLogs: every container of every pod, archived when the run ends) ------------
+
+    def _namespaces(self, objects: list[tuple[Resource, dict[str, Any]]]) -> list[str]:
+        return sorted({_meta(o)["namespace"] for _, o in objects})
+
     def logs(self, run_name: str, tail: int | None = None) -> str:
-        namespaces = sorted({_meta(o)["namespace"] for _, o in self._objects_of(run_name)})
-        texts: list[str] = []
-        for namespace in namespaces:
-            query: dict[str, Any] = {"labelSelector": f"{LABEL_RUN}={run_name}"}
-            pods = self.client.request("GET", f"/api/v1/namespaces/{namespace}/pods", verb="LIST", query=query)
-            for pod in pods.get("items") or []:
-                name = _meta(pod)["name"]
-                container = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name", "")
-                log_query: dict[str, Any] = {"container": container}
-                if tail is not None:
-                    log_query["tailLines"] = tail
-                try:
-                    texts.append(self.client.text(f"/api/v1/namespaces/{namespace}/pods/{name}/log", log_query))
-                except (ApiError, TransientBackendError) as e:  # best effort: the pod may be gone
-                    texts.append(f"[logs of {name} unavailable: {e}]")
-        return "".join(texts)
+        try:
+            return self.pod_logs.text(run_name, self._namespaces(self._objects_of(run_name)), tail)
+        except ApiError as e:
+            raise TransientBackendError(f"logs of {run_name}: {e}") from e
+
+    def read_log(self, run_name: str, offset: int, limit: int) -> tuple[bytes, int]:
+        """Up to `limit` bytes of the run's log from `offset`, and its size now (following it)."""
+        try:
+            return self.pod_logs.read(run_name, self._namespaces(self._objects_of(run_name)), offset, limit)
+        except ApiError as e:
+            raise TransientBackendError(f"logs of {run_name}: {e}") from e
+
+    def _archive_now(self, run_name: str, objects: list[tuple[Resource, dict[str, Any]]]) -> None:
+        try:
+            self.pod_logs.archive(run_name, self._namespaces(objects))
+        except Exception:  # the logs are worth a try, never a failed stop
+            log.warning("the logs of run %s could not be archived", run_name, exc_info=True)
+
+    def _archive_later(self, run_name: str) -> None:
+        if self._archiver is not None:
+            self._archiving.put((run_name, self._namespaces(self._objects_of(run_name))))
+
+    def _archive_ended(self) -> None:
+        """Archive the logs of runs that ended, one at a time, off the observer's path."""
+        while (item := self._archiving.get()) is not None:
+            run_name, namespaces = item
+            try:
+                self.pod_logs.archive(run_name, namespaces)
+            except Exception:
+                log.warning("the logs of run %s could not be archived", run_name, exc_info=True)
 
 
 __all__ = ["BY_KEY", "FIELD_MANAGER", "ConflictError", "Drift", "KubernetesBackend"]
