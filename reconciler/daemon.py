@@ -599,7 +599,7 @@ class Daemon:
                 self.extra_routes(),
                 self.liveness_checks(),
                 access=access,
-                routers=self.routers(),
+                routers=self.routers(access),
             )
             self._server = HttpServer(app, self.settings.server.host, self.settings.server.port)
             self._server.start()
@@ -698,14 +698,17 @@ class Daemon:
         return PrCheckResult(not errors, first_line(errors), to_text(actions), previews, PreviewPolicy.of(base))
 
     def extra_routes(self) -> list[Any]:
-        from reconciler.server.pages import page_routes
+        return [*self.forge.routes, *self.routes]
 
-        return [*page_routes(self.store), *self.forge.routes, *self.routes]
-
-    def routers(self) -> list[Any]:
+    def routers(self, access: Access | None = None) -> list[Any]:
+        """The API and the dashboard (`access`: how a browser signs in)."""
         from reconciler.server.api import api_router
+        from reconciler.server.pages import page_router
 
-        return [api_router(self.store, self.applier, self.trigger, self, self.clock)]
+        return [
+            api_router(self.store, self.applier, self.trigger, self, self.clock),
+            page_router(self.store, self.applier, self, access, self.clock),
+        ]
 
     # --- what the API and the dashboard ask (server.data.DaemonView) ---------------------------
 

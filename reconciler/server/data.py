@@ -137,6 +137,7 @@ class RunFilter:
     since: datetime | None = None
     parent: str | None = None
     top_level: bool = False
+    statuses: tuple[str, ...] = ()  # any of these (the dashboard's runs in flight)
 
 
 def run_out(run: Run, op_key: str) -> RunOut:
@@ -153,6 +154,7 @@ def runs(store: Store, where: RunFilter, limit: int, cursor: str | None) -> Page
         since=where.since,
         parent=where.parent,
         top_level=where.top_level,
+        statuses=where.statuses or None,
         before=before_at,
         limit=limit + 1,
     )

@@ -380,6 +380,7 @@ class RunsMixin(ReposMixin):
         since: dt.datetime | None = None,
         parent: str | None = None,
         commit: str | None = None,
+        statuses: Iterable[str] | None = None,
         before: tuple[dt.datetime, int] | None = None,
         session: Session | None = None,
     ) -> list[tuple[Run, str]]:
@@ -407,6 +408,8 @@ class RunsMixin(ReposMixin):
             stmt = stmt.where(r.parent == parent)
         if commit is not None:
             stmt = stmt.where(r.commit_sha == commit)
+        if statuses is not None:
+            stmt = stmt.where(r.status.in_(sorted(str(s) for s in statuses)))
         if before is not None:
             at, run_id = before
             stmt = stmt.where(or_(r.created_at < at, and_(r.created_at == at, r.id < run_id)))
