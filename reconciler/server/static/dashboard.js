@@ -63,8 +63,9 @@
     points.sort(function (a, b) { return a.trial - b.trial; });
     var box = document.createElement("div");
     box.className = "chart";
+    var metric = container.getAttribute("data-metric") || "objective";
     var title = document.createElement("h3");
-    title.textContent = "objective per trial";
+    title.textContent = metric + " per trial";
     box.appendChild(title);
     container.appendChild(box);
     new uPlot({
@@ -72,7 +73,7 @@
       scales: { x: { time: false } },
       axes: [{ label: "trial" }, {}],
       series: [{ label: "trial" }, {
-        label: "objective", stroke: "#116329", width: 0,
+        label: metric, stroke: "#116329", width: 0,
         points: { show: true, size: 9, fill: "#116329" }, paths: function () { return null; },
       }],
     }, [points.map(function (p) { return p.trial; }), points.map(function (p) { return p.value; })], box);
