@@ -35,7 +35,9 @@ def call(
 
 
 def daemon_with(daemons: Any, git_repo_factory: GitRepoFactory, tmp_path: Path, server: dict[str, Any]) -> Any:
-    git = git_repo_factory.create("models", {"ops/long.yaml": job("long", "echo secret-looking-output; exec sleep 600")})
+    git = git_repo_factory.create(
+        "models", {"ops/long.yaml": job("long", "echo secret-looking-output; exec sleep 600")}
+    )
     token_file = secret_file(tmp_path / "api-token", TOKEN)
     daemon = daemons(
         [{"name": "models", "url": git.file_url, "branch": "main", "interval": 1}],
