@@ -558,8 +558,9 @@ class Daemon:
 
         return [Check("threads", threads)]
 
-    def _stale_repos(self) -> str | None:
-        stale = []
+    def _stale_repos(self) -> dict[str, str]:
+        """The repos /readyz names, with why."""
+        stale: dict[str, str] = {}
         now = self.clock()
         for name, state in self.repos.items():
             limit = 3 * state.config.interval + 60
@@ -570,15 +571,15 @@ class Daemon:
                 # is hours for a webhook-driven repo); a single failed fetch does not.
                 or state.fetch_failures >= FAILED_FETCHES_UNREADY
             ):
-                stale.append(f"{name}: {state.last_error or 'no successful fetch yet'}")
-        return "; ".join(stale) or None
+                stale[name] = state.last_error or "no successful fetch yet"
+        return stale
 
     def readiness_checks(self) -> list[Check]:
         def database() -> str | None:
             return self.store.write_problem(self.clock())
 
         def repos() -> str | None:
-            return self._stale_repos()
+            return "; ".join(f"{name}: {why}" for name, why in self._stale_repos().items()) or None
 
         def backend() -> str | None:
             try:
@@ -715,7 +716,7 @@ class Daemon:
     def repos_live(self) -> list[Any]:
         from reconciler.server.data import RepoLive
 
-        problems = dict(p.split(": ", 1) for p in (self._stale_repos() or "").split("; ") if ": " in p)
+        problems = self._stale_repos()
         return [
             RepoLive(
                 name, s.config.url, s.config.branch, s.config.interval, s.head, s.last_fetch_ok, s.last_error,
