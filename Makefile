@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit e2e security oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan postgres bench-tracking bench-daemon
+.PHONY: venv run test lint typecheck unit e2e security oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan postgres bench-tracking bench-daemon chromium browser vendor-js
 
 venv: $(STAMP)
 
@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 run: venv
 	@bash scripts/run-examples.sh
 
-## test: lint, type-check and the whole suite (installs PostgreSQL, the oracle and the test servers first)
-test: venv lint typecheck postgres oracle k8s-binaries test-assets
+## test: lint, type-check and the whole suite (installs PostgreSQL, chromium, the oracle and the test servers first)
+test: venv lint typecheck postgres chromium oracle k8s-binaries test-assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -53,10 +53,12 @@ k8s-binaries:
 	@if [ "$$CI" = "true" ]; then bash tests/cluster/build.sh; else bash tests/cluster/build.sh || \
 		echo "WARNING: building the Kubernetes test binaries failed; tests marked k8s will be SKIPPED" >&2; fi
 
-## test-assets: forge API descriptions (npm @octokit/openapi, Go module code.gitea.io/gitea) and a real
-## Gitea built from the Go module proxy, both cached per machine under ~/.cache/polyaxon-reconciler
+## test-assets: forge API descriptions (npm @octokit/openapi, Go module code.gitea.io/gitea), a real
+## Gitea built from the Go module proxy and axe-core (npm) for the browser tests, all cached per
+## machine under ~/.cache/polyaxon-reconciler
 test-assets: venv gitea
 	$(BIN)/python -m tests.infra.openapi_assets
+	$(BIN)/python -m scripts.vendor_js --test-assets $${RECONCILER_TEST_CACHE:-$$HOME/.cache/polyaxon-reconciler}/npm
 
 gitea: venv
 	$(BIN)/python -m tests.infra.gitea_build
@@ -84,6 +86,19 @@ bench-plan: venv
 ## postgres: PostgreSQL server binaries (Debian package) for the tests' throw-away servers
 postgres:
 	bash scripts/ensure-postgres.sh
+
+## chromium: Debian's chromium for the dashboard's browser tests (driven by Playwright's Python client)
+chromium:
+	bash scripts/ensure-chromium.sh
+
+## browser: the dashboard in a real browser (tests/browser/: clicks, live log, accessibility, screenshots)
+browser: venv chromium
+	$(BIN)/python -m scripts.vendor_js --test-assets $${RECONCILER_TEST_CACHE:-$$HOME/.cache/polyaxon-reconciler}/npm
+	$(BIN)/python -m pytest tests/browser $(PYTEST_ARGS)
+
+## vendor-js: fetch the dashboard's JavaScript from npm again at the pinned versions (then review and commit)
+vendor-js: venv
+	$(BIN)/python -m scripts.vendor_js
 
 ## bench-daemon: daemon memory and reconcile time with 10,000 ops and 1, 10, 30 days of runs (flat is the goal)
 bench-daemon: venv

@@ -15,6 +15,7 @@ two runs, never a lost one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections import Counter
@@ -31,6 +32,7 @@ from reconciler.model import (
     DRIFT_CORRECTED,
     Cause,
     DesiredState,
+    LogSlice,
     Mode,
     ObservedObject,
     OpKey,
@@ -42,8 +44,9 @@ from reconciler.orchestration import Work
 from reconciler.orchestration.specs import container_of
 from reconciler.orchestration.tree import ORCHESTRATED
 from reconciler.plan.actions import Action, ActionKind
+from reconciler.runtokens import RunTokens
 from reconciler.statuses import Status, is_done
-from reconciler.tracking import IllegalTransition, NotFound, Run, Store, Tx
+from reconciler.tracking import IllegalTransition, NotFound, Point, Run, Store, Tx
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,8 @@ class Orchestration(Protocol):
     def start(self, run: RunRequest, now: datetime) -> Work: ...
 
     def on_transition(self, transition: StatusTransition, now: datetime) -> Work: ...
+
+    def on_report(self, run: str, now: datetime) -> Work: ...
 
 
 class StatusReporter(Protocol):
@@ -124,6 +129,8 @@ class Applier:
         # Set by whoever wires the daemon: the orchestrator records its runs through this applier,
         # so each needs the other.
         self.orchestration: Orchestration | None = None
+        # The runs' report tokens (POLYAXON_RUN_TOKEN), when the daemon hands them out.
+        self.run_tokens: RunTokens | None = None
 
     # --- the one way a run comes into being -----------------------------------------------------
 
@@ -276,6 +283,26 @@ class Applier:
         except BackendError as e:
             raise LookupError(str(e)) from e
 
+    def read_log(self, run_name: str, offset: int, limit: int) -> LogSlice:
+        """Up to `limit` bytes of the run's log from `offset`, its size now, and whether the run is
+        done (then nothing more will come): what following a log reads, a slice at a time."""
+        run = self.store.run(run_name)
+        if run is None:
+            raise LookupError(f"no run named {run_name}")
+        done = is_done(run.status)  # read before the log: a done run's log is then complete
+        read = getattr(self.backend, "read_log", None)
+        try:
+            if read is not None:
+                data, size = cast(tuple[bytes, int], read(run_name, offset, limit))
+            else:
+                whole = self.backend.logs(run_name, None).encode()
+                data, size = whole[offset : offset + limit], len(whole)
+        except BackendError as e:
+            if done or run.backend_ref in (None, ORCHESTRATED):
+                return LogSlice(b"", 0, done)  # no log was ever kept (a DAG, a run never started)
+            raise LookupError(str(e)) from e
+        return LogSlice(data, size, done)
+
     def log_chunks(self, run_name: str) -> Iterable[bytes]:
         """The run's whole log in blocks (a backend that cannot stream gives it as one)."""
         if self.store.run(run_name) is None:
@@ -287,6 +314,38 @@ class Applier:
             return [self.backend.logs(run_name, None).encode()]
         except BackendError as e:
             raise LookupError(str(e)) from e
+
+    # --- what runs report about themselves -----------------------------------------------------
+
+    def report(self, run_name: str, points: Sequence[Point], outputs: Mapping[str, Any], now: datetime) -> int:
+        """Record metric values and outputs a run reported (its outputs file, or the API), then
+        let early stopping judge the run on them. LookupError for an unknown run, ValueError for
+        a done one (it reports nothing more), ReportLimit when it reported too much."""
+        run = self.store.run(run_name)
+        if run is None:
+            raise LookupError(f"no run named {run_name}")
+        if is_done(run.status):
+            raise ValueError(f"run {run_name} is {run.status}: it reports nothing more")
+        count = self.store.record_report(run_name, points, outputs, now)
+        if count and self.orchestration is not None:
+            self.apply_work(self.orchestration.on_report(run_name, now), now)
+        return count
+
+    def outputs_of(self, run_name: str) -> Mapping[str, Any]:
+        """What a run reported: its backend's record (a local run's outputs file) under what it
+        reported as it ran (the same file read as it grew, or the API). Empty where unknown."""
+        found: dict[str, Any] = {}
+        read = getattr(self.backend, "outputs", None)
+        if read is not None:
+            try:
+                kept = read(run_name)
+            except Exception:
+                kept = None
+            if isinstance(kept, Mapping):
+                found.update(kept)
+        with contextlib.suppress(NotFound):
+            found.update(self.store.reported_outputs(run_name))
+        return found
 
     # --- the one way a status is recorded -----------------------------------------------------
 

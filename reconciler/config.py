@@ -62,6 +62,13 @@ class ServerConfig(_Strict):
     token_env: str | None = None
     # More Host names the API and pages answer to (besides localhost, `host`, public_url's host).
     allowed_hosts: list[str] = Field(default_factory=list)
+    # May the dashboard's pages (never run logs) be read without the token? None: yes when `host`
+    # is a loopback address, no elsewhere (reconciler.server.guard).
+    anonymous_read: bool | None = None
+    # The URL runs reach this server at, to report metrics and outputs (POLYAXON_RECONCILER_URL).
+    # None: http://<host>:<port> for local runs (127.0.0.1 when host is a wildcard); Kubernetes
+    # pods get it only when set (e.g. http://polyaxon-reconciler.polyaxon-reconciler.svc).
+    runs_url: str | None = None
 
 
 class LocalConfig(_Strict):

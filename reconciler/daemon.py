@@ -32,7 +32,14 @@ from reconciler.errors import Located, first_line
 from reconciler.forge_wiring import ForgeWiring, preview_ops, pull_request_ref
 from reconciler.loader import BadRepoConfig, LoadedCommit, load_commit
 from reconciler.metrics import Metrics
-from reconciler.model import ANNOTATION_OP_KEY, ANNOTATION_REPO, ObservedObject, OpKey, StatusTransition
+from reconciler.model import (
+    ANNOTATION_OP_KEY,
+    ANNOTATION_REPO,
+    ObservedObject,
+    OpKey,
+    RunReport,
+    StatusTransition,
+)
 from reconciler.orchestration import Orchestrator, ScheduleOptions
 from reconciler.orchestration.tree import ORCHESTRATED
 from reconciler.plan import Action, PlanOptions, TrackedState, plan
@@ -42,7 +49,7 @@ from reconciler.server import Access, Check, HttpServer, build_app
 from reconciler.snapshot import planner_rows, tracked_state
 from reconciler.source import Backoff, GitSource, SourceError
 from reconciler.statuses import Status, is_done
-from reconciler.tracking import Run, Store
+from reconciler.tracking import Point, Run, Store
 from reconciler.workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger("reconciler")
@@ -113,6 +120,7 @@ class RepoState:
     source: GitSource
     loaded: LoadedCommit | None = None  # the applied commit, as loaded
     last_fetch_ok: datetime | None = None
+    head: str | None = None  # the branch's head at the last successful fetch
     last_error: str | None = None
     fetch_failures: int = 0  # in a row, since the last successful fetch
     lock: threading.Lock = field(default_factory=threading.Lock)  # one reconcile or PR check at a time
@@ -200,6 +208,7 @@ class Daemon:
         finally:
             self.metrics.git_fetch_duration.labels(repo=name).observe(time.monotonic() - started)
         state.last_fetch_ok, state.last_error, state.fetch_failures = now, None, 0
+        state.head = getattr(revision, "sha", None)
         return revision
 
     def _reconcile_repo(self, name: str, state: RepoState) -> ReconcileResult:
@@ -252,7 +261,7 @@ class Daemon:
         committed_at = revision.committed_at if sha == revision.sha else (last.committed_at if last else now)
         self.store.record_commit(
             name, sha, state.config.branch, committed_at, now, valid=not result.invalid,
-            errors=[_error_row(e) for e in result.invalid],
+            errors=[_error_row(e) for e in result.invalid], plan=[_plan_row(a) for a in actions],
         )  # fmt: skip
         self.metrics.last_applied_commit.labels(repo=name).set(committed_at.timestamp())
         self.metrics.reconcile_duration.labels(repo=name).observe(time.monotonic() - started)
@@ -355,14 +364,7 @@ class Daemon:
 
     def outputs_of(self, run: str) -> Mapping[str, Any]:
         """What a finished run reported (DAG params, matrix objectives); empty where unknown."""
-        read = getattr(self.backend, "outputs", None)
-        if read is None:
-            return {}
-        try:
-            found = read(run)
-        except Exception:
-            return {}
-        return dict(found) if isinstance(found, Mapping) else {}
+        return self.applier.outputs_of(run)
 
     def resolve_hub(self, op: OpKey, hub_ref: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """A hook's run: the operation `{hubRef, params}` compiled against the repo's hub directory
@@ -413,6 +415,14 @@ class Daemon:
 
     def record_transition(self, transition: StatusTransition) -> None:
         self.applier.transition(transition)
+
+    def _record_report(self, report: RunReport) -> None:
+        """Values a backend read from a run as it ran (the local outputs file): as if POSTed."""
+        points = [Point(name, step, value) for name, step, value in report.metrics]
+        try:
+            self.applier.report(report.run, points, report.outputs, report.at)
+        except (LookupError, ValueError) as e:  # not ours, or done already: nothing to record
+            log.debug("report of %s not recorded: %s", report.run, e)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -531,8 +541,11 @@ class Daemon:
     def _observer(self) -> None:
         while not self._stop.is_set():
             try:
-                for transition in self.backend.observe(timeout=1.0):
-                    self.record_transition(transition)
+                for event in self.backend.observe(timeout=1.0):
+                    if isinstance(event, RunReport):
+                        self._record_report(event)
+                    else:
+                        self.record_transition(event)
                     if self._stop.is_set():
                         break
             except Exception:
@@ -552,26 +565,30 @@ class Daemon:
 
         return [Check("threads", threads)]
 
+    def _stale_repos(self) -> dict[str, str]:
+        """The repos /readyz names, with why."""
+        stale: dict[str, str] = {}
+        now = self.clock()
+        for name, state in self.repos.items():
+            limit = 3 * state.config.interval + 60
+            # An unreachable remote shows at once, not only after the age limit (which is
+            # hours for a webhook-driven repo); a single failed fetch does not.
+            if state.fetch_failures >= FAILED_FETCHES_UNREADY:
+                stale[name] = state.last_error or "fetches fail"
+            elif state.last_fetch_ok is None:
+                # Not fetched yet is the git remote's fault only when a fetch failed; else the
+                # first reconcile has not come yet (or failed before fetching).
+                stale[name] = state.last_error or "not fetched yet"
+            elif (age := (now - state.last_fetch_ok).total_seconds()) > limit:
+                stale[name] = state.last_error or f"no fetch for {age:.0f}s (reconciles not running)"
+        return stale
+
     def readiness_checks(self) -> list[Check]:
         def database() -> str | None:
             return self.store.write_problem(self.clock())
 
         def repos() -> str | None:
-            stale = []
-            now = self.clock()
-            for name, state in self.repos.items():
-                limit = 3 * state.config.interval + 60
-                # An unreachable remote shows at once, not only after the age limit (which is
-                # hours for a webhook-driven repo); a single failed fetch does not.
-                if state.fetch_failures >= FAILED_FETCHES_UNREADY:
-                    stale.append(f"{name}: {state.last_error}")
-                elif state.last_fetch_ok is None:
-                    # Not fetched yet is the git remote's fault only when a fetch failed; else the
-                    # first reconcile has not come yet (or failed before fetching).
-                    stale.append(f"{name}: {state.last_error or 'not fetched yet'}")
-                elif (age := (now - state.last_fetch_ok).total_seconds()) > limit:
-                    stale.append(f"{name}: {state.last_error or f'no fetch for {age:.0f}s (reconciles not running)'}")
-            return "; ".join(stale) or None
+            return "; ".join(f"{name}: {why}" for name, why in self._stale_repos().items()) or None
 
         def backend() -> str | None:
             return self.backend.ready()
@@ -580,9 +597,15 @@ class Daemon:
 
     def start(self, *, workers: int = 2, serve: bool = True) -> None:
         if serve:
-            access = Access.from_config(self.settings.server)  # the API token; refuses a bad token file
+            # The API token (refuses a bad token file) and the runs' tokens.
+            access = Access.from_config(self.settings.server, self.applier.run_tokens)
             app = build_app(
-                self.metrics, self.readiness_checks(), self.extra_routes(), self.liveness_checks(), access=access
+                self.metrics,
+                self.readiness_checks(),
+                self.extra_routes(),
+                self.liveness_checks(),
+                access=access,
+                routers=self.routers(access),
             )
             self._server = HttpServer(app, self.settings.server.host, self.settings.server.port)
             self._server.start()
@@ -609,6 +632,15 @@ class Daemon:
         if self._server is None:
             return None
         return f"http://{self.settings.server.host}:{self._server.port}"
+
+    def address_for_runs(self) -> str | None:
+        """The URL local runs reach this server at (127.0.0.1 when it listens everywhere)."""
+        if self._server is None:
+            return None
+        host = self.settings.server.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"http://{host}:{self._server.port}"
 
     def wake_ticks(self) -> None:
         """The timer's callback: a schedule is due."""
@@ -672,15 +704,46 @@ class Daemon:
         return PrCheckResult(not errors, first_line(errors), to_text(actions), previews, PreviewPolicy.of(base))
 
     def extra_routes(self) -> list[Any]:
-        from reconciler.server.api import api_routes
-        from reconciler.server.pages import page_routes
+        return [*self.forge.routes, *self.routes]
+
+    def routers(self, access: Access | None = None) -> list[Any]:
+        """The API and the dashboard (`access`: how a browser signs in)."""
+        from reconciler.server.api import api_router
+        from reconciler.server.pages import page_router
 
         return [
-            *api_routes(self.store, self.applier, self.trigger),
-            *page_routes(self.store),
-            *self.forge.routes,
-            *self.routes,
+            api_router(self.store, self.applier, self.trigger, self, self.clock),
+            page_router(self.store, self.applier, self, access, self.clock),
         ]
+
+    # --- what the API and the dashboard ask (server.data.DaemonView) ---------------------------
+
+    def repos_live(self) -> list[Any]:
+        from reconciler.server.data import RepoLive
+
+        problems = self._stale_repos()
+        return [
+            RepoLive(
+                name, s.config.url, s.config.branch, s.config.interval, s.head, s.last_fetch_ok, s.last_error,
+                problems.get(name),
+            )
+            for name, s in self.repos.items()
+        ]  # fmt: skip
+
+    def compiled_spec(self, op_key: str) -> dict[str, Any] | None:
+        try:
+            key = OpKey.parse(op_key)
+        except ValueError:
+            return None
+        state = self.repos.get(key.repo)
+        if state is None or state.loaded is None:
+            return None
+        op = state.loaded.desired.ops.get(key)
+        return dict(op.effective) if op is not None else None
+
+    def timezone_of(self, repo: str) -> str:
+        state = self.repos.get(repo)
+        return state.repo_config.timezone if state is not None else "UTC"
 
     def on_push(self, repo: str, _sha: str | None) -> None:
         self.trigger(repo)
@@ -738,6 +801,11 @@ def _describe(item: WorkItem) -> str:
     if isinstance(item, CheckPullRequest):
         return f"pull request {item.repo}#{item.number}"
     return KIND[type(item)]
+
+
+def _plan_row(action: Action) -> dict[str, Any]:
+    run = action.run.name if action.run is not None else action.target
+    return {"action": action.action.value, "op": str(action.op), "run": run, "reason": action.reason}
 
 
 def _error_row(error: Located) -> dict[str, Any]:

@@ -183,6 +183,27 @@ class RunRequest:
 
 
 @dataclass(frozen=True)
+class LogSlice:
+    """A piece of a run's log, as following it reads it: bytes from an offset, the log's size
+    then, and whether the run is done (so nothing more will come)."""
+
+    data: bytes
+    size: int
+    done: bool
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Metric values (name, step or None, value) and outputs a run reported while it ran, as a
+    backend saw them (the local backend reads the run's outputs file as it grows)."""
+
+    run: str
+    metrics: tuple[tuple[str, int | None, float], ...]
+    outputs: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True)
 class StatusTransition:
     """A run moved to `status` (one of Polyaxon's 20) at `at`, observed by a backend.
 

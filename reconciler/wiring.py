@@ -18,6 +18,7 @@ from reconciler.daemon import Daemon, utcnow
 from reconciler.forge_wiring import build_forge_wiring
 from reconciler.metrics import Metrics
 from reconciler.orchestration import Orchestrator, Timer
+from reconciler.runtokens import ENV_TOKEN, ENV_URL, RunTokens
 from reconciler.source import Backoff, GitSource
 from reconciler.tracking import Store
 from reconciler.workqueue import WorkQueue
@@ -82,6 +83,21 @@ def build_daemon(
         clock=clock,
     )
     applier.reporter = forge
+    applier.run_tokens = RunTokens(lambda: store.run_token_key(clock()))
+    if hasattr(backend, "run_env"):
+        # What a run needs to report while it runs (runtokens): its token, and where to send it
+        # (`server.runs_url`, else this daemon's address for local runs once it listens).
+        tokens, configured = applier.run_tokens, settings.server.runs_url
+        local = backend.name == "local"
+
+        def run_env(run_name: str) -> dict[str, str]:
+            env = {ENV_TOKEN: tokens.token(run_name)}
+            url = configured or (holder[0].address_for_runs() if local and holder else None)
+            if url:
+                env[ENV_URL] = url
+            return env
+
+        backend.run_env = run_env
     daemon = Daemon(
         settings,
         store,

@@ -43,6 +43,7 @@ fi
 
 cat <<MSG
 polyaxon-reconciler: watching $REPO (poll every ${INTERVAL}s), local backend, SQLite in $RUN_DIR
+  dashboard: http://127.0.0.1:$PORT/   (API: http://127.0.0.1:$PORT/docs)
   runs:     .venv/bin/reconciler runs list --config $CONFIG
   logs:     .venv/bin/reconciler runs logs <name> --config $CONFIG
   change:   edit $REPO/ops/train.yaml, then: git -C $REPO commit -am "more epochs"

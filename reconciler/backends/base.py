@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from reconciler.model import ObservedObject, RunRequest, StatusTransition
+from reconciler.model import ObservedObject, RunReport, RunRequest, StatusTransition
 
 
 class BackendError(Exception):
@@ -59,8 +59,9 @@ class Backend(Protocol):
         """Remove the run's objects (prune, ttl). Deleting what is gone is not an error."""
         ...
 
-    def observe(self, timeout: float | None = None) -> Iterator[StatusTransition]:
-        """Status transitions as they happen; returns after `timeout` seconds without any."""
+    def observe(self, timeout: float | None = None) -> Iterator[StatusTransition | RunReport]:
+        """Status transitions as they happen (and, from a backend that reads them, what runs
+        report while they run); returns after `timeout` seconds without any."""
         ...
 
     def list_owned(self) -> list[ObservedObject]:

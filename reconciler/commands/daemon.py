@@ -55,6 +55,8 @@ def build_backend(settings: Settings, *, instance: str = "") -> Backend:
             force_conflicts=settings.kubernetes.force_conflicts,
             render_options=RenderOptions(job_ttl_seconds=settings.kubernetes.job_ttl_seconds),
             instance=instance,
+            # Runs' logs outlive their pods here (per daemon, as local runs are).
+            log_dir=Path(settings.data_dir) / "k8s-logs" / (instance or "default"),
         )
     from reconciler.backends.local import LocalBackend, run_user
 

@@ -126,8 +126,8 @@ def show_run(name: str, config: ConfigOption = None, output_format: FormatOption
         typer.echo(f"  {h['at'][:19]}  {h['status']:<14} {h['reason'] or ''} {h['message'] or ''}".rstrip())
 
 
-def _api(settings: Settings, path: str, method: str = "GET") -> tuple[int, str] | None:
-    """Call the daemon's API with the config's bearer token, if one is set (server.token_*)."""
+def _request(settings: Settings, path: str, method: str = "GET") -> urllib.request.Request:
+    """A request to the daemon's API with the config's bearer token, if one is set (server.token_*)."""
     from reconciler.secrets import SecretMissing, read_secret
 
     host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "::") else settings.server.host
@@ -141,7 +141,41 @@ def _api(settings: Settings, path: str, method: str = "GET") -> tuple[int, str] 
         raise typer.Exit(2) from None
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(f"http://{host}:{settings.server.port}{path}", method=method, headers=headers)
+    return urllib.request.Request(f"http://{host}:{settings.server.port}{path}", method=method, headers=headers)
+
+
+def _follow(settings: Settings, name: str, tail: int | None) -> bool:
+    """Print the run's log as the daemon streams it (server-sent events) until the run ends;
+    False when no daemon answers."""
+    path = f"/api/runs/{quote(name, safe='')}/logs?follow=true" + (f"&tail={tail}" if tail else "")
+    try:
+        response = urllib.request.urlopen(_request(settings, path), timeout=60)
+    except urllib.error.HTTPError as e:
+        typer.echo(f"error: the daemon refused: {e.read().decode(errors='replace')}", err=True)
+        raise typer.Exit(1) from None
+    except (urllib.error.URLError, OSError):
+        return False
+    with response:
+        event, data = "", []
+        for raw in response:
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+            elif not line:
+                if event == "log":
+                    sys.stdout.write("\n".join(data) + "\n")
+                    sys.stdout.flush()
+                elif event == "end":
+                    return True
+                event, data = "", []
+    return True
+
+
+def _api(settings: Settings, path: str, method: str = "GET") -> tuple[int, str] | None:
+    """Call the daemon's API with the config's bearer token, if one is set (server.token_*)."""
+    request = _request(settings, path, method)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()
@@ -152,9 +186,19 @@ def _api(settings: Settings, path: str, method: str = "GET") -> tuple[int, str] 
 
 
 @runs_app.command("logs")
-def logs(name: str, config: ConfigOption = None, tail: Annotated[int | None, typer.Option()] = None) -> None:
+def logs(
+    name: str,
+    config: ConfigOption = None,
+    tail: Annotated[int | None, typer.Option()] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
+) -> None:
     """The run's logs (from the daemon; for the local backend, from its log files if no daemon runs)."""
     settings = settings_or_exit(config)
+    if follow:
+        if _follow(settings, name, tail):
+            return
+        typer.echo("error: --follow needs the daemon, and none is answering", err=True)
+        raise typer.Exit(1)
     answer = _api(settings, f"/api/runs/{quote(name, safe='')}/logs" + (f"?tail={tail}" if tail else ""))
     if answer is not None and answer[0] == 200:
         typer.echo(answer[1], nl=False)

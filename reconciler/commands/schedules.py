@@ -10,6 +10,7 @@ import typer
 
 from reconciler.commands.daemon import ConfigOption, settings_or_exit
 from reconciler.commands.runs import FormatOption, _check_format, _store, emit_rows
+from reconciler.views import schedule_row
 
 schedules_app = typer.Typer(help="Schedules registered from the repos.", no_args_is_help=True)
 
@@ -36,28 +37,6 @@ def _timezones(settings: Any, store: Any) -> dict[str, str]:
     return zones
 
 
-def next_ticks(state: Any, tz: str, now: datetime, n: int) -> list[str]:
-    from pydantic import TypeAdapter
-
-    from reconciler.scheduling.ticks import ScheduleError, anchored, from_spec
-    from reconciler.scheduling.ticks import next_ticks as ticks_after
-    from reconciler.spec.schedules import Schedule
-
-    if state.schedule is None:
-        return []
-    try:
-        spec = from_spec(TypeAdapter(Schedule).validate_python(state.schedule), tz)
-    except (ValueError, ScheduleError):
-        return []
-    if spec.kind == "interval" and spec.start_at is None:
-        spec = anchored(spec, state.registered_at or now)
-    after = max(now, state.last_tick_at) if state.last_tick_at else now
-    ticks = ticks_after(spec, after, n)
-    if spec.max_runs is not None:
-        ticks = ticks[: max(0, spec.max_runs - state.run_count)]
-    return [t.astimezone(spec.tz).isoformat() for t in ticks]
-
-
 @schedules_app.command("list")
 def list_schedules(
     config: ConfigOption = None,
@@ -72,20 +51,10 @@ def list_schedules(
     now = datetime.now(UTC)
     try:
         zones = _timezones(settings, store)
-        rows = []
-        for op_key, state in store.schedules(repo):
-            tz = zones.get(op_key.split(":", 1)[0], "UTC")
-            rows.append(
-                {
-                    "op": op_key,
-                    "kind": (state.schedule or {}).get("kind"),
-                    "schedule": state.schedule,
-                    "timezone": tz,
-                    "next_ticks": next_ticks(state, tz, now, ticks),
-                    "runs": state.run_count,
-                    "last_tick": state.last_tick_at.isoformat() if state.last_tick_at else None,
-                }
-            )
+        rows = [
+            schedule_row(op_key, state, zones.get(op_key.split(":", 1)[0], "UTC"), now, ticks)
+            for op_key, state in store.schedules(repo)
+        ]
     finally:
         store.close()
     if emit_rows(rows, output_format, "no schedules"):

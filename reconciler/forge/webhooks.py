@@ -29,7 +29,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -54,32 +53,11 @@ from reconciler.forge.events import (
 )
 from reconciler.forge.secrets import webhook_secret
 from reconciler.forge.verify import Scheme, verify
+from reconciler.jsonlimits import MAX_JSON_DEPTH, json_too_deep
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # GitHub caps payloads at 25 MB; ours are far smaller
-# Forge payloads nest a dozen levels; Python's parser recurses and fails near a thousand.
-MAX_JSON_DEPTH = 64
-
-# Strings (skipped whole, escapes included) and the brackets outside them.
-_JSON_TOKENS = re.compile(rb'"(?:[^"\\]+|\\.)*"|[\[\]{}]')
-
-
-def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Does `body` nest arrays and objects deeper than `limit`? Checked before parsing, in one
-    linear pass, so a signed but hostile body cannot make the parser recurse out of the stack."""
-    depth = 0
-    for match in _JSON_TOKENS.finditer(body):
-        token = match.group()
-        if token in (b"[", b"{"):
-            depth += 1
-            if depth > limit:
-                return True
-        elif token in (b"]", b"}"):
-            depth -= 1
-    return False
-
-
 OnPush = Callable[[str, str | None], None]
 OnPullRequest = Callable[[str, PullRequestEvent], None]
 

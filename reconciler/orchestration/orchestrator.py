@@ -121,6 +121,11 @@ class Orchestrator:
             work += hooks.fire_hooks(self.ctx, transition.run, transition.status, now)
         return work
 
+    def on_report(self, run_name: str, now: dt.datetime) -> Work:
+        """What a run's reported values cause: its parent's per-run stopping policy may stop it
+        (a `metric_early_stopping` with a `policy`, judged on the siblings' values)."""
+        return tree.judge_child(self.ctx, run_name, now)
+
     def resume(self, now: dt.datetime) -> Work:
         """Re-drive what a crash may have interrupted; safe to call at any time.
 

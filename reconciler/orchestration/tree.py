@@ -41,6 +41,7 @@ from reconciler.orchestration.specs import (
 from reconciler.orchestration.work import NewRun, StatusUpdate, Work
 from reconciler.render.templates import param_values
 from reconciler.scheduling.dag import DagError, NodeState, graph_from_spec, next_step
+from reconciler.scheduling.early_stopping import stop_trial
 from reconciler.scheduling.matrix import MatrixError, Trial, effective_seed, progress
 from reconciler.scheduling.refs import RefError
 from reconciler.spec.compose import ComposeError
@@ -284,6 +285,32 @@ def _advance_matrix(
     return work
 
 
+def judge_child(ctx: Context, child: str, now: dt.datetime) -> Work:
+    """Stop an active DAG op or trial that its parent's stopping policy judges too poor, on the
+    values it and its siblings reported so far (`scheduling.early_stopping.stop_trial`)."""
+    run = ctx.store.run(child)
+    if run is None or run.parent is None or not is_active(run.status) or run.cause not in (Cause.DAG, Cause.MATRIX):
+        return Work()
+    parent = ctx.store.run(run.parent)
+    if parent is None or is_done(parent.status) or not parent.spec:
+        return Work()
+    try:
+        model = Polyaxonfile.model_validate(parent.spec)
+        holder = model.matrix if run.cause == Cause.MATRIX else model.run
+    except ValidationError:
+        return Work()
+    rules = [r for r in getattr(holder, "early_stopping", None) or () if getattr(r, "policy", None) is not None]
+    if not rules:
+        return Work()
+    siblings = {r.name: str(r.status) for r, _ in ctx.store.children(parent.name, Cause(run.cause))}
+    series = {rule.metric: ctx.store.metric_of_runs(list(siblings), rule.metric) for rule in rules}
+    verdict = stop_trial(rules, child, series, siblings)
+    if verdict is None:
+        return Work()
+    log.info("early stopping %s: %s", child, verdict.message)
+    return Work(updates=(StatusUpdate(child, Status.STOPPING, verdict.reason, verdict.message),), stops=(child,))
+
+
 def active_children(ctx: Context, parent: str) -> tuple[str, ...]:
     """Children still active, to stop when their parent ended (stopped by hand, or failed)."""
     return tuple(
@@ -294,4 +321,13 @@ def active_children(ctx: Context, parent: str) -> tuple[str, ...]:
     )
 
 
-__all__ = ["Context", "active_children", "advance", "advance_parent", "begin", "launch", "prefetch_outputs"]
+__all__ = [
+    "Context",
+    "active_children",
+    "advance",
+    "advance_parent",
+    "begin",
+    "judge_child",
+    "launch",
+    "prefetch_outputs",
+]

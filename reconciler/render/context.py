@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,9 @@ class Context:
     spec: dict[str, Any]  # the `run` section with templates filled
     termination: dict[str, Any]
     env_params: dict[str, str]  # params with `toEnv`: env var name -> value
+    # What the backend gives every main container beyond the spec (the run's report token and the
+    # daemon's URL); empty when rendering for a reader (`reconciler render`).
+    run_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -60,7 +64,7 @@ class Context:
         }
 
 
-def build(run: RunRequest, options: RenderOptions) -> Context:
+def build(run: RunRequest, options: RenderOptions, run_env: Mapping[str, str] | None = None) -> Context:
     effective = run.effective
     run_section = effective.get("run")
     if not isinstance(run_section, dict):
@@ -86,4 +90,5 @@ def build(run: RunRequest, options: RenderOptions) -> Context:
         spec=templates.fill(run_section, context),
         termination=templates.fill(effective.get("termination") or {}, context),
         env_params=env_params,
+        run_env=dict(run_env or {}),
     )

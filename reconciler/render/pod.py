@@ -150,6 +150,9 @@ def pod(
     if not isinstance(main_spec, dict) or not main_spec:
         raise RenderError("a replica has no container to run")
     main = objects.container(main_spec, main_name)
+    if ctx.run_env:  # ours, over the spec's (a run cannot be handed another run's token)
+        main["env"] = [e for e in main.get("env", []) if not (isinstance(e, dict) and e.get("name") in ctx.run_env)]
+        objects.add_env(main, [{"name": k, "value": v} for k, v in ctx.run_env.items()])
     objects.add_env(main, [{"name": k, "value": v} for k, v in ctx.env_params.items()])
     _with_connections(ctx, main, [str(c) for c in replica.get("connections") or []])
     containers = [main]

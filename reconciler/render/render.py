@@ -6,7 +6,7 @@ Pure: the same run and options give the same objects, with no call to any cluste
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconciler.model import RunRequest
@@ -40,8 +40,11 @@ NOT_RENDERED = {
 }
 
 
-def render(run: RunRequest, options: RenderOptions | None = None) -> list[dict[str, Any]]:
-    """The manifests of `run`, in the order they should be applied."""
+def render(
+    run: RunRequest, options: RenderOptions | None = None, run_env: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The manifests of `run`, in the order they should be applied; `run_env` is set in every
+    main container (over the spec's own values of those names)."""
     kind = run.kind or str((run.effective.get("run") or {}).get("kind") or "")
     if kind in NOT_RENDERED:
         raise RenderError(f"{kind}: {NOT_RENDERED[kind]}")
@@ -49,6 +52,6 @@ def render(run: RunRequest, options: RenderOptions | None = None) -> list[dict[s
     if renderer is None:
         raise RenderError(f"no renderer for run kind {kind!r}")
     try:
-        return renderer(build(run, options or RenderOptions()))
+        return renderer(build(run, options or RenderOptions(), run_env))
     except RenderError as e:
         raise RenderError(f"{run.op}: {e}") from None

@@ -115,7 +115,8 @@ class BoundedH11Protocol(H11Protocol):
         log.info("closed a connection from %s: request %s not received within %gs", client, self._phase, seconds)
         # No answer under way (none yet, or the previous request's is complete): say why.
         if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
-            self.transport.write(_response(408, "Request Timeout", '{"error": "request not received in time"}'))
+            body = '{"error": "request not received in time", "detail": null}'
+            self.transport.write(_response(408, "Request Timeout", body))
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True
             self.cycle.message_event.set()
@@ -127,7 +128,7 @@ class BoundedH11Protocol(H11Protocol):
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
             _REFUSED.note(f"refused a connection: {self.limits.max_connections} are open")
-            transport.write(_response(503, "Service Unavailable", '{"error": "too many connections"}'))
+            transport.write(_response(503, "Service Unavailable", '{"error": "too many connections", "detail": null}'))
             transport.close()
             return
         self._arm("headers", self.limits.header_timeout)

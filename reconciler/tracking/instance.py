@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid as uuidlib
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from reconciler.tracking.db import Database, table
@@ -28,4 +28,23 @@ class InstanceMixin(Database):
                 values = {"key": "instance", "id": str(uuidlib.uuid4()), "created_at": now}
                 self.insert_ignore(s, Instance, values, ["key"])
                 found = s.execute(select(c.id).where(c.key == "instance")).scalar_one()
+            return str(found)
+
+    def run_token_key(self, now: dt.datetime, session: Session | None = None) -> str:
+        """The key run tokens are derived from (hex, 32 random bytes), made on first use; every
+        replica over this database reads the same one."""
+        import secrets
+
+        c = table(Instance).c
+        with self._tx(session) as s:
+            self.instance_id(now, session=s)
+            found = s.execute(select(c.run_token_key).where(c.key == "instance").with_for_update()).scalar_one()
+            if found is None:
+                found = secrets.token_hex(32)
+                s.execute(
+                    update(table(Instance))
+                    .where(c.key == "instance", c.run_token_key.is_(None))
+                    .values(run_token_key=found)
+                )
+                found = s.execute(select(c.run_token_key).where(c.key == "instance")).scalar_one()
             return str(found)

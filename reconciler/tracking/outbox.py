@@ -209,11 +209,15 @@ class OutboxMixin(Database):
             result: CursorResult[Any] = s.connection().execute(stmt)
             return int(result.rowcount)
 
-    def outbox(self, sha: str | None = None, session: Session | None = None) -> list[OutboxEntry]:
-        """All outbox rows (of one sha), in insertion order: for the read API and tests."""
+    def outbox(
+        self, sha: str | None = None, session: Session | None = None, *, repo: str | None = None
+    ) -> list[OutboxEntry]:
+        """All outbox rows (of one sha, of one repo), in insertion order: for the read API and tests."""
         c = _t(OutboxEntry).c
         stmt = select(OutboxEntry).order_by(c.id)
         if sha is not None:
             stmt = stmt.where(c.sha == sha)
+        if repo is not None:
+            stmt = stmt.where(c.repo == repo)
         with self._read(session) as s:
             return list(s.execute(stmt).scalars())

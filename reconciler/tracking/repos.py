@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from reconciler.model import OpKey
@@ -47,11 +47,14 @@ class ReposMixin(Database):
         *,
         valid: bool | None = None,
         errors: Iterable[Mapping[str, Any]] = (),
+        plan: Iterable[Mapping[str, Any]] | None = None,
         session: Session | None = None,
     ) -> GitCommit:
         """Record a commit seen on `branch`; a later call with a validation result updates it.
 
-        `errors` are located errors, `{"file": ..., "line": ..., "message": ...}` each.
+        `errors` are located errors, `{"file": ..., "line": ..., "message": ...}` each. `plan` is
+        what the reconcile that applied the commit decided: kept from the first reconcile that
+        gives one (later reconciles of the same commit change little and would hide it).
         """
         error_list = [dict(e) for e in errors]
         with self._tx(session) as s:
@@ -78,9 +81,56 @@ class ReposMixin(Database):
             if valid is not None:
                 # Applying a commit again (a force-push back to it) makes it the last applied.
                 commit.valid, commit.errors, commit.recorded_at = valid, error_list, now
+                if plan is not None and commit.plan is None:
+                    commit.plan = [dict(p) for p in plan]
                 s.add(commit)
                 s.flush()
             return commit
+
+    def repos(self, session: Session | None = None) -> list[Repo]:
+        with self._read(session) as s:
+            return list(s.execute(select(Repo).order_by(_t(Repo).c.name)).scalars())
+
+    def commits(
+        self,
+        repo: str,
+        *,
+        since: dt.datetime | None = None,
+        valid: bool | None = None,
+        before: tuple[dt.datetime, int] | None = None,
+        limit: int | None = None,
+        session: Session | None = None,
+    ) -> list[GitCommit]:
+        """The repo's commits, most recently recorded first; `before` (recorded_at, id) pages."""
+        c = _t(GitCommit).c
+        stmt = (
+            select(GitCommit)
+            .join(Repo)
+            .where(_t(Repo).c.name == repo)
+            .order_by(c.recorded_at.desc(), c.id.desc())
+            .limit(limit)
+        )
+        if since is not None:
+            stmt = stmt.where(c.recorded_at >= since)
+        if valid is not None:
+            stmt = stmt.where(c.valid.is_(valid))
+        if before is not None:
+            at, commit_id = before
+            stmt = stmt.where(or_(c.recorded_at < at, and_(c.recorded_at == at, c.id < commit_id)))
+        with self._read(session) as s:
+            return list(s.execute(stmt).scalars())
+
+    def commit_by_prefix(self, repo: str, prefix: str, session: Session | None = None) -> list[GitCommit]:
+        """Commits of `repo` whose sha starts with `prefix` (at most two: one is a match)."""
+        c = _t(GitCommit).c
+        stmt = (
+            select(GitCommit)
+            .join(Repo)
+            .where(_t(Repo).c.name == repo, c.sha.startswith(prefix, autoescape=True))
+            .limit(2)
+        )
+        with self._read(session) as s:
+            return list(s.execute(stmt).scalars())
 
     def commit(self, repo: str, sha: str, session: Session | None = None) -> GitCommit | None:
         with self._read(session) as s:

@@ -32,6 +32,8 @@ from reconciler.tracking.tables import (
     OrchestratedRun,
     Repo,
     Run,
+    RunMetric,
+    RunOutput,
     ScheduleTick,
     StatusChange,
 )
@@ -414,9 +416,18 @@ class RunsMixin(ReposMixin):
         name: str | None = None,
         top_level: bool = False,
         limit: int | None = None,
+        cause: str | None = None,
+        since: dt.datetime | None = None,
+        parent: str | None = None,
+        commit: str | None = None,
+        statuses: Iterable[str] | None = None,
+        before: tuple[dt.datetime, int] | None = None,
         session: Session | None = None,
     ) -> list[tuple[Run, str]]:
-        """Runs with their operation key, newest first; `top_level` leaves out DAG ops and trials."""
+        """Runs with their operation key, newest first; `top_level` leaves out DAG ops and trials.
+
+        `since` keeps runs created at or after it; `before` (created_at, id) of the last run of a
+        page gives the next page (keyset pagination, served by the creation-order index)."""
         r, o = _t(Run).c, _t(Operation).c
         stmt = select(Run, o.op_key).join(Operation).order_by(r.created_at.desc(), r.id.desc()).limit(limit)
         if repo is not None:
@@ -429,6 +440,19 @@ class RunsMixin(ReposMixin):
             stmt = stmt.where(r.name == name)
         if top_level:
             stmt = stmt.where(r.parent.is_(None))
+        if cause is not None:
+            stmt = stmt.where(r.cause == cause)
+        if since is not None:
+            stmt = stmt.where(r.created_at >= since)
+        if parent is not None:
+            stmt = stmt.where(r.parent == parent)
+        if commit is not None:
+            stmt = stmt.where(r.commit_sha == commit)
+        if statuses is not None:
+            stmt = stmt.where(r.status.in_(sorted(str(s) for s in statuses)))
+        if before is not None:
+            at, run_id = before
+            stmt = stmt.where(or_(r.created_at < at, and_(r.created_at == at, r.id < run_id)))
         with self._read(session) as s:
             return [(row[0], str(row[1])) for row in s.execute(stmt)]
 
@@ -469,6 +493,20 @@ class RunsMixin(ReposMixin):
         )
         with self._read(session) as s:
             return [(run, row) for run, row in s.execute(stmt).all()]
+
+    def child_runs(self, parent: str, session: Session | None = None) -> list[tuple[Run, str, OrchestratedRun | None]]:
+        """Every child of `parent` (DAG ops, trials, hooks, retries of them) with its operation key
+        and detail row: trials by index, the rest in creation order."""
+        r, o, op = _t(Run).c, _t(OrchestratedRun).c, _t(Operation).c
+        stmt = (
+            select(Run, op.op_key, OrchestratedRun)
+            .join(Operation, op.id == r.operation_id)
+            .outerjoin(OrchestratedRun, o.run_id == r.id)
+            .where(r.parent == parent)
+            .order_by(o.trial_index, r.id)
+        )
+        with self._read(session) as s:
+            return [(run, str(key), detail) for run, key, detail in s.execute(stmt).all()]
 
     def request_of(self, run: Run, session: Session | None = None) -> RunRequest:
         """The request a recorded run was made from (to start it again after a crash)."""
@@ -681,6 +719,8 @@ class RunsMixin(ReposMixin):
             conn.execute(update(ct).where(ct.c.run_id.in_(ids)).values(run_id=None))
             conn.execute(delete(_t(StatusChange)).where(_t(StatusChange).c.run_id.in_(ids)))
             conn.execute(delete(_t(OrchestratedRun)).where(_t(OrchestratedRun).c.run_id.in_(ids)))
+            conn.execute(delete(_t(RunMetric)).where(_t(RunMetric).c.run_id.in_(ids)))
+            conn.execute(delete(_t(RunOutput)).where(_t(RunOutput).c.run_id.in_(ids)))
             result: CursorResult[Any] = conn.execute(delete(r).where(r.c.id.in_(ids)))
             return int(result.rowcount)
 

@@ -24,21 +24,26 @@ from __future__ import annotations
 
 from reconciler.tracking.instance import InstanceMixin
 from reconciler.tracking.outbox import OutboxMixin
+from reconciler.tracking.reports import MAX_POINTS_PER_RUN, Point, ReportLimit, ReportsMixin, SeriesPoint
 from reconciler.tracking.runs import CreatedRun, LatestStatus, preview_cause, preview_cause_prefix, run_uuid
 from reconciler.tracking.schedules import DueTick, SchedulesMixin
 from reconciler.tracking.subscriptions import PendingEvent, SubscriptionsMixin
 from reconciler.tracking.webhooks import WebhooksMixin
 
 
-class Store(SchedulesMixin, SubscriptionsMixin, OutboxMixin, WebhooksMixin, InstanceMixin):
+class Store(SchedulesMixin, SubscriptionsMixin, OutboxMixin, WebhooksMixin, InstanceMixin, ReportsMixin):
     """Tracking database access; one per process, safe to share between threads."""
 
 
 __all__ = [
+    "MAX_POINTS_PER_RUN",
     "CreatedRun",
     "DueTick",
     "LatestStatus",
     "PendingEvent",
+    "Point",
+    "ReportLimit",
+    "SeriesPoint",
     "Store",
     "preview_cause",
     "preview_cause_prefix",

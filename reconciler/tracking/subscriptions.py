@@ -93,6 +93,20 @@ class SubscriptionsMixin(RunsMixin):
         with self._read(session) as s:
             return list(s.execute(stmt).scalars())
 
+    def subscription_links(self, op_key: str, session: Session | None = None) -> list[tuple[str, str, list[str]]]:
+        """(subscriber, source, kinds) of every subscription `op_key` takes part in, either side."""
+        c = _t(Subscription).c
+        sub, src = _t(Operation).alias("subscriber_op"), _t(Operation).alias("source_op")
+        stmt = (
+            select(sub.c.op_key, src.c.op_key, c.kinds)
+            .join(sub, sub.c.id == c.operation_id)
+            .join(src, src.c.id == c.source_operation_id)
+            .where(or_(sub.c.op_key == op_key, src.c.op_key == op_key))
+            .order_by(c.id)
+        )
+        with self._read(session) as s:
+            return [(str(a), str(b), list(k or [])) for a, b, k in s.execute(stmt)]
+
     def pending_events(
         self, subscription_id: int, limit: int | None = None, session: Session | None = None
     ) -> list[PendingEvent]:

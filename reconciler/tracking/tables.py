@@ -76,6 +76,9 @@ class GitCommit(SQLModel, table=True):
     # None until validated; errors are [{"file", "line", "message"}] located in the repo.
     valid: bool | None = Field(default=None)
     errors: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON, nullable=False)
+    # Added in revision 0006: what the reconcile that applied this commit decided, one
+    # {"action", "op", "run", "reason"} per operation (noops included); None before 0006.
+    plan: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON)
 
 
 class Operation(SQLModel, table=True):
@@ -346,6 +349,34 @@ class Instance(SQLModel, table=True):
     key: str = Field(default="instance", primary_key=True, max_length=16)  # one row: "instance"
     id: str = Field(max_length=36)
     created_at: dt.datetime = _required_utc()
+    # Added in revision 0006: the key run tokens (POLYAXON_RUN_TOKEN) are derived from, made on
+    # first use; shared by replicas of one database, so any of them accepts a run's reports.
+    run_token_key: str | None = Field(default=None, max_length=64)
+
+
+class RunMetric(SQLModel, table=True):
+    """One value a run reported for a metric while it ran (or at its end), in arrival order."""
+
+    __tablename__ = "run_metric"
+    __table_args__ = (Index("ix_run_metric_run_name", "run_id", "name", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(sa_column=Column(Integer, ForeignKey("run.id", ondelete="CASCADE"), nullable=False))
+    name: str = Field(max_length=255)
+    step: int | None = Field(default=None, sa_type=BigInteger)
+    value: float
+    at: dt.datetime = _required_utc()
+
+
+class RunOutput(SQLModel, table=True):
+    """The latest value a run reported for one of its outputs (a later report replaces it)."""
+
+    __tablename__ = "run_output"
+
+    run_id: int = Field(sa_column=Column(Integer, ForeignKey("run.id", ondelete="CASCADE"), primary_key=True))
+    name: str = Field(max_length=255, primary_key=True)
+    value: Any = Field(default=None, sa_type=JSON, nullable=True)
+    updated_at: dt.datetime = _required_utc()
 
 
 ALL_TABLES = (
@@ -363,4 +394,6 @@ ALL_TABLES = (
     Subscriber,
     OrchestratedRun,
     Instance,
+    RunMetric,
+    RunOutput,
 )

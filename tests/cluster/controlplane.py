@@ -40,6 +40,9 @@ from tests.cluster.poll import WaitTimeout, wait_for
 HERE = Path(__file__).parent
 CRD_DIR = HERE / "crds"
 KWOK_STAGE_DIR = HERE / "kwok"
+KWOK_CRD_DIR = HERE / "kwok-crds"
+# What every pod prints until a test gives it a log of its own (kwok's ClusterLogs, `_default_logs`).
+DEFAULT_POD_LOG = "simulated log of a kwok pod"
 
 FAKE_NODE_NAME = "kwok-node-0"
 # Labelling a pod with this makes kwok fail it (tests/cluster/kwok/pod-fail.yaml).
@@ -220,7 +223,7 @@ class ControlPlane:
         # The rest only need the apiserver; starting them together saves their start-up times.
         self._start_controller_manager(pki)
         self._start_scheduler()
-        self._start_kwok()
+        self._start_kwok(pki)
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE  # self-signed serving certs of KCM and scheduler
@@ -231,11 +234,12 @@ class ControlPlane:
             context=insecure,
         )
         self._wait_http("kube-scheduler", f"https://127.0.0.1:{port['scheduler']}/healthz", context=insecure)
-        self._wait_http("kwok", f"http://127.0.0.1:{port['kwok']}/healthz")
+        self._wait_http("kwok", f"https://127.0.0.1:{port['kwok']}/healthz", context=insecure)
 
         with contextlib.closing(self.api_client()) as api:
             self._create_fake_node(api)
             wait_service_account(api, "default")
+            install_crds(api, sorted(KWOK_CRD_DIR.glob("*.yaml")))  # kwok's own, for pod logs
             if self.crd_dir is not None:
                 install_crds(api, sorted(self.crd_dir.glob("*.yaml")))
 
@@ -306,6 +310,8 @@ class ControlPlane:
                 "--endpoint-reconciler-type=none",
                 f"--watch-cache={'true' if self.watch_cache else 'false'}",
                 "--profiling=false",
+                # pods/log is proxied to the node's kubelet (kwok's server) at its InternalIP.
+                "--kubelet-preferred-address-types=InternalIP",
             ],
         )
 
@@ -343,10 +349,32 @@ class ControlPlane:
             ],
         )
 
-    def _start_kwok(self) -> None:
+    def _default_logs(self) -> Path:
+        """kwok's config giving every pod a log (ClusterLogs) until a test names its own (a `Logs`
+        object, see tests/cluster/pod_logs.py): one line, in the CRI format kwok reads."""
+        assert self.dir is not None
+        logs = self.dir / "kwok-logs"
+        logs.mkdir(exist_ok=True)
+        default = logs / "default.log"
+        default.write_text(f"2026-01-01T00:00:00.000000001Z stdout F {DEFAULT_POD_LOG}\n")
+        config = self.dir / "kwok-cluster-logs.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kwok.x-k8s.io/v1alpha1",
+                    "kind": "ClusterLogs",
+                    "metadata": {"name": "default"},
+                    "spec": {"logs": [{"containers": [], "logsFile": str(default), "follow": False}]},
+                }
+            )
+        )
+        return config
+
+    def _start_kwok(self, pki: pki_mod.Pki) -> None:
         stages = sorted(self.stage_dir.glob("*.yaml"))
         if not stages:
             raise ControlPlaneError(f"no kwok stages in {self.stage_dir}")
+        stages.append(self._default_logs())
         self._launch(
             "kwok",
             [
@@ -359,6 +387,13 @@ class ControlPlane:
                 "--cidr=10.244.0.0/16",
                 "--node-ip=127.0.0.1",
                 f"--server-address=127.0.0.1:{self._ports['kwok']}",
+                # The fake node's kubelet endpoint: the API server's pods/log reaches kwok here, over
+                # TLS (the API server always speaks HTTPS to kubelets), and kwok serves each pod's
+                # log from the file its `Logs` object names (tests write those; see `pod_logs`).
+                f"--node-port={self._ports['kwok']}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                "--enable-crds=Logs",
             ],
         )
 

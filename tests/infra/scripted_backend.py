@@ -107,6 +107,10 @@ class ScriptedBackend:
     def logs(self, run_name: str, tail: int | None = None) -> str:
         return ""
 
+    def ready(self) -> str | None:
+        """Scripted: always answers (what `/readyz` asks the real backends)."""
+        return None
+
     def close(self) -> None:
         self._closed.set()
         self._events.put(None)

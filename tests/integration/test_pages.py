@@ -71,7 +71,7 @@ def test_run_page_shows_the_run_and_its_history(served: str) -> None:
     code, body = fetch(f"{served}/runs/train-1")
     assert code == 200
     assert "Run train-1" in body and "ml:ops/train.yaml#train" in body
-    history = body.split("<h2>History</h2>", 1)[1]
+    history = body.split('id="history-h">History</h2>', 1)[1]
     assert history.index("created") < history.index("running") and "attempt 1" in history
     assert fetch(f"{served}/runs/nope")[0] == 404
 

@@ -33,7 +33,17 @@ BAD: list[tuple[str, str]] = [
     ("/api/runs/{run}?verbose=1", "unknown query parameter 'verbose'"),
     ("/api/runs/{run}/logs?tail=abc", "tail: must be an integer"),
     ("/api/runs/{run}/logs?tail=1e3", "tail: must be an integer"),
-    ("/api/runs/{run}/logs?tail=5&follow=1", "unknown query parameter 'follow'"),
+    ("/api/runs/{run}/logs?tail=5&since=1", "unknown query parameter 'since'"),
+    ("/api/runs/{run}/logs?follow=yes", "follow: must be true or false"),
+    ("/api/runs?cause=bogus", "cause: not a run cause"),
+    ("/api/runs?since=yesterday", "since: not an ISO 8601 time"),
+    ("/api/runs?cursor=%%%", "cursor: not a cursor this server gave"),
+    ("/api/runs?cursor=WyJ4Il0", "cursor: not a cursor this server gave"),
+    ("/api/ops?status=bogus", "status: not a run status"),
+    ("/api/repos?limit=x", "limit: must be an integer"),
+    ("/api/repos/models/commits?valid=maybe", "valid: must be true or false"),
+    ("/api/schedules?since=2026-01-01", "unknown query parameter 'since'"),
+    ("/api/runs/{run}/children?limit=abc", "limit: must be an integer"),
 ]
 
 
@@ -70,7 +80,9 @@ def test_every_bad_query_parameter_is_a_400_with_a_json_error(
     for tail, expected in [("1", "line 3\n"), ("-5", "line 3\n"), ("99999999999999999999", "line 1\nline 2\nline 3\n")]:
         answer = daemon.get(f"/api/runs/{run['name']}/logs?tail={tail}")
         assert answer == (200, expected), (tail, answer)
-    assert daemon.get("/api/runs/no-such-run/logs?tail=2") == (404, '{"error": "no run named no-such-run"}')
+    missing = daemon.get("/api/runs/no-such-run/logs?tail=2")
+    assert missing is not None and missing[0] == 404
+    assert json.loads(missing[1]) == {"error": "no run named no-such-run", "detail": {"run": "no-such-run"}}
     log = daemon.log_text()
     assert "Traceback" not in log and "Exception in ASGI" not in log, daemon.log_tail()
 

@@ -89,6 +89,8 @@ def test_a_job_printing_its_environment_shows_none_of_the_daemons_secrets(
     assert set(names) - {"PWD", "SHLVL", "_", "OLDPWD"} == {
         "DECLARED", "HOME", "LANG", "PATH", "TZ",
         "POLYAXON_RUN_ARTIFACTS_PATH", "POLYAXON_RUN_NAME", "POLYAXON_RUN_OUTPUTS_PATH", "POLYAXON_RUN_UUID",
+        # The run's own report token and where to report (README: reporting from a run).
+        "POLYAXON_RUN_TOKEN", "POLYAXON_RECONCILER_URL",
     }  # fmt: skip
     assert "declared=[REDACTED]" in lines  # a loaded secret is redacted from run logs served by the API
     home = local_run_dir(data_dir, run["name"]) / "home"

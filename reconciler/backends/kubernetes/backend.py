@@ -21,9 +21,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from kubernetes.client import ApiClient
@@ -31,6 +32,7 @@ from kubernetes.client import ApiClient
 from reconciler.backends.base import PermanentBackendError, TransientBackendError
 from reconciler.backends.kubernetes.client import APPLY, MERGE, ApiError, Client
 from reconciler.backends.kubernetes.informer import Informer
+from reconciler.backends.kubernetes.logs import PodLogs
 from reconciler.backends.kubernetes.resources import (
     BY_KEY,
     LONG_RUNNING_KINDS,
@@ -117,6 +119,7 @@ class KubernetesBackend:
         start: bool = True,
         instance: str = "",
         request_timeout: float = 30.0,
+        log_dir: Path | None = None,
     ) -> None:
         """`namespace`: the namespace runs go to, or several (each watched on its own, so rights
         per namespace are enough); None watches every namespace (needs cluster-wide rights).
@@ -124,14 +127,21 @@ class KubernetesBackend:
         `instance` is the daemon's identity: objects are labelled with it, and objects another
         daemon labelled are neither listed, adopted, stopped nor pruned (objects without the label,
         made by releases before it, count as this daemon's). `request_timeout` bounds each API
-        call, its retries included."""
+        call, its retries included. `log_dir` keeps each run's logs (all its pods') once it ends
+        (`logs.PodLogs`)."""
         self.client = Client(api_client, timeout=request_timeout)
         if namespace is None:
             self.namespaces: tuple[str, ...] | None = None
         else:
             self.namespaces = (namespace,) if isinstance(namespace, str) else tuple(dict.fromkeys(namespace))
+        self.pod_logs = PodLogs(self.client, log_dir)
+        self._archiving: queue.Queue[tuple[str, list[str]] | None] = queue.Queue()
+        self._archiver: threading.Thread | None = None
         self.instance = instance
         self.render_options = dataclasses.replace(render_options or RenderOptions(), instance=instance)
+        # Each run's report token and the daemon's URL (set by the daemon's wiring), in every main
+        # container: computed at render time, never kept in the run's record.
+        self.run_env: Callable[[str], Mapping[str, str]] | None = None
         self.force_conflicts = force_conflicts
         self.self_heal = self_heal
         self.clock = clock
@@ -171,6 +181,9 @@ class KubernetesBackend:
         return [i for (_, key), i in self._informers.items() if key == resource.key]
 
     def start(self, sync_timeout: float = 30.0) -> None:
+        if self.pod_logs.directory is not None and self._archiver is None:
+            self._archiver = threading.Thread(target=self._archive_ended, name="k8s-logs", daemon=True)
+            self._archiver.start()
         for informer in self.informers():
             informer.start()
         deadline = time.monotonic() + sync_timeout
@@ -181,6 +194,10 @@ class KubernetesBackend:
     def close(self) -> None:
         for informer in self.informers():
             informer.stop()
+        if self._archiver is not None:
+            self._archiving.put(None)
+            self._archiver.join(timeout=10)
+            self._archiver = None
 
     def _mine(self, obj: dict[str, Any]) -> bool:
         owner = _labels(obj).get(LABEL_INSTANCE)
@@ -192,6 +209,9 @@ class KubernetesBackend:
 
     # --- writes -------------------------------------------------------------------------------
 
+    def _run_env(self, run_name: str) -> dict[str, str]:
+        return dict(self.run_env(run_name)) if self.run_env is not None else {}
+
     def _render(self, run: RunRequest) -> list[dict[str, Any]]:
         if self.namespaces is not None and run.namespace not in self.namespaces:
             managed = ", ".join(repr(n) for n in self.namespaces)
@@ -199,7 +219,7 @@ class KubernetesBackend:
                 f"run {run.name} is for namespace {run.namespace!r}; this backend manages {managed} only"
             )
         try:
-            manifests = render(run, self.render_options)
+            manifests = render(run, self.render_options, self._run_env(run.name))
         except RenderError as e:
             raise PermanentBackendError(str(e), status="failed") from e
         for manifest in manifests:
@@ -391,6 +411,7 @@ class KubernetesBackend:
 
     def stop(self, run_name: str) -> None:
         objects = self._objects_of(run_name)
+        self._archive_now(run_name, objects)  # before its pods go
         with self._lock:
             self._long_running.pop(run_name, None)
             self._removing.add(run_name)
@@ -421,6 +442,7 @@ class KubernetesBackend:
         with self._lock:
             self._long_running.pop(run_name, None)
             self._removing.add(run_name)
+        self.pod_logs.forget(run_name)  # the run's objects go, and what was kept of them
         for resource, obj in self._objects_of(run_name):
             meta = _meta(obj)
             try:
@@ -447,6 +469,8 @@ class KubernetesBackend:
                 repeat = self._last.get(transition.run) == transition.status and transition.reason != "Drift"
                 self._last[transition.run] = transition.status
                 if transition.status in FINAL:
+                    if not repeat:
+                        self._archive_later(transition.run)
                     self._forget(transition.run)
                 if not repeat:
                     yield transition
@@ -550,7 +574,7 @@ class KubernetesBackend:
         healed = False
         if heal:
             try:
-                self._apply(run, render(run, self.render_options), force=True)
+                self._apply(run, render(run, self.render_options, self._run_env(run.name)), force=True)
                 healed, detail = True, "re-applied"
             except (PermanentBackendError, TransientBackendError, RenderError) as e:
                 detail = f"re-apply failed: {e}"
@@ -602,23 +626,42 @@ class KubernetesBackend:
     def missing_apis(self) -> list[Resource]:
         return list({i.resource.key: i.resource for i in self.informers() if i.missing}.values())
 
+    # --- logs (logs.PodLogs: every container of every pod, archived when the run ends) ------------
+
+    def _namespaces(self, objects: list[tuple[Resource, dict[str, Any]]]) -> list[str]:
+        return sorted({_meta(o)["namespace"] for _, o in objects})
+
     def logs(self, run_name: str, tail: int | None = None) -> str:
-        namespaces = sorted({_meta(o)["namespace"] for _, o in self._objects_of(run_name)})
-        texts: list[str] = []
-        for namespace in namespaces:
-            query: dict[str, Any] = {"labelSelector": f"{LABEL_RUN}={run_name}"}
-            pods = self.client.request("GET", f"/api/v1/namespaces/{namespace}/pods", verb="LIST", query=query)
-            for pod in pods.get("items") or []:
-                name = _meta(pod)["name"]
-                container = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name", "")
-                log_query: dict[str, Any] = {"container": container}
-                if tail is not None:
-                    log_query["tailLines"] = tail
-                try:
-                    texts.append(self.client.text(f"/api/v1/namespaces/{namespace}/pods/{name}/log", log_query))
-                except (ApiError, TransientBackendError) as e:  # best effort: the pod may be gone
-                    texts.append(f"[logs of {name} unavailable: {e}]")
-        return "".join(texts)
+        try:
+            return self.pod_logs.text(run_name, self._namespaces(self._objects_of(run_name)), tail)
+        except ApiError as e:
+            raise TransientBackendError(f"logs of {run_name}: {e}") from e
+
+    def read_log(self, run_name: str, offset: int, limit: int) -> tuple[bytes, int]:
+        """Up to `limit` bytes of the run's log from `offset`, and its size now (following it)."""
+        try:
+            return self.pod_logs.read(run_name, self._namespaces(self._objects_of(run_name)), offset, limit)
+        except ApiError as e:
+            raise TransientBackendError(f"logs of {run_name}: {e}") from e
+
+    def _archive_now(self, run_name: str, objects: list[tuple[Resource, dict[str, Any]]]) -> None:
+        try:
+            self.pod_logs.archive(run_name, self._namespaces(objects))
+        except Exception:  # the logs are worth a try, never a failed stop
+            log.warning("the logs of run %s could not be archived", run_name, exc_info=True)
+
+    def _archive_later(self, run_name: str) -> None:
+        if self._archiver is not None:
+            self._archiving.put((run_name, self._namespaces(self._objects_of(run_name))))
+
+    def _archive_ended(self) -> None:
+        """Archive the logs of runs that ended, one at a time, off the observer's path."""
+        while (item := self._archiving.get()) is not None:
+            run_name, namespaces = item
+            try:
+                self.pod_logs.archive(run_name, namespaces)
+            except Exception:
+                log.warning("the logs of run %s could not be archived", run_name, exc_info=True)
 
 
 __all__ = ["BY_KEY", "FIELD_MANAGER", "ConflictError", "Drift", "KubernetesBackend"]

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,11 +34,11 @@ from reconciler.backends.base import PermanentBackendError, TransientBackendErro
 from reconciler.backends.local import lifecycle
 from reconciler.backends.local.launch import BASE_ENV, DEFAULT_PATH, LaunchSpec, build_launch, check_kind
 from reconciler.backends.local.lifecycle import ALIVE, BOOTING, Action, Exit, Observed, Policy, RunState
-from reconciler.backends.local.outputs import read_outputs
+from reconciler.backends.local.outputs import read_new, read_outputs
 from reconciler.backends.local.procs import ProcessId, identify
-from reconciler.backends.local.store import RunDir, read_chunks, read_tail, safe_name
+from reconciler.backends.local.store import RunDir, read_chunks, read_slice, read_tail, safe_name
 from reconciler.backends.local.users import RunUser, give_to, make_reachable
-from reconciler.model import ObservedObject, RunRequest, StatusTransition
+from reconciler.model import ObservedObject, RunReport, RunRequest, StatusTransition
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,10 @@ class LocalBackend:
             stop_grace=stop_grace, backoff_base=backoff_base, backoff_cap=backoff_cap, stable_after=stable_after
         )
         self._mutex = threading.RLock()
-        self._events: queue.Queue[StatusTransition | None] = queue.Queue(maxsize=EVENT_BUFFER)
+        self._events: queue.Queue[StatusTransition | RunReport | None] = queue.Queue(maxsize=EVENT_BUFFER)
+        # What each run gets in its environment beyond its launch spec, computed at each launch and
+        # never written down: its report token and the daemon's URL (set by the daemon's wiring).
+        self.run_env: Callable[[str], Mapping[str, str]] | None = None
         self._runs: dict[str, _Run] = {}
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -231,8 +234,9 @@ class LocalBackend:
             self._end_processes(run_dir, attempt, popen)
             shutil.rmtree(run_dir.path, ignore_errors=True)
 
-    def observe(self, timeout: float | None = None) -> Iterator[StatusTransition]:
-        """Transitions in the order they happened; returns after `timeout` seconds without one."""
+    def observe(self, timeout: float | None = None) -> Iterator[StatusTransition | RunReport]:
+        """Transitions, and what runs reported in their outputs file, in the order they happened;
+        returns after `timeout` seconds without one."""
         while not self._closed.is_set():
             try:
                 item = self._events.get(timeout=timeout)
@@ -274,6 +278,10 @@ class LocalBackend:
     def log_chunks(self, run_name: str) -> Iterator[bytes]:
         """The whole log as blocks read one at a time, for streaming it in bounded memory."""
         return read_chunks(self._known_dir(run_name).log_file)
+
+    def read_log(self, run_name: str, offset: int, limit: int) -> tuple[bytes, int]:
+        """Up to `limit` bytes of the log from `offset`, and its size now (following a log)."""
+        return read_slice(self._known_dir(run_name).log_file, offset, limit)
 
     def close(self) -> None:
         """Stop supervising. Running processes are left running for the next backend to adopt."""
@@ -399,7 +407,7 @@ class LocalBackend:
         log.info("local run %s: %s (%s) %s", transition.run, transition.status, transition.reason, message)
         return transition
 
-    def _enqueue(self, transition: StatusTransition) -> None:
+    def _enqueue(self, transition: StatusTransition | RunReport) -> None:
         # Nobody may be calling observe() (a caller driving poll() itself): drop the oldest
         # rather than grow without bound; every transition is in the run's events.jsonl anyway.
         while True:
@@ -410,7 +418,20 @@ class LocalBackend:
                 with contextlib.suppress(queue.Empty):
                     self._events.get_nowait()
 
+    def _tail_outputs(self, entry: _Run, ended: bool) -> None:
+        """Report what the run added to its outputs file since the last look (see `outputs`)."""
+        mark = entry.dir.outputs_mark()
+        new_mark, found = read_new(entry.dir.outputs_file, mark, ended)
+        if new_mark == mark:
+            return
+        if found.points or found.outputs:
+            at = datetime.fromtimestamp(self._clock(), UTC)
+            self._enqueue(RunReport(entry.request.name, tuple(found.points), found.outputs, at))
+        entry.dir.write_outputs_mark(new_mark)
+
     def _step(self, entry: _Run, now: float) -> list[StatusTransition]:
+        if entry.state.status not in lifecycle.FINAL and entry.state.attempt > 0:
+            self._tail_outputs(entry, ended=False)
         observed = self._observe(entry)
         if observed is NEVER_STARTED:
             # The daemon stopped between deciding to launch this attempt and starting its wrapper:
@@ -421,6 +442,9 @@ class LocalBackend:
             )
             observed = None
         step = lifecycle.decide(entry.state, entry.policy, observed, now)
+        if step.state.status in lifecycle.FINAL and entry.state.status not in lifecycle.FINAL:
+            # The process is gone: all it wrote is there, and is reported before its end.
+            self._tail_outputs(entry, ended=True)
         self._set_state(entry, step.state)
         emitted = [self._emit(entry, change) for change in step.changes]
         for action in step.actions:
@@ -477,8 +501,11 @@ class LocalBackend:
         switch = ["--as", f"{self.run_as.uid}:{self.run_as.gid}"] if self.run_as is not None else []
         command = [self._python, "-I", str(WRAPPER), str(prefix), *switch, "--", *launch.argv]
         paths = entry.dir.paths
-        # Built, never the daemon's (launch.py); defaults for launch specs of older versions.
+        # Built, never the daemon's (launch.py); defaults for launch specs of older versions; the
+        # run's report token last (computed now, never stored with the launch spec).
         env = {**BASE_ENV, "PATH": self.search_path, "HOME": str(paths.home), **launch.env}
+        if self.run_env is not None:
+            env.update(self.run_env(entry.request.name))
         paths.home.mkdir(exist_ok=True)
         if self.run_as is not None:
             give_to(paths, self.run_as)

@@ -10,6 +10,7 @@ temporary file, then rename), so a crash leaves either the old or the new versio
         events.jsonl     every status transition emitted, in order
         stdout.log       the process's stdout and stderr, all attempts
         outputs.jsonl    outputs the run reports ($POLYAXON_RUN_OUTPUTS_PATH)
+        outputs.offset   how far the backend has read outputs.jsonl while the run ran
         home/            the run's HOME and default working dir
         artifacts/       globals.artifacts_path; artifacts/outputs is globals.run_outputs_path
 
@@ -26,14 +27,19 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from reconciler.backends.local.launch import LaunchSpec, RunPaths
 from reconciler.backends.local.lifecycle import Exit, RunState, Terminate
+from reconciler.backends.local.outputs import Mark
 from reconciler.backends.local.procs import ProcessId
+from reconciler.backends.logfiles import LOG_CHUNK as LOG_CHUNK
+from reconciler.backends.logfiles import TAIL_MAX_BYTES as TAIL_MAX_BYTES
+from reconciler.backends.logfiles import read_chunks as read_chunks  # where the CLI finds them
+from reconciler.backends.logfiles import read_slice as read_slice
+from reconciler.backends.logfiles import read_tail as read_tail
 from reconciler.model import Cause, OpKey, RunRequest, StatusTransition
 
 # Run names are DNS labels (model.run_name); anything else could escape the state directory.
@@ -53,56 +59,6 @@ def write_json(path: Path, data: Any) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-
-
-LOG_CHUNK = 64 * 1024
-# A tail never reads more than this from the end of a log, whatever the number of lines asked:
-# a log of one endless line (or a 1 GB log) costs this much memory at most.
-TAIL_MAX_BYTES = 4 * 1024 * 1024
-
-
-def read_tail(path: Path, lines: int, max_bytes: int = TAIL_MAX_BYTES) -> str:
-    """The last `lines` lines of the file at `path`, read backwards from its end in blocks.
-
-    At most `max_bytes` are read (a longer tail starts mid-line); a missing file is empty.
-    """
-    if lines <= 0:
-        return ""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return ""
-    with handle:
-        end = handle.seek(0, os.SEEK_END)
-        start, blocks, newlines = end, [], 0
-        while start > 0 and end - start < max_bytes:
-            size = min(LOG_CHUNK, start, max_bytes - (end - start))
-            start -= size
-            handle.seek(start)
-            block = handle.read(size)
-            blocks.append(block)
-            # A final newline ends the last line rather than starting an empty one.
-            newlines += block.count(b"\n") - (1 if start + size == end and block.endswith(b"\n") else 0)
-            if newlines >= lines:
-                break
-    data = b"".join(reversed(blocks))
-    kept = data.split(b"\n")
-    trailing = data.endswith(b"\n")
-    if trailing:
-        kept = kept[:-1]
-    text = b"\n".join(kept[-lines:]) + (b"\n" if trailing and kept else b"")
-    return text.decode("utf-8", errors="replace")
-
-
-def read_chunks(path: Path, size: int = LOG_CHUNK) -> Iterator[bytes]:
-    """The file at `path` in blocks of `size` bytes, read as they are asked for."""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return
-    with handle:
-        while block := handle.read(size):
-            yield block
 
 
 def read_json(path: Path) -> Any:
@@ -180,6 +136,15 @@ class RunDir:
     @property
     def events_file(self) -> Path:
         return self.path / "events.jsonl"
+
+    def outputs_mark(self) -> Mark:
+        data = read_json(self.path / "outputs.offset")
+        if isinstance(data, dict) and isinstance(data.get("offset"), int) and isinstance(data.get("head"), str):
+            return Mark(max(0, data["offset"]), data["head"])
+        return Mark()
+
+    def write_outputs_mark(self, mark: Mark) -> None:
+        write_json(self.path / "outputs.offset", {"offset": mark.offset, "head": mark.head})
 
     def attempt_prefix(self, attempt: int) -> Path:
         return self.path / "attempts" / str(attempt)

@@ -132,6 +132,8 @@ def test_the_write_probe_leaves_nothing_behind(store: Store, now: dt.datetime) -
 
 def week_later() -> dt.timedelta:
     return dt.timedelta(days=8)
+
+
 def test_a_note_is_history_not_a_transition(seeded: Store, now: dt.datetime) -> None:
     """A note (drift corrected) is a history row that keeps the run's status: it fires no
     subscription and is not the reason the run entered its status."""
