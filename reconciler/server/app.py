@@ -2,7 +2,8 @@
 
 `/healthz` says the process is alive; `/readyz` runs the readiness checks the daemon registered
 (database writable, recent fetch per repo, backend reachable) and answers 503 naming the ones
-that fail; `/metrics` is the Prometheus exposition.
+that fail, plus the problems of report-only checks (a forge's backlog) under `warnings`, which
+never fail it; `/metrics` is the Prometheus exposition.
 
 Every app is wrapped in the `guard` (who may call what) and served with the `protocol`'s bounds
 (read deadlines, a connection cap): both outside Starlette, so they carry over to another ASGI
@@ -30,10 +31,14 @@ from reconciler.server.protocol import Limits
 
 @dataclass(frozen=True)
 class Check:
-    """A named readiness check: returns None when fine, or what is wrong."""
+    """A named readiness check: returns None when fine, or what is wrong.
+
+    `fails=False` makes it report-only: its problem is shown, readiness does not fail for it
+    (for what taking the daemon out of a Service would not mend, only hide)."""
 
     name: str
     run: Callable[[], str | None]
+    fails: bool = True
 
 
 def _failing(checks: Sequence[Check]) -> dict[str, str]:
@@ -68,9 +73,12 @@ def build_app(
         return PlainTextResponse("ok\n")
 
     async def readyz(_: Request) -> Response:
-        problems = await asyncio.to_thread(_failing, checks)
+        found = await asyncio.to_thread(_failing, checks)
+        fails = {c.name for c in checks if c.fails}
+        problems = {name: text for name, text in found.items() if name in fails}
+        warnings = {name: text for name, text in found.items() if name not in fails}
         status = 503 if problems else 200
-        return JSONResponse({"ready": not problems, "failing": problems}, status_code=status)
+        return JSONResponse({"ready": not problems, "failing": problems, "warnings": warnings}, status_code=status)
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")

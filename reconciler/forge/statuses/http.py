@@ -172,6 +172,9 @@ class HttpForgeClient:
             kwargs["timeout"] = timeout
         self.http = ForgeHttp(self.api_url, headers, **kwargs)
         self._rate_key = f"{self.provider} {self.api_url} {hash(token)}"
+        url = httpx.URL(self.api_url)
+        # Without userinfo, query or fragment: this name goes into logs, metrics and /readyz.
+        self.forge = str(url.copy_with(userinfo=b"", query=None, fragment=None))
 
     @property
     def rate_key(self) -> str:
