@@ -81,7 +81,7 @@ class _Lane:
     """One forge (one rate-limit key) and the repos whose statuses go there, with its backoff.
 
     After any failed call the lane sends nothing for a moment (the rest of a claim is held back
-    unsent). The forge counts as *down* when it cannot be reached, or when calls for two
+    unsent, keeping its place in the queue). The forge counts as *down* when it cannot be reached, or when calls for two
     different statuses failed in a row: then it backs off call after call, up to its cap, and
     its first answer ends the outage. One status failing alone (the forge answers the others)
     never makes it down: that status backs off alone.
@@ -110,6 +110,10 @@ class _Lane:
     @property
     def down(self) -> bool:
         return self.unreachable or len(self.failed_rows) >= 2
+
+    def is_down(self) -> bool:
+        with self.lock:
+            return self.down
 
     def blocked_until(self, now: dt.datetime) -> dt.datetime | None:
         with self.lock:
@@ -140,6 +144,10 @@ class _Lane:
             self.failed_rows.clear()
             self.last_error = None
             return ended
+
+    def paused(self, now: dt.datetime) -> dt.datetime | None:
+        with self.lock:
+            return self.paused_until if self.paused_until is not None and self.paused_until > now else None
 
     def pause(self, until: dt.datetime, error: str) -> dt.datetime:
         with self.lock:
@@ -213,7 +221,9 @@ class OutboxWorker:
         self.store.coalesce_outbox(now, repos=lane.repos)
         if lane.blocked_until(now) is not None:
             return 0
-        rows = self.store.claim_outbox(self.batch, now, self.lease, repos=lane.repos)
+        # A forge that is down gets one request per try, not `concurrency`: the oldest status.
+        limit = 1 if lane.is_down() else self.batch
+        rows = self.store.claim_outbox(limit, now, self.lease, repos=lane.repos)
         claimed = time.monotonic()
 
         def handle(row: OutboxEntry) -> int:
@@ -244,9 +254,12 @@ class OutboxWorker:
         # `attempts` counts this claim too: more than one means an earlier one may have landed.
         maybe_landed = row.attempts > 1
         unsent = "" if maybe_landed else NOT_SENT
-        blocked = lane.blocked_until(now)
-        if blocked is not None:
-            self.store.mark_failed(row.id, blocked, unsent + f"held back: {lane.why()}"[:2000], sent=False)
+        if lane.blocked_until(now) is not None:
+            # Held back unsent. A rate limit's end is the forge's word, for every poster sharing
+            # the token; a backoff is this lane's own: the row keeps its place in the queue, so
+            # the forge's next try is for the oldest status, not the one that just failed.
+            until = lane.paused(now) or row.next_attempt_at
+            self.store.mark_failed(row.id, until, unsent + f"held back: {lane.why()}"[:2000], sent=False)
             return 0
         if time.monotonic() - claimed > _LEASE_SHARE * self.lease.total_seconds():
             self.store.mark_failed(row.id, now, unsent + "held back: the claim's lease ran short", sent=False)
@@ -397,6 +410,7 @@ class OutboxWorker:
         failures = 0
         while not self._stop.is_set():
             lane.wake.clear()
+            was_down = lane.is_down()
             try:
                 done = self._step(lane, self.clock())
                 failures = 0
@@ -405,5 +419,6 @@ class OutboxWorker:
                 log.exception("outbox step failed", extra={"forge": lane.forge})
                 self._stop.wait(self._loop_backoff.delay(failures))
                 continue
-            if done < self.batch:
+            recovered = was_down and not lane.is_down()  # the probe got through: drain at once
+            if done < self.batch and not recovered:
                 lane.wake.wait(self.poll_interval)

@@ -20,6 +20,7 @@ One server serves the three providers under their own base URLs::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -104,6 +105,7 @@ class _Injection:
     provider: Provider | None
     status: int = 500
     seconds: float = 0.0
+    path: re.Pattern[str] | None = None  # only requests whose path this finds
 
 
 @dataclass
@@ -362,9 +364,12 @@ class ForgeServer:
 
     # -- failure injection ---------------------------------------------------------------------
 
-    def fail_next(self, n: int = 1, status: int = 500, provider: Provider | None = None) -> None:
-        """The next ``n`` requests (to ``provider``, or any) are answered ``status``."""
-        self._inject(_Injection("status", n, provider, status=status))
+    def fail_next(
+        self, n: int = 1, status: int = 500, provider: Provider | None = None, path: str | None = None
+    ) -> None:
+        """The next ``n`` requests (to ``provider``, or any; whose path ``path`` finds, a regular
+        expression, or any) are answered ``status``."""
+        self._inject(_Injection("status", n, provider, status=status, path=re.compile(path) if path else None))
 
     def rate_limit_next(self, n: int = 1, reset_after: int = 60, provider: Provider | None = None) -> None:
         """403 with ``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset`` ``reset_after`` s ahead."""
@@ -380,10 +385,10 @@ class ForgeServer:
 
     def delay_next(self, n: int = 1, seconds: float = 10.0, provider: Provider | None = None) -> None:
         """The next ``n`` requests are answered as usual, but only after ``seconds`` (capped at
-        MAX_HANG_SECONDS, cut short by ``release()``): a slow forge."""
+        MAX_HANG_SECONDS, cut short by ``release_hangs()``): a slow forge."""
         self._inject(_Injection("delay", n, provider, seconds=min(seconds, MAX_HANG_SECONDS)))
 
-    def release(self) -> None:
+    def release_hangs(self) -> None:
         """End the hangs and delays in progress now (hung requests drop, delayed ones are answered)."""
         with self._lock:
             released, self._released = self._released, threading.Event()
@@ -398,11 +403,11 @@ class ForgeServer:
         with self._lock:
             self._injections.append(injection)
 
-    def _take_injection(self, provider: Provider | None) -> _Injection | None:
+    def _take_injection(self, provider: Provider | None, path: str) -> _Injection | None:
         with self._lock:
             self._injections = [i for i in self._injections if i.remaining > 0]
             for injection in self._injections:
-                if injection.provider in (None, provider):
+                if injection.provider in (None, provider) and (injection.path is None or injection.path.search(path)):
                     injection.remaining -= 1
                     return injection
             return None
@@ -434,7 +439,7 @@ class ForgeServer:
         """
         if not self.running:
             return
-        self.release()
+        self.release_hangs()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._httpd.close_connections()
@@ -500,7 +505,7 @@ class ForgeServer:
             if reply is not None:
                 handler.send_json(reply.status, reply.body, reply.headers)
 
-        injection = self._take_injection(provider)
+        injection = self._take_injection(provider, path)
         if injection is not None and injection.kind == "delay":
             self._released.wait(injection.seconds)
             injection = None
@@ -1058,7 +1063,5 @@ class _ForgeHTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for sock in connections:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
