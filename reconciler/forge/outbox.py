@@ -170,7 +170,7 @@ class OutboxWorker:
         lease: dt.timedelta = dt.timedelta(seconds=120),
         backoff_base: dt.timedelta = dt.timedelta(seconds=2),
         backoff_cap: dt.timedelta = dt.timedelta(minutes=10),
-        forge_backoff_cap: dt.timedelta = dt.timedelta(seconds=15),
+        forge_backoff_cap: dt.timedelta = dt.timedelta(seconds=10),
         clock: Callable[[], dt.datetime] = _utcnow,
         poll_interval: float = 1.0,
         concurrency: int = 4,

@@ -161,8 +161,8 @@ def test_long_outage_loses_nothing_doubles_nothing_and_posts_only_latest_states(
     assert all(r.posted_at is not None or r.superseded_at is not None for r in store.outbox())
     failed = [r for r in forge_server.requests(provider) if r.injected]
     # The forge backs off, not each row: one try at a time, at most one per forge backoff cap
-    # (15 s) over 45 minutes, however many statuses wait; not one per row per step (4 x 270).
-    assert 5 <= len(failed) <= 45 * 60 / 15 + 5, len(failed)
+    # (10 s) over 45 minutes, however many statuses wait; not one per row per step (4 x 270).
+    assert 5 <= len(failed) <= 45 * 60 / 10 + 5, len(failed)
 
 
 def test_a_new_worker_after_a_restart_posts_what_the_old_one_left(
