@@ -175,30 +175,33 @@ def test_a_status_the_forge_fails_on_alone_backs_off_alone(store: Store, forge_s
 
 
 def test_a_slow_forge_never_delays_a_healthy_one(store: Store, forge_server: Any) -> None:
-    """Gitea takes a minute to answer; GitHub's statuses, queued after Gitea's, arrive meanwhile.
-    Before, one worker served both, and its in-flight posts to the slow forge held GitHub's back."""
+    """Gitea takes a minute to answer; GitHub's statuses, queued while Gitea's posts are in
+    flight, arrive meanwhile. Before, one worker served both: GitHub's waited for Gitea's answers."""
     slow = make_client(forge_server, "gitea", timeout=90)
     healthy = make_client(forge_server, "github")
     forge_server.delay_next(6, seconds=60, provider="gitea")
     worker = OutboxWorker(store, {"slow": slow, "healthy": healthy}, poll_interval=0.2)
-    now = dt.datetime.now(dt.UTC)
     for i in range(6):
-        enqueue(store, sha_of(f"s{i}"), "polyaxon/train", SUCCESS, now, repo="slow")
-    for i in range(3):
-        enqueue(store, sha_of(f"h{i}"), "polyaxon/train", SUCCESS, now, repo="healthy")
-    started = time.monotonic()
+        enqueue(store, sha_of(f"s{i}"), "polyaxon/train", SUCCESS, dt.datetime.now(dt.UTC), repo="slow")
     worker.start()
     try:
+        wait_until(
+            lambda: len([r for r in store.outbox() if r.repo == "slow" and r.claimed_until is not None]) == 6,
+            timeout=30,
+            what="the slow forge's posts in flight",
+        )
+        queued = time.monotonic()
+        for i in range(3):
+            enqueue(store, sha_of(f"h{i}"), "polyaxon/train", SUCCESS, dt.datetime.now(dt.UTC), repo="healthy")
+        worker.wake()
         wait_until(
             lambda: all(latest_on_forge(forge_server, "github", sha_of(f"h{i}")) for i in range(3)),
             timeout=30,
             what="the healthy forge's statuses",
         )
-        took = time.monotonic() - started
+        took = time.monotonic() - queued
         print(f"\nhealthy forge's 3 statuses posted in {took:.2f} s beside a forge answering in 60 s")
-        # Meanwhile the slow forge's posts were in flight (claimed), none answered yet.
-        assert [r for r in store.outbox() if r.repo == "slow" and r.claimed_until is not None]
-        assert not any(latest_on_forge(forge_server, "gitea", sha_of(f"s{i}")) for i in range(6))
+        assert not any(latest_on_forge(forge_server, "gitea", sha_of(f"s{i}")) for i in range(6))  # still waiting
         forge_server.clear_injections()
         forge_server.release_hangs()
         wait_until(
@@ -207,6 +210,7 @@ def test_a_slow_forge_never_delays_a_healthy_one(store: Store, forge_server: Any
             what="the slow forge's statuses, once it answers",
         )
     finally:
+        forge_server.clear_injections()
         forge_server.release_hangs()
         worker.close()
         slow.close()
