@@ -1,4 +1,4 @@
-"""The production daemon (`build_daemon`) with a forge, in process, over real git, local
+"""The production daemon (`tests.infra.daemon`) with a forge, in process, over real git, local
 processes and the local forge API server, on SQLite and PostgreSQL: a repo and its fork get
 their own runs and statuses; the forge down for minutes while commits land is reported (never
 failing readiness) and measured per forge, and every latest status reaches it within 30 s of
@@ -11,21 +11,19 @@ import itertools
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconciler.backends.local import LocalBackend
-from reconciler.config import Settings
 from reconciler.daemon import Daemon
 from reconciler.model import OpKey
 from reconciler.statuses import Status
-from reconciler.tracking import Store, upgrade
-from reconciler.wiring import build_daemon
 from tests.e2e.harness import job
+from tests.infra.daemon import DaemonHarness, daemon_harness
 from tests.infra.git_server import GitRepo, GitRepoFactory
 from tests.infra.wait import wait_until
 
@@ -34,7 +32,8 @@ FORK_PROJECT = "someone/models"
 
 
 class ShiftedClock:
-    """The wall clock plus an offset a test moves forward: minutes pass in seconds."""
+    """The wall clock plus an offset a test moves forward: minutes pass in seconds, and time
+    still flows (the harness's `Clock` stops where it was set)."""
 
     def __init__(self) -> None:
         self._offset = dt.timedelta(0)
@@ -49,70 +48,43 @@ class ShiftedClock:
             self._offset += delta
 
 
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    upgrade(db_url)
-    s = Store.open(db_url)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-MakeDaemon = Callable[..., Daemon]
+def forge_options(forge_server: Any, token: Path, project: str) -> dict[str, Any]:
+    return {
+        "forge": {
+            "provider": "github",
+            "project": project,
+            "api_url": forge_server.url("github"),
+            "token_file": str(token),
+        }
+    }
 
 
 @pytest.fixture
-def daemons(store: Store, tmp_path: Path, forge_server: Any) -> Iterator[MakeDaemon]:
-    token = tmp_path / "forge-token"
-    token.write_text(forge_server.tokens["github"] + "\n")
-    made: list[tuple[Daemon, LocalBackend]] = []
+def token(tmp_path: Path, forge_server: Any) -> Path:
+    path = tmp_path / "forge-token"
+    path.write_text(forge_server.tokens["github"] + "\n")
+    path.chmod(0o600)  # the daemon refuses a secret others can read
+    return path
 
-    def make(repos: dict[str, tuple[str, str]], clock: Callable[[], dt.datetime] | None = None) -> Daemon:
-        """A started daemon serving on a free port; `repos` maps a name to (git url, forge project)."""
-        settings = Settings(
-            repos=[
-                {  # type: ignore[misc]
-                    "name": name,
-                    "url": url,
-                    "interval": 3600,
-                    "forge": {
-                        "provider": "github",
-                        "project": project,
-                        "api_url": forge_server.url("github"),
-                        "token_file": str(token),
-                    },
-                }
-                for name, (url, project) in repos.items()
-            ],
-            data_dir=tmp_path / "data",
-            database="unused",
-            server={"host": "127.0.0.1", "port": 0},  # type: ignore[arg-type]
-        )
-        options: dict[str, Any] = {"instance": "test", "interval": 0.05}
-        if clock is not None:
-            options["clock"] = lambda: clock().timestamp()
-        backend = LocalBackend.in_data_dir(tmp_path / "data", **options)
-        daemon = build_daemon(settings, store, backend, timer=False, **({"clock": clock} if clock else {}))
-        made.append((daemon, backend))
-        daemon.start(workers=2)
-        return daemon
 
-    try:
-        yield make
-    finally:
-        for daemon, backend in made:
-            daemon.stop(deadline=10)
-            backend.close()
-        sweeper = LocalBackend.in_data_dir(tmp_path / "data", instance="test", supervise=False)
-        for owned in sweeper.list_owned():
-            sweeper.delete(owned.run)
-        sweeper.close()
+@pytest.fixture
+def harness(
+    tmp_path: Path, db_url: str, git_repo_factory: GitRepoFactory, forge_server: Any, token: Path
+) -> Iterator[DaemonHarness]:
+    """`models` (project acme/models) and `models-fork` (someone/models) on the local backend."""
+    options = {
+        "models": forge_options(forge_server, token, PROJECT),
+        "models-fork": forge_options(forge_server, token, FORK_PROJECT),
+    }
+    with daemon_harness(
+        tmp_path, db_url, git_repo_factory, repos=("models", "models-fork"), backend="local", repo_options=options
+    ) as h:
+        yield h
 
 
 def get(daemon: Daemon, path: str) -> tuple[int, str]:
-    assert daemon._server is not None
-    url = f"http://127.0.0.1:{daemon._server.port}{path}"
+    assert daemon.address is not None
+    url = daemon.address + path
     try:
         with urllib.request.urlopen(url, timeout=10) as answer:
             return answer.status, answer.read().decode()
@@ -150,27 +122,34 @@ def land(git: GitRepo, text: str) -> str:
     return sha
 
 
+def same_commits(fork: GitRepo, origin: GitRepo) -> str:
+    """`fork`'s remote gets exactly `origin`'s history (as a fork on a forge has)."""
+    fork.git("fetch", "-q", str(origin.remote), "main")
+    fork.git("reset", "-q", "--hard", "FETCH_HEAD")
+    fork.push(force=True)
+    return fork.head()
+
+
 def test_a_repo_and_its_fork_in_one_daemon_get_their_own_runs_and_statuses(
-    daemons: MakeDaemon, store: Store, git_repo_factory: GitRepoFactory, forge_server: Any, tmp_path: Path
+    harness: DaemonHarness, forge_server: Any
 ) -> None:
     """Same commits, two repos: before, the fork's runs had the same names as the original's and
     were refused (`RunNameConflict`), and one outbox key served both."""
-    git = git_repo_factory.create("models", {"ops/train.yaml": job("train", "echo trained")})
-    fork = tmp_path / "fork.git"
-    git_repo_factory.git(None, "clone", "-q", "--bare", git.file_url, str(fork))
-    sha = git.head()
-    daemons({"models": (git.file_url, PROJECT), "models-fork": (fork.as_uri(), FORK_PROJECT)})
+    origin, fork = harness.repos["models"], harness.repos["models-fork"]
+    sha = land(origin, "trained")
+    assert same_commits(fork, origin) == sha
+    harness.start()
 
     for project in (PROJECT, FORK_PROJECT):
         wait_until(lambda p=project: latest(forge_server, p, sha) == done(sha), timeout=60, what=f"{project} statuses")
-    runs = store.runs_by_commit(sha)
-    ops = {store.op_key_by_id(r.operation_id): r for r in runs}
+    runs = harness.store.runs_by_commit(sha)
+    ops = {harness.store.op_key_by_id(r.operation_id): r for r in runs}
     assert set(ops) == {str(OpKey(repo, "ops/train.yaml", "train")) for repo in ("models", "models-fork")}
     assert len({r.name for r in runs}) == 2 and all(r.status == Status.SUCCEEDED for r in runs)
     for project in (PROJECT, FORK_PROJECT):
         assert posted_once(forge_server, project, [sha])
     # Each repo's statuses are its own rows in the outbox, posted to its own project.
-    assert sorted((r.repo, r.context) for r in store.outbox(sha) if r.state == "success") == [
+    assert sorted((r.repo, r.context) for r in harness.store.outbox(sha) if r.state == "success") == [
         ("models", "polyaxon/train"),
         ("models", "polyaxon/validate"),
         ("models-fork", "polyaxon/train"),
@@ -184,13 +163,27 @@ def metric(daemon: Daemon, name: str, **labels: str) -> float:
 
 
 def test_forge_down_while_commits_land_then_every_latest_status_within_30s(
-    daemons: MakeDaemon, store: Store, git_repo_factory: GitRepoFactory, forge_server: Any
+    tmp_path: Path, db_url: str, git_repo_factory: GitRepoFactory, forge_server: Any, token: Path
 ) -> None:
     """Six minutes down, compressed (the daemon's clock jumps 15 s after each try of the forge:
     past its longest backoff, so each jump is one refused try); the return is on the wall clock."""
+    with daemon_harness(
+        tmp_path,
+        db_url,
+        git_repo_factory,
+        repos=("models",),
+        backend="local",
+        repo_options={"models": forge_options(forge_server, token, PROJECT)},
+    ) as harness:
+        forge_down_then_back(harness, forge_server)
+
+
+def forge_down_then_back(harness: DaemonHarness, forge_server: Any) -> None:
     clock = ShiftedClock()
-    git = git_repo_factory.create("models", {"ops/train.yaml": job("train", "echo first")})
-    daemon = daemons({"models": (git.file_url, PROJECT)}, clock=clock)
+    git, store = harness.repos["models"], harness.store
+    shas = [land(git, "first")]
+    harness.daemon = daemon = harness.build(clock=clock)
+    harness.start()
     forge = forge_server.url("github")
     shas = [git.head()]
     wait_until(lambda: latest(forge_server, PROJECT, shas[0]) == done(shas[0]), timeout=60, what="first statuses")
