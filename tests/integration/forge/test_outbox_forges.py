@@ -262,3 +262,37 @@ def test_two_daemons_post_each_status_once_forge_by_forge(db_url: str, store: St
             if r.status == 201
         )
         assert set(posted) == expected[provider] and max(posted.values()) == 1, posted.most_common(3)
+
+
+def test_what_is_shown_about_a_forge_carries_no_credentials(
+    store: Store, forge_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`/readyz` and `/metrics` are open to whoever reaches the daemon: a forge's name there, its
+    last error and the log lines about it never carry an API URL's password or the token."""
+    from reconciler.forge import Links
+    from reconciler.forge.statuses import GitHubClient
+    from reconciler.forge_wiring import ForgeWiring
+    from reconciler.logs import register_secret
+
+    token = forge_server.tokens["github"]
+    register_secret(token)  # as the daemon does with every token it loads
+    api_url = forge_server.url("github").replace("http://", "http://bot:hunter2@")
+    client = GitHubClient(PROJECTS["github"], token, api_url, timeout=5)
+    metrics = Metrics()
+    worker = OutboxWorker(store, {REPO: client}, metrics=metrics)
+    wiring = ForgeWiring(store, {REPO: client}, Links(None), worker=worker)
+    forge_server.stop()
+    try:
+        enqueue(store, sha_of("c1"), "polyaxon/validate", SUCCESS, T0)
+        assert worker.run_once(T0) == 0
+        worker.gauge(T0 + dt.timedelta(minutes=6))
+        shown = wiring.backlog_problem(T0 + dt.timedelta(minutes=6))
+    finally:
+        forge_server.start()
+        worker.close()
+        client.close()
+    assert shown is not None and "cannot connect" in shown and client.forge in shown
+    exposed = [shown, metrics.exposition().decode(), caplog.text, *(r.last_error or "" for r in store.outbox())]
+    assert client.forge in exposed[1]
+    for text in exposed:
+        assert "hunter2" not in text and token not in text, text
