@@ -185,8 +185,24 @@ def forge_down_then_back(harness: DaemonHarness, forge_server: Any) -> None:
     harness.daemon = daemon = harness.build(clock=clock)
     harness.start()
     forge = forge_server.url("github")
-    shas = [git.head()]
-    wait_until(lambda: latest(forge_server, PROJECT, shas[0]) == done(shas[0]), timeout=60, what="first statuses")
+
+    def state() -> str:
+        """What the outbox and the forge hold, for a failure's message."""
+        rows = [
+            f"{r.id} {r.sha[:7]} {r.context} {r.state} attempts={r.attempts} next={r.next_attempt_at:%T} "
+            f"claimed={r.claimed_until and f'{r.claimed_until:%T}'} error={(r.last_error or '')[:80]}"
+            for r in store.outbox()
+            if r.posted_at is None and r.superseded_at is None
+        ]
+        return f"clock {clock():%T}; waiting rows:\n" + "\n".join(rows) + f"\nreadyz: {get(daemon, '/readyz')}"
+
+    def wait(condition: Any, timeout: float, what: str) -> None:
+        try:
+            wait_until(condition, timeout=timeout, what=what)
+        except TimeoutError as e:
+            raise AssertionError(f"{e}\n{state()}") from e
+
+    wait(lambda: latest(forge_server, PROJECT, shas[0]) == done(shas[0]), timeout=60, what="first statuses")
 
     forge_server.stop()
 
@@ -197,7 +213,7 @@ def forge_down_then_back(harness: DaemonHarness, forge_server: Any) -> None:
         # A commit lands each minute: reconciled, run, finished, its statuses queued.
         shas.append(land(git, f"minute {minute}"))
         daemon.trigger("models")
-        wait_until(
+        wait(
             lambda: any(r.status == Status.SUCCEEDED for r in store.runs_by_commit(shas[-1])),
             timeout=60,
             what=f"the run of the commit of minute {minute}",
@@ -206,17 +222,17 @@ def forge_down_then_back(harness: DaemonHarness, forge_server: Any) -> None:
             before = tries()
             clock.advance(dt.timedelta(seconds=15))
             daemon.forge.wake()
-            wait_until(lambda b=before: tries() > b, timeout=30, what="the next try of the forge")
+            wait(lambda b=before: tries() > b, timeout=30, what="the next try of the forge")
         if minute == 2:  # three minutes down: measured, not reported yet
             status, body = get(daemon, "/readyz")
-            assert status == 200 and "forges" not in json.loads(body)["warnings"], body
+            assert status == 200 and "forges" not in json.loads(body)["warnings"], state()
     # Six minutes: /readyz names the forge, and stays 200 (webhooks must keep reaching us).
     status, body = get(daemon, "/readyz")
     answer = json.loads(body)
-    assert status == 200 and answer["ready"], body
-    assert forge in answer["warnings"]["forges"] and "statuses waiting" in answer["warnings"]["forges"], body
+    assert status == 200 and answer["ready"], state()
+    assert forge in answer["warnings"]["forges"] and "statuses waiting" in answer["warnings"]["forges"], state()
     waiting = 2 * 6  # validate and train of each commit landed meanwhile
-    wait_until(
+    wait(
         lambda: metric(daemon, "reconciler_outbox_pending", forge=forge) == waiting,
         timeout=30,
         what="the pending gauge (refreshed every 15 s)",
@@ -227,10 +243,10 @@ def forge_down_then_back(harness: DaemonHarness, forge_server: Any) -> None:
     before = tries()
     clock.advance(dt.timedelta(seconds=15))
     daemon.forge.wake()
-    wait_until(lambda: tries() > before, timeout=30, what="a last try of the forge")
+    wait(lambda: tries() > before, timeout=30, what="a last try of the forge")
     forge_server.start()
     back = time.monotonic()
-    wait_until(
+    wait(
         lambda: all(latest(forge_server, PROJECT, sha) == done(sha) for sha in shas),
         timeout=30,
         what="every latest status within 30 s of the forge's return",
@@ -239,4 +255,4 @@ def forge_down_then_back(harness: DaemonHarness, forge_server: Any) -> None:
     print(f"\ndaemon: {waiting} statuses on the forge {took:.1f} s after a 6-minute outage ended")
     assert posted_once(forge_server, PROJECT, shas)
     # The rows are marked posted right after the forge's answers: then /readyz has nothing to say.
-    wait_until(lambda: get(daemon, "/readyz") == (200, '{"ready":true,"failing":{},"warnings":{}}'), timeout=10)
+    wait(lambda: get(daemon, "/readyz") == (200, '{"ready":true,"failing":{},"warnings":{}}'), 10, "/readyz clear")
