@@ -524,6 +524,7 @@ class Daemon:
         self.metrics.runs.clear()
         for (kind, status), count in counts.items():
             self.metrics.runs.labels(kind=kind, status=status).set(count)
+        self.forge.gauge(self.clock())
         return 15.0
 
     def _handle_retention(self, _: Retention) -> float:
@@ -593,7 +594,10 @@ class Daemon:
         def backend() -> str | None:
             return self.backend.ready()
 
-        return [Check("database", database), Check("repos", repos), Check("backend", backend)]
+        # Report-only: a forge's backlog is named, readiness does not fail for it (README,
+        # "When a forge is down").
+        forges = Check("forges", lambda: self.forge.backlog_problem(self.clock()), fails=False)
+        return [Check("database", database), Check("repos", repos), Check("backend", backend), forges]
 
     def start(self, *, workers: int = 2, serve: bool = True) -> None:
         if serve:

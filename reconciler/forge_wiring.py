@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.config import Settings
@@ -34,12 +34,17 @@ from reconciler.forge import (
     webhook_targets,
 )
 from reconciler.forge.trust import PreviewPolicy
+from reconciler.metrics import Metrics
 from reconciler.model import OpKey
 from reconciler.repo_config import RepoFileConfig
 from reconciler.statuses import Status
 from reconciler.tracking import Run, Store, Tx
 
 log = logging.getLogger(__name__)
+
+# /readyz names a forge whose oldest waiting status is older than this (it reports, never fails:
+# see `ForgeWiring.backlog_problem`).
+BACKLOG_WARN_AFTER = timedelta(minutes=5)
 
 
 def pull_request_ref(provider: str, number: int) -> str:
@@ -98,6 +103,29 @@ class ForgeWiring:
         if self.worker is not None:
             self.worker.wake()
 
+    # --- what waits for the forges -------------------------------------------------------------
+
+    def gauge(self, now: datetime) -> None:
+        """Refresh the outbox gauges (`reconciler_outbox_pending{forge}`, `..._oldest_pending_seconds`)."""
+        if self.worker is not None:
+            self.worker.gauge(now)
+
+    def backlog_problem(self, now: datetime, limit: timedelta = BACKLOG_WARN_AFTER) -> str | None:
+        """The forges whose oldest waiting status is older than `limit`, for `/readyz` to report.
+
+        Report-only: a forge that is down or slow is not mended by taking the daemon out of its
+        Service, which would only lose the webhooks the forge sends meanwhile; statuses wait in
+        the outbox and drain when the forge answers.
+        """
+        if self.worker is None:
+            return None
+        late = []
+        for b in self.worker.backlog(now):
+            if b.pending and b.oldest > limit:
+                why = f" (last error: {b.last_error[:200]})" if b.last_error else ""
+                late.append(f"{b.forge}: {b.pending} statuses waiting, oldest {int(b.oldest.total_seconds())} s{why}")
+        return "; ".join(late) or None
+
     def start(self) -> None:
         if self.worker is not None:
             self.worker.start()
@@ -117,6 +145,7 @@ def build_forge_wiring(
     on_pull_request: Callable[[str, PullRequestEvent], None],
     check_pull_request: Callable[[str, str, str | None], PrCheckResult],
     clock: Callable[[], datetime],
+    metrics: Metrics | None = None,
 ) -> ForgeWiring:
     clients: dict[str, ForgeClient] = {}
     for repo in settings.repos:
@@ -134,7 +163,8 @@ def build_forge_wiring(
     links = Links(settings.server.public_url)
     wiring = ForgeWiring(store, clients, links)
     if clients:
-        wiring.worker = OutboxWorker(store, clients, clock=clock)
+        # One lane per forge inside: a forge down or slow never delays another's statuses.
+        wiring.worker = OutboxWorker(store, clients, clock=clock, metrics=metrics)
         preview_namespace = settings.kubernetes.namespace
         wiring.pulls = PullRequestChecks(
             store,

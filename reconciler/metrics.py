@@ -77,6 +77,33 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        # The outbox, per forge (its API URL): what waits, since when, and why posts fail.
+        self.outbox_pending = Gauge(
+            "reconciler_outbox_pending",
+            "Commit statuses queued and not posted yet (nor replaced by a newer state), per forge.",
+            ["forge"],
+            registry=r,
+        )
+        self.outbox_oldest_pending = Gauge(
+            "reconciler_outbox_oldest_pending_seconds",
+            "Age of the oldest commit status still waiting for its forge (0 when none waits).",
+            ["forge"],
+            registry=r,
+        )
+        self.forge_posts = Counter(
+            "reconciler_forge_posts_total",
+            "Commit statuses that reached the forge (posted, or found there already).",
+            ["forge"],
+            registry=r,
+        )
+        self.forge_post_errors = Counter(
+            "reconciler_forge_post_errors_total",
+            "Failed forge calls of the outbox, by kind: unreachable (nothing sent: connection "
+            "refused or not made), transient (5xx, timeout after sending), rate_limited, permanent "
+            "(401, 403, 404, 422).",
+            ["forge", "kind"],
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -81,6 +81,7 @@ def build_daemon(
         on_pull_request=lambda repo, event: holder[0].pull_request_event(repo, event),
         check_pull_request=lambda repo, head, base: holder[0].check_pull_request(repo, head, base),
         clock=clock,
+        metrics=metrics,
     )
     applier.reporter = forge
     applier.run_tokens = RunTokens(lambda: store.run_token_key(clock()))

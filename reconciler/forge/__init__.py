@@ -2,7 +2,7 @@
 outbox, and pull-request checks with a plan comment and previews.
 
 The daemon wires these: `webhook_routes` into the HTTP server (with its `on_push` and
-`on_pull_request`), an `OutboxWorker` thread over the tracking store with one provider client
+`on_pull_request`), an `OutboxWorker` (a thread per forge) over the tracking store with one provider client
 per repo (`client_for`), and `PullRequestChecks` with its `check_pull_request` and a
 `PreviewManager` over the daemon's applier. State changes queue commit statuses through
 `commit_status` in the same transaction.

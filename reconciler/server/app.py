@@ -2,7 +2,8 @@
 
 `/healthz` says the process is alive; `/readyz` runs the readiness checks the daemon registered
 (database writable, recent fetch per repo, backend reachable) and answers 503 naming the ones
-that fail; `/metrics` is the Prometheus exposition. The API (`reconciler.server.api`) and the
+that fail, plus the problems of report-only checks (a forge's backlog) under `warnings`, which
+never fail it; `/metrics` is the Prometheus exposition. The API (`reconciler.server.api`) and the
 dashboard (`reconciler.server.pages`) are routers added by the daemon; `/openapi.json` describes
 every route of the API from its models, and `/docs` shows that description (Swagger UI,
 vendored: nothing is fetched from elsewhere).
@@ -54,10 +55,14 @@ MAX_API_BODY = 1024 * 1024  # metrics and outputs reports; webhooks have their o
 
 @dataclass(frozen=True)
 class Check:
-    """A named readiness check: returns None when fine, or what is wrong."""
+    """A named readiness check: returns None when fine, or what is wrong.
+
+    `fails=False` makes it report-only: its problem is shown, readiness does not fail for it
+    (for what taking the daemon out of a Service would not mend, only hide)."""
 
     name: str
     run: Callable[[], str | None]
+    fails: bool = True
 
 
 def _failing(checks: Sequence[Check]) -> dict[str, str]:
@@ -204,12 +209,15 @@ def health_router(metrics: Metrics, checks: Sequence[Check], liveness: Sequence[
     @router.get(
         "/readyz",
         summary="Ready: database writable, repos fetched recently, backend reachable",
-        responses={503: {"description": "not ready: `failing` names what"}},
+        responses={503: {"description": "not ready: `failing` names what; `warnings` never fail it"}},
     )
     async def readyz() -> Response:
-        problems = await asyncio.to_thread(_failing, checks)
+        found = await asyncio.to_thread(_failing, checks)
+        fails = {c.name for c in checks if c.fails}
+        problems = {name: text for name, text in found.items() if name in fails}
+        warnings = {name: text for name, text in found.items() if name not in fails}
         status = 503 if problems else 200
-        return JSONResponse({"ready": not problems, "failing": problems}, status_code=status)
+        return JSONResponse({"ready": not problems, "failing": problems, "warnings": warnings}, status_code=status)
 
     @router.get(
         "/metrics",

@@ -21,6 +21,7 @@ from reconciler.tracking.migrate import (
     head_revision,
     upgrade,
 )
+from reconciler.tracking.outbox import OutboxBacklog
 from reconciler.tracking.store import (
     CreatedRun,
     DueTick,
@@ -66,6 +67,7 @@ __all__ = [
     "NotFound",
     "Operation",
     "OrchestratedRun",
+    "OutboxBacklog",
     "OutboxEntry",
     "PendingEvent",
     "Point",

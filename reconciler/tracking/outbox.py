@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -20,6 +22,25 @@ from reconciler.tracking.tables import (
 )
 
 _t = table
+
+
+def _not_indexed(column: Any) -> Any:
+    """`column` as an expression no index serves, so the pending rows' partial index is used.
+
+    Without statistics SQLite takes `repo IN (...)` (or a GROUP BY repo) to the (repo, sha,
+    context) index, which holds every status ever posted: each claim would read a repo's whole
+    history instead of the few rows that wait.
+    """
+    return column.concat("")
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    """Statuses of one repo still waiting for its forge: how many, and since when."""
+
+    repo: str
+    pending: int
+    oldest_created_at: dt.datetime
 
 
 class OutboxMixin(Database):
@@ -71,8 +92,9 @@ class OutboxMixin(Database):
             )
             return True
 
-    def _postable(self, now: dt.datetime) -> ColumnElement[bool]:
-        """Rows worth posting at `now`: due, unclaimed, newest of their (repo, sha, context), none in flight."""
+    def _postable(self, now: dt.datetime, repos: Collection[str] | None = None) -> ColumnElement[bool]:
+        """Rows worth posting at `now`: due, unclaimed, newest of their (repo, sha, context), none in
+        flight; only rows of `repos` when given (the repos of one forge)."""
         o = _t(OutboxEntry)
         n = o.alias("newer")
         f = o.alias("in_flight")
@@ -97,6 +119,7 @@ class OutboxMixin(Database):
             o.c.superseded_at.is_(None),
             o.c.next_attempt_at <= now,
             or_(o.c.claimed_until.is_(None), o.c.claimed_until <= now),
+            *([_not_indexed(o.c.repo).in_(sorted(repos))] if repos is not None else []),
             ~newer,
             ~in_flight,
         )
@@ -116,17 +139,22 @@ class OutboxMixin(Database):
         now: dt.datetime,
         lease: dt.timedelta = dt.timedelta(minutes=5),
         session: Session | None = None,
+        *,
+        repos: Collection[str] | None = None,
     ) -> list[OutboxEntry]:
-        """Claim up to `limit` postable rows for `lease`; each claim counts as an attempt.
+        """Claim up to `limit` postable rows (of `repos`, when given) for `lease`; each claim
+        counts as an attempt until `mark_failed(..., sent=False)` takes it back.
 
         Two daemons never get the same row: PostgreSQL skips rows another transaction holds,
-        and a committed claim is excluded by `claimed_until` until the lease runs out (so rows
-        of a poster that died come back). The lease must outlast the forge call's timeout.
+        SQLite runs one writing transaction at a time (`BEGIN IMMEDIATE`), and a committed claim
+        is excluded by `claimed_until` until the lease runs out (so rows of a poster that died
+        come back). The lease must outlast the forge call's timeout. Posters of different forges
+        pass disjoint `repos`, so one forge's rows never wait behind another's.
         """
         o = _t(OutboxEntry)
         ids_stmt = (
             select(o.c.id)
-            .where(self._postable(now))
+            .where(self._postable(now, repos))
             .order_by(o.c.next_attempt_at, o.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -169,20 +197,82 @@ class OutboxMixin(Database):
                 .values(superseded_at=at, claimed_until=None)
             )
 
-    def mark_failed(self, entry_id: int, next_attempt: dt.datetime, error: str, session: Session | None = None) -> None:
-        """Posting failed: release the claim and try again at `next_attempt`."""
+    def mark_failed(
+        self,
+        entry_id: int,
+        next_attempt: dt.datetime,
+        error: str,
+        session: Session | None = None,
+        *,
+        sent: bool = True,
+    ) -> None:
+        """Posting failed: release the claim and try again at `next_attempt`.
+
+        `sent=False` says nothing reached the forge (the connection was refused, the forge
+        refused before acting, or the row was held back unsent): the claim is taken back from
+        `attempts`, which so counts only the claims that may have reached the forge.
+        """
         o = _t(OutboxEntry)
+        attempts = o.c.attempts if sent else case((o.c.attempts > 0, o.c.attempts - 1), else_=0)
         with self._tx(session) as s:
             result: CursorResult[Any] = s.connection().execute(
                 update(o)
                 .where(o.c.id == entry_id, o.c.posted_at.is_(None))
-                .values(next_attempt_at=next_attempt, claimed_until=None, last_error=error)
+                .values(next_attempt_at=next_attempt, claimed_until=None, last_error=error, attempts=attempts)
             )
             if result.rowcount != 1:
                 raise NotFound(f"outbox row {entry_id} does not exist or was already posted")
 
-    def coalesce_outbox(self, now: dt.datetime, session: Session | None = None) -> int:
-        """Retire unposted states that a newer state of the same (repo, sha, context) replaced.
+    def retry_outbox_now(
+        self,
+        repos: Collection[str],
+        now: dt.datetime,
+        *,
+        unless_error_startswith: str | None = None,
+        session: Session | None = None,
+    ) -> int:
+        """Make the waiting rows of `repos` due at `now` (their forge answers again); returns how many.
+
+        Rows in flight are left alone, and so are rows whose last error starts with
+        `unless_error_startswith` (refused for a reason of their own, which a forge coming back
+        does not mend).
+        """
+        if not repos:
+            return 0
+        o = _t(OutboxEntry)
+        conditions = [
+            _not_indexed(o.c.repo).in_(sorted(repos)),
+            o.c.posted_at.is_(None),
+            o.c.superseded_at.is_(None),
+            or_(o.c.claimed_until.is_(None), o.c.claimed_until <= now),
+            o.c.next_attempt_at > now,
+        ]
+        if unless_error_startswith:
+            conditions.append(
+                or_(o.c.last_error.is_(None), ~o.c.last_error.startswith(unless_error_startswith, autoescape=True))
+            )
+        with self._tx(session) as s:
+            result: CursorResult[Any] = s.connection().execute(update(o).where(*conditions).values(next_attempt_at=now))
+            return int(result.rowcount)
+
+    def outbox_backlog(self, session: Session | None = None) -> list[OutboxBacklog]:
+        """Per repo, the statuses not posted yet (nor replaced by a newer state) and the oldest one's age."""
+        o = _t(OutboxEntry).c
+        repo = _not_indexed(o.repo)
+        stmt = (
+            select(repo, func.count(), func.min(o.created_at))
+            .where(o.posted_at.is_(None), o.superseded_at.is_(None))
+            .group_by(repo)
+            .order_by(repo)
+        )
+        with self._read(session) as s:
+            return [OutboxBacklog(repo, int(count), oldest) for repo, count, oldest in s.execute(stmt).all()]
+
+    def coalesce_outbox(
+        self, now: dt.datetime, session: Session | None = None, *, repos: Collection[str] | None = None
+    ) -> int:
+        """Retire unposted states that a newer state of the same (repo, sha, context) replaced
+        (of `repos`, when given).
 
         Rows still in flight are left alone. Returns how many rows were retired.
         """
@@ -201,6 +291,7 @@ class OutboxMixin(Database):
                 o.c.posted_at.is_(None),
                 o.c.superseded_at.is_(None),
                 or_(o.c.claimed_until.is_(None), o.c.claimed_until <= now),
+                *([_not_indexed(o.c.repo).in_(sorted(repos))] if repos is not None else []),
                 newer,
             )
             .values(superseded_at=now)

@@ -7,7 +7,9 @@ request is checked against the provider's published OpenAPI description (see
 against the same description, so the fake cannot drift from the real API unnoticed. It keeps
 enough state (statuses, comments, pull requests) for read-after-write, checks each provider's
 auth headers, records every request, and injects the failures a client must survive: 5xx, rate
-limits (403 + ``X-RateLimit-*``, 429 + ``Retry-After``) and hangs past the client's timeout.
+limits (403 + ``X-RateLimit-*``, 429 + ``Retry-After``), hangs past the client's timeout, slow
+answers (``delay_next``), and an outage: ``stop()`` refuses connections on the server's port
+(kept bound, so no other process takes it) and ``start()`` serves on it again.
 
 One server serves the three providers under their own base URLs::
 
@@ -18,10 +20,12 @@ One server serves the three providers under their own base URLs::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -76,8 +80,8 @@ class RecordedRequest:
     body: bytes
     json: Any  # parsed JSON (or form fields as a dict) when the body had any
     status: int  # 0 when the connection was dropped without an answer (hang)
-    injected: str | None  # "status", "rate_limit", "retry_after" or "hang"
-    at: float
+    injected: str | None  # "status", "rate_limit", "retry_after" or "hang" (a delayed answer is not injected)
+    at: float  # when the answer was sent (or the connection dropped)
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,12 @@ class Violation:
 
 @dataclass
 class _Injection:
-    kind: Literal["status", "rate_limit", "retry_after", "hang"]
+    kind: Literal["status", "rate_limit", "retry_after", "hang", "delay"]
     remaining: int
     provider: Provider | None
     status: int = 500
     seconds: float = 0.0
+    path: re.Pattern[str] | None = None  # only requests whose path this finds
 
 
 @dataclass
@@ -205,13 +210,14 @@ class ForgeServer:
         self._httpd.owner = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="forge", daemon=True)
         self._thread.start()
+        self._port = int(self._httpd.server_address[1])
+        self._placeholder: socket.socket | None = None  # holds the port while stopped
 
     # -- addresses -----------------------------------------------------------------------------
 
     @property
     def root_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"http://127.0.0.1:{self._port}"
 
     def url(self, provider: Provider) -> str:
         """The API base URL a client of ``provider`` is configured with."""
@@ -358,9 +364,12 @@ class ForgeServer:
 
     # -- failure injection ---------------------------------------------------------------------
 
-    def fail_next(self, n: int = 1, status: int = 500, provider: Provider | None = None) -> None:
-        """The next ``n`` requests (to ``provider``, or any) are answered ``status``."""
-        self._inject(_Injection("status", n, provider, status=status))
+    def fail_next(
+        self, n: int = 1, status: int = 500, provider: Provider | None = None, path: str | None = None
+    ) -> None:
+        """The next ``n`` requests (to ``provider``, or any; whose path ``path`` finds, a regular
+        expression, or any) are answered ``status``."""
+        self._inject(_Injection("status", n, provider, status=status, path=re.compile(path) if path else None))
 
     def rate_limit_next(self, n: int = 1, reset_after: int = 60, provider: Provider | None = None) -> None:
         """403 with ``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset`` ``reset_after`` s ahead."""
@@ -374,6 +383,17 @@ class ForgeServer:
         """No answer for ``seconds`` (capped at MAX_HANG_SECONDS), then the connection is closed."""
         self._inject(_Injection("hang", n, provider, seconds=min(seconds, MAX_HANG_SECONDS)))
 
+    def delay_next(self, n: int = 1, seconds: float = 10.0, provider: Provider | None = None) -> None:
+        """The next ``n`` requests are answered as usual, but only after ``seconds`` (capped at
+        MAX_HANG_SECONDS, cut short by ``release_hangs()``): a slow forge."""
+        self._inject(_Injection("delay", n, provider, seconds=min(seconds, MAX_HANG_SECONDS)))
+
+    def release_hangs(self) -> None:
+        """End the hangs and delays in progress now (hung requests drop, delayed ones are answered)."""
+        with self._lock:
+            released, self._released = self._released, threading.Event()
+        released.set()
+
     def clear_injections(self) -> None:
         """Drop the injections not used up yet (an outage injected as "the next N" ends now)."""
         with self._lock:
@@ -383,11 +403,11 @@ class ForgeServer:
         with self._lock:
             self._injections.append(injection)
 
-    def _take_injection(self, provider: Provider | None) -> _Injection | None:
+    def _take_injection(self, provider: Provider | None, path: str) -> _Injection | None:
         with self._lock:
             self._injections = [i for i in self._injections if i.remaining > 0]
             for injection in self._injections:
-                if injection.provider in (None, provider):
+                if injection.provider in (None, provider) and (injection.path is None or injection.path.search(path)):
                     injection.remaining -= 1
                     return injection
             return None
@@ -395,7 +415,8 @@ class ForgeServer:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget requests, violations, injections and state (between tests)."""
+        """Forget requests, violations, injections and state (between tests); serve if stopped."""
+        self.start()
         self._released.set()  # end hangs left by the previous test
         with self._lock:
             self._records.clear()
@@ -406,7 +427,47 @@ class ForgeServer:
             self._expect_violations = False
             self._released = threading.Event()
 
+    @property
+    def running(self) -> bool:
+        return self._placeholder is None
+
+    def stop(self) -> None:
+        """A forge outage: open connections are cut and new ones refused, until ``start()``.
+
+        The port stays bound by a socket that does not listen (the kernel refuses connections to
+        it), so the restarted server gets the same address and no other process takes it.
+        """
+        if not self.running:
+            return
+        self.release_hangs()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._httpd.close_connections()
+        self._thread.join(timeout=10)
+        placeholder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        placeholder.bind(("127.0.0.1", self._port))
+        self._placeholder = placeholder
+
+    def start(self) -> None:
+        """Serve again on the same port after ``stop()`` (records, state and injections are kept)."""
+        if self.running:
+            return
+        placeholder = self._placeholder
+        assert placeholder is not None
+        httpd = _ForgeHTTPServer(("127.0.0.1", self._port), _ForgeHandler, bind_and_activate=False)
+        httpd.socket.close()
+        httpd.socket = placeholder  # already bound to the port: listening on it is the restart
+        httpd.server_address = placeholder.getsockname()
+        httpd.server_activate()
+        httpd.owner = self
+        self._httpd = httpd
+        self._placeholder = None
+        self._thread = threading.Thread(target=httpd.serve_forever, name="forge", daemon=True)
+        self._thread.start()
+
     def close(self) -> None:
+        self.start()
         self._released.set()
         self._httpd.shutdown()
         self._httpd.server_close()
@@ -444,7 +505,10 @@ class ForgeServer:
             if reply is not None:
                 handler.send_json(reply.status, reply.body, reply.headers)
 
-        injection = self._take_injection(provider)
+        injection = self._take_injection(provider, path)
+        if injection is not None and injection.kind == "delay":
+            self._released.wait(injection.seconds)
+            injection = None
         if injection is not None:
             if injection.kind == "hang":
                 released = self._released
@@ -977,3 +1041,27 @@ class _ForgeHTTPServer(ThreadingHTTPServer):
     # socketserver's default backlog of 5 resets bursts of parallel clients; real servers queue more.
     request_queue_size = 128
     owner: ForgeServer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        with self._connections_lock:
+            self._connections.add(sock)
+        return sock, address
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut the kept-alive connections too: a stopped forge answers nothing, old clients included."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for sock in connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

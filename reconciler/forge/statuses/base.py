@@ -34,6 +34,9 @@ class StatusProvider(Protocol):
     # Longest description the forge accepts; longer ones are cut with an ellipsis.
     description_limit: int
 
+    # The forge as logs, metrics and /readyz name it: its API URL, without credentials.
+    forge: str
+
     @property
     def rate_key(self) -> str:
         """Requests sharing a rate-limit budget share this key (the forge and the token)."""

@@ -57,6 +57,15 @@ def rate_limit_wait(response: httpx.Response) -> float | None:
     return None
 
 
+def _shown(url: str) -> str:
+    """`url` as errors (logs, `/readyz`) may show it: no userinfo, no loaded secret."""
+    try:
+        public = str(httpx.URL(url).copy_with(userinfo=b""))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        public = "<unparsable URL>"
+    return redact(public)
+
+
 def _message(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -71,7 +80,7 @@ def _message(response: httpx.Response) -> str:
 def classify(method: str, url: str, response: httpx.Response) -> ForgeError:
     """The typed error for a non-2xx answer."""
     code = response.status_code
-    what = f"{method} {redact(url)}: {code} {_message(response)}"
+    what = f"{method} {_shown(url)}: {code} {_message(response)}"
     if code in (403, 429):
         wait = rate_limit_wait(response)
         if wait is not None:
@@ -111,13 +120,13 @@ class ForgeHttp:
         try:
             response = self._client.request(method, url, json=json, params=params)
         except httpx.ConnectError as e:
-            raise TransientForgeError(f"{method} {redact(url)}: cannot connect: {redact(str(e))}", sent=False) from e
+            raise TransientForgeError(f"{method} {_shown(url)}: cannot connect: {redact(str(e))}", sent=False) from e
         except httpx.TimeoutException as e:
             # A read timeout may come after the forge acted on the request.
             sent = not isinstance(e, (httpx.ConnectTimeout, httpx.PoolTimeout))
-            raise TransientForgeError(f"{method} {redact(url)}: timed out ({type(e).__name__})", sent=sent) from e
+            raise TransientForgeError(f"{method} {_shown(url)}: timed out ({type(e).__name__})", sent=sent) from e
         except httpx.TransportError as e:
-            raise TransientForgeError(f"{method} {redact(url)}: {type(e).__name__}: {redact(str(e))}", sent=True) from e
+            raise TransientForgeError(f"{method} {_shown(url)}: {type(e).__name__}: {redact(str(e))}", sent=True) from e
         if not response.is_success:
             raise classify(method, url, response)
         return response
@@ -147,7 +156,7 @@ class ForgeHttp:
             url, query = (match.group(1), None) if match else (None, None)
             if url is not None and httpx.URL(url).host != httpx.URL(self.base_url).host:
                 # Never send the token to a host the paging link points at but we were not given.
-                raise PermanentForgeError(f"GET {path}: next page on another host: {redact(url)}")
+                raise PermanentForgeError(f"GET {path}: next page on another host: {_shown(url)}")
 
 
 class HttpForgeClient:
@@ -172,6 +181,9 @@ class HttpForgeClient:
             kwargs["timeout"] = timeout
         self.http = ForgeHttp(self.api_url, headers, **kwargs)
         self._rate_key = f"{self.provider} {self.api_url} {hash(token)}"
+        url = httpx.URL(self.api_url)
+        # Without userinfo, query or fragment: this name goes into logs, metrics and /readyz.
+        self.forge = str(url.copy_with(userinfo=b"", query=None, fragment=None))
 
     @property
     def rate_key(self) -> str:

@@ -23,6 +23,7 @@ class BlockAfterPost:
         self.inner = inner
         self.marker = marker
         self.provider = inner.provider
+        self.forge = inner.forge
         self.description_limit = inner.description_limit
 
     @property

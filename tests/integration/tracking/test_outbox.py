@@ -160,3 +160,62 @@ def test_two_processes_never_claim_the_same_row(db_url: str, store: Store, now: 
     assert len(everything) == len(set(everything)), "a row was claimed twice"
     assert sorted(everything) == sorted(r.id for r in store.outbox())
     assert all(r.attempts == 1 for r in store.outbox())
+
+
+def test_claims_and_coalescing_per_forge_touch_only_its_repos(store: Store, now: dt.datetime) -> None:
+    for repo in ("r", "s", "t"):
+        for state in (CommitState.PENDING, CommitState.SUCCESS):
+            store.enqueue_commit_status(repo=repo, sha="c1", context="polyaxon/a", state=state, now=now)
+    assert store.coalesce_outbox(now, repos={"r", "s"}) == 2
+    assert [r.repo for r in store.outbox() if r.superseded_at is None] == ["r", "s", "t", "t"]
+    claimed = store.claim_outbox(10, now, repos={"s", "t"})
+    assert sorted(r.repo for r in claimed) == ["s", "t"]  # t's newest only; nothing of r
+    assert store.claim_outbox(10, now, repos=set()) == []
+    assert [r.repo for r in store.claim_outbox(10, now)] == ["r"]
+
+
+def test_a_try_that_sent_nothing_is_not_an_attempt(store: Store, now: dt.datetime) -> None:
+    enqueue(store, "c1", CommitState.PENDING, now)
+    [row] = store.claim_outbox(1, now)
+    assert row.id is not None and row.attempts == 1
+    store.mark_failed(row.id, now + S, "[not sent] connection refused", sent=False)
+    assert store.outbox()[0].attempts == 0
+    store.claim_outbox(1, now + S)
+    store.mark_failed(row.id, now + 2 * S, "502", sent=True)
+    assert store.outbox()[0].attempts == 1
+
+
+def test_retry_now_makes_a_forges_waiting_rows_due_but_not_refused_or_in_flight(store: Store, now: dt.datetime) -> None:
+    later = now + dt.timedelta(minutes=10)
+    errors = {"c1": "[not sent] refused", "c2": "502", "c3": "[refused] 404", "c4": "[refusedX] 5", "c5": None}
+    for sha, error in errors.items():
+        enqueue(store, sha, CommitState.PENDING, now)
+        [row] = store.claim_outbox(1, now)
+        if error is not None:  # c5 stays in flight
+            store.mark_failed(row.id or 0, later, error)
+    store.enqueue_commit_status(repo="elsewhere", sha="c6", context="polyaxon/a", state=CommitState.PENDING, now=later)
+    assert store.retry_outbox_now({"r"}, now + S, unless_error_startswith="[refused] ") == 3
+    due = {r.sha: r.next_attempt_at for r in store.outbox()}
+    assert due == {"c1": now + S, "c2": now + S, "c3": later, "c4": now + S, "c5": now, "c6": later}
+    # LIKE's wildcards in the prefix are taken literally: "[refusedX] 5" does not start with "[refused_]".
+    store.mark_failed(store.outbox("c4")[0].id or 0, later, "[refusedX] 5")
+    assert store.retry_outbox_now({"r"}, now + 2 * S, unless_error_startswith="[refused_]") == 2  # c3, c4
+    assert store.retry_outbox_now(set(), now + 3 * S) == 0
+
+
+def test_backlog_counts_what_waits_per_repo(store: Store, now: dt.datetime) -> None:
+    enqueue(store, "c1", CommitState.PENDING, now)
+    enqueue(store, "c1", CommitState.SUCCESS, now + S)
+    enqueue(store, "c2", CommitState.PENDING, now + 2 * S)
+    store.enqueue_commit_status(repo="s", sha="c1", context="polyaxon/a", state=CommitState.PENDING, now=now + 5 * S)
+    assert [(b.repo, b.pending, b.oldest_created_at) for b in store.outbox_backlog()] == [
+        ("r", 3, now),
+        ("s", 1, now + 5 * S),
+    ]
+    store.coalesce_outbox(now + 3 * S)  # c1's pending is replaced
+    [c1] = [r for r in store.claim_outbox(10, now + 3 * S) if r.sha == "c1" and r.repo == "r"]
+    store.mark_posted(c1.id or 0, now + 4 * S)
+    assert [(b.repo, b.pending, b.oldest_created_at) for b in store.outbox_backlog()] == [
+        ("r", 1, now + 2 * S),
+        ("s", 1, now + 5 * S),
+    ]

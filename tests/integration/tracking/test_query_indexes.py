@@ -90,6 +90,12 @@ QUERIES: dict[str, tuple[Callable[[Store, dt.datetime], object], set[str], list[
         {"commit_status_outbox"},
         ["ix_outbox_pending", "ix_outbox_repo_sha_context"],
     ),
+    "claim_outbox_of_one_forge": (
+        lambda s, now: s.claim_outbox(5, now, repos={"r", "other"}),
+        {"commit_status_outbox"},
+        ["ix_outbox_pending", "ix_outbox_repo_sha_context"],
+    ),
+    "outbox_backlog": (lambda s, now: s.outbox_backlog(), {"commit_status_outbox"}, ["ix_outbox_pending"]),
     "due_ticks": (lambda s, now: s.due_ticks(now), {"schedule_state"}, ["ix_schedule_state_next_tick"]),
     # A reconcile's read of a repo's runs: each op's newest by the op index, the active ones by status.
     "planner_runs": (
