@@ -13,6 +13,9 @@ from reconciler.tracking.errors import (
     RunNameConflict,
     TrackingError,
 )
+from reconciler.tracking.handoffs import CHANNEL as HANDOFF_CHANNEL
+from reconciler.tracking.handoffs import HandoffListener
+from reconciler.tracking.leases import LeaseRow, Member
 from reconciler.tracking.migrate import (
     UPGRADE_COMMAND,
     check_ready,
@@ -34,14 +37,17 @@ from reconciler.tracking.store import (
 from reconciler.tracking.tables import (
     ConsumedTransition,
     GitCommit,
+    Handoff,
     Instance,
     Operation,
     OrchestratedRun,
     OutboxEntry,
     Repo,
+    RepoLease,
     Run,
     ScheduleState,
     ScheduleTick,
+    ShardMember,
     StatusChange,
     Subscriber,
     Subscription,
@@ -49,25 +55,32 @@ from reconciler.tracking.tables import (
 )
 
 __all__ = [
+    "HANDOFF_CHANNEL",
     "UPGRADE_COMMAND",
     "ConsumedTransition",
     "CreatedRun",
     "DatabaseNotReady",
     "DueTick",
     "GitCommit",
+    "Handoff",
+    "HandoffListener",
     "IllegalTransition",
     "Instance",
     "LatestStatus",
+    "LeaseRow",
+    "Member",
     "NotFound",
     "Operation",
     "OrchestratedRun",
     "OutboxEntry",
     "PendingEvent",
     "Repo",
+    "RepoLease",
     "Run",
     "RunNameConflict",
     "ScheduleState",
     "ScheduleTick",
+    "ShardMember",
     "StatusChange",
     "Store",
     "Subscriber",
