@@ -156,20 +156,24 @@ class Shard:
             self._renew_failed(f"{type(e).__name__}: {e}")
         lost: list[str] = []
         with self._lock:
+            if self.monotonic() >= self._valid_until:
+                # The membership lapsed before this renewal came back (paused, cut off, slow): the
+                # others may have taken any of our repos meanwhile, so none is ours any more, and
+                # we wait a round again before taking any.
+                lost = sorted(self._owned)
+                self._owned.clear()
+                self._member_since = None
             if joined:
                 self._valid_until = sent + VALIDITY * self.lease_seconds
                 if self._member_since is None:
                     self._member_since = sent
             valid = self.monotonic() < self._valid_until
-            if not valid:
-                lost = sorted(self._owned)
-                self._owned.clear()
-                self._member_since = None
         if joined is False:
             self._renew_failed(f"another live replica uses the identity {self.identity!r}")
         if lost:
             log.warning("membership not renewed in time: no longer acting on %d repos", len(lost))
-        if not valid:
+        if not joined or not valid:
+            # Not renewed this round: keep what is still valid, take and give back nothing.
             self._publish()
             return
         try:
