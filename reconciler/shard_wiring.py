@@ -209,7 +209,15 @@ def build_shard_wiring(
             holder=holder,
             lease_seconds=sharding.lease_seconds,
         )
-    shard = Shard(leases, [r.name for r in settings.repos], lease_seconds=sharding.lease_seconds, metrics=metrics)
+    shard = Shard(
+        leases,
+        [r.name for r in settings.repos],
+        lease_seconds=sharding.lease_seconds,
+        metrics=metrics,
+        # Kubernetes would keep renewing for a replica cut off from the database, which can do
+        # nothing: its repos go to the others instead. (The database mode renews there anyway.)
+        usable=store.ping if sharding.mode == "kubernetes" else None,
+    )
     log.info("sharding", extra={"mode": sharding.mode, "identity": identity, "lease_seconds": sharding.lease_seconds})
     return ShardWiring(shard, store, clock=clock)
 

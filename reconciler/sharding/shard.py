@@ -87,7 +87,11 @@ class Shard:
         lease_seconds: float,
         metrics: Metrics | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        usable: Callable[[], None] | None = None,
     ) -> None:
+        """`usable` raises when this replica cannot do its work (the `kubernetes` mode asks the
+        tracking database): it then stops renewing, and its repos go to replicas that can."""
+        self.usable = usable
         self.leases = leases
         self.identity = leases.identity
         self.repos = list(repos)
@@ -150,6 +154,8 @@ class Shard:
         """Renew, read the members, give back and take leases; publish the metrics."""
         sent = self.monotonic()
         try:
+            if self.usable is not None:
+                self.usable()
             joined: bool | None = self.leases.join()
         except Exception as e:
             joined = None

@@ -72,6 +72,11 @@ class LeasesMixin(Database):
             )
             return True
 
+    def ping(self) -> None:
+        """Raise unless the database answers (a replica that cannot reach it renews no lease)."""
+        with self._read(None) as s:
+            s.execute(text("SELECT 1"))
+
     def live_members(self, session: Session | None = None) -> list[Member]:
         """The replicas whose membership has not lapsed, by identity."""
         self._needs_postgres()
