@@ -23,6 +23,7 @@ from reconciler.forge import PullRequestEvent
 from reconciler.metrics import Metrics
 from reconciler.model import RunRequest
 from reconciler.sharding import (
+    MEMBERS,
     DatabaseLeases,
     HandoffPump,
     KubernetesLeases,
@@ -67,7 +68,9 @@ class ShardWiring:
         self.store = store
         self.clock = clock
         self.identity = shard.identity
-        self.pump = HandoffPump(store, lambda: list(shard.owned()), self._deliver, clock=clock)
+        self.pump = HandoffPump(store, lambda: list(shard.owned()), self._deliver, clock=clock, on_members=shard.poke)
+        # A replica that joins or leaves says so: the others look at once, not at their next round.
+        shard.on_membership = lambda: store.announce(MEMBERS)
         self._delivery: Delivery | None = None
         self._run_repos: OrderedDict[str, str] = OrderedDict()  # run name -> repo (names never move)
         self._cache_lock = threading.Lock()

@@ -15,7 +15,7 @@ import secrets
 import socket
 
 from reconciler.sharding.database import DatabaseLeases
-from reconciler.sharding.handoffs import HandoffPump
+from reconciler.sharding.handoffs import MEMBERS, HandoffPump
 from reconciler.sharding.kubernetes import KubernetesLeases, LeaseApiError
 from reconciler.sharding.rendezvous import assign, owner
 from reconciler.sharding.shard import VALIDITY, LeaseStore, NotOwner, Shard
@@ -33,6 +33,7 @@ def holder_of(identity: str) -> str:
 
 
 __all__ = [
+    "MEMBERS",
     "VALIDITY",
     "DatabaseLeases",
     "HandoffPump",

@@ -20,6 +20,7 @@ class DatabaseLeases:
         self.holder = holder
         self.lease_seconds = lease_seconds
         self._rounds = 0
+        self.next_expiry: float | None = None
 
     def join(self) -> bool:
         joined = self.store.join_shard(self.identity, self.holder, self.lease_seconds)
@@ -29,7 +30,11 @@ class DatabaseLeases:
         return joined
 
     def members(self) -> list[str]:
-        return [m.identity for m in self.store.live_members()]
+        self.next_expiry = None  # unknown until the members are read
+        live = self.store.live_members()
+        others = [m.expires_in for m in live if m.identity != self.identity]
+        self.next_expiry = min(others) if others else None
+        return [m.identity for m in live]
 
     def acquire(self, repos: Collection[str]) -> dict[str, int]:
         return self.store.acquire_leases(self.holder, repos)

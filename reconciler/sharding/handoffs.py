@@ -19,6 +19,9 @@ from reconciler.tracking import Handoff, Store
 
 log = logging.getLogger(__name__)
 
+# The payload a replica announces when it joins or leaves (no repo is named "*").
+MEMBERS = "*"
+
 # Rows for a repo no replica took in this long (a repo removed from every replica's config) go.
 KEEP = timedelta(days=1)
 
@@ -32,7 +35,10 @@ class HandoffPump:
         *,
         poll: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_members: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_members` is called when a replica announces that it joined or left (`MEMBERS`)."""
+        self.on_members = on_members
         self.store = store
         self.owned = owned
         self.deliver = deliver
@@ -75,7 +81,8 @@ class HandoffPump:
         try:
             while not self._stop.is_set():
                 try:
-                    listener.wait(self.poll)
+                    if MEMBERS in listener.wait(self.poll):
+                        self.on_members()
                     self.drain()
                     failures = 0
                 except Exception as e:
@@ -96,4 +103,4 @@ class HandoffPump:
             self._thread.join(10)
 
 
-__all__ = ["HandoffPump"]
+__all__ = ["MEMBERS", "HandoffPump"]

@@ -103,6 +103,7 @@ class KubernetesLeases:
         self._repo_leases: dict[str, dict[str, Any]] = {}  # held repo Leases as last written
         self._live_holders: set[str] = set()
         self._lock = threading.Lock()
+        self.next_expiry: float | None = None
 
     # --- the API ----------------------------------------------------------------------------------
 
@@ -229,9 +230,11 @@ class KubernetesLeases:
 
     def _member_holders(self) -> list[tuple[str, str]]:
         """(identity, holder) of the live members, as this replica observes them."""
+        self.next_expiry = None  # unknown until the members are read
         items = self._list("member")
         live: list[tuple[str, str]] = []
         names = []
+        expiries = []
         for item in items:
             meta, spec = item.get("metadata") or {}, item.get("spec") or {}
             name, holder = str(meta.get("name", "")), str(spec.get("holderIdentity") or "")
@@ -241,9 +244,12 @@ class KubernetesLeases:
             quiet = self._observed.unchanged_for(name, str(meta.get("resourceVersion", "")))
             if holder == self.holder or (holder and identity and quiet < duration):
                 live.append((identity, holder))
+                if holder != self.holder:
+                    expiries.append(duration - quiet)
             elif quiet > FORGET_AFTER * duration:
                 self._forget(name, str(meta.get("resourceVersion", "")))
         self._observed.keep(names)
+        self.next_expiry = min(expiries) if expiries else None
         with self._lock:
             self._live_holders = {holder for _, holder in live}
         return live

@@ -47,6 +47,8 @@ class LeaseStore(Protocol):
 
     identity: str  # the replica's name (rendezvous hashes it)
     holder: str  # the identity plus a token of this process (what leases name)
+    # Seconds from the last `members()` until the first other member's lease runs out (None: no other).
+    next_expiry: float | None
 
     def join(self) -> bool:
         """Write or renew this replica's membership; False while another live process uses the identity."""
@@ -101,6 +103,8 @@ class Shard:
         # What the daemon plugs in: repos just acquired, and a try-lock on a repo's in-flight work.
         self.on_acquired: Callable[[list[str]], None] = lambda repos: None
         self.busy: Callable[[str], AbstractContextManager[bool]] = _always_idle
+        # Told when this replica joins (or comes back) and when it leaves: the others may look now.
+        self.on_membership: Callable[[], None] = lambda: None
         self._owned: dict[str, int] = {}
         self._to_release: dict[str, int] = {}  # given up here, not yet confirmed by the store
         self._members: list[str] = []
@@ -169,13 +173,17 @@ class Shard:
                 lost = sorted(self._owned)
                 self._owned.clear()
                 self._member_since = None
+            came = False
             if joined:
                 self._valid_until = sent + VALIDITY * self.lease_seconds
                 if self._member_since is None:
                     self._member_since = sent
+                    came = True
             valid = self.monotonic() < self._valid_until
         if joined is False:
             self._renew_failed(f"another live replica uses the identity {self.identity!r}")
+        if came:
+            self._announce()
         if lost:
             log.warning("membership not renewed in time: no longer acting on %d repos", len(lost))
         if not joined or not valid:
@@ -242,6 +250,12 @@ class Shard:
         except Exception:
             log.exception("handling newly owned repos failed")
 
+    def _announce(self) -> None:
+        try:
+            self.on_membership()
+        except Exception as e:  # the others notice at their next round anyway
+            log.debug("announcing a membership change failed: %s", e)
+
     def _renew_failed(self, why: str) -> None:
         if self.metrics is not None:
             self.metrics.lease_renew_errors.inc()
@@ -273,7 +287,12 @@ class Shard:
                 self.step()
             except Exception:  # a round never ends the thread
                 log.exception("a shard round failed")
-            self._wake.wait(max(0.0, self.interval - (self.monotonic() - started)))
+            wait = self.interval - (self.monotonic() - started)
+            expiry = getattr(self.leases, "next_expiry", None)
+            if expiry is not None:
+                # Look again just as another member's lease runs out, not up to a round later.
+                wait = min(wait, max(0.1, expiry - (self.monotonic() - started) + 0.05))
+            self._wake.wait(max(0.0, wait))
             self._wake.clear()
 
     @property
@@ -297,6 +316,8 @@ class Shard:
                 self.leases.leave(held)
             except Exception as e:
                 log.warning("leaving the shard failed (the others take its repos when its lease lapses): %s", e)
+            else:
+                self._announce()
         self._publish()
 
 

@@ -68,6 +68,13 @@ class HandoffsMixin(Database):
             result = s.execute(delete(h).where(h.c.created_at < before))
             return int(getattr(result, "rowcount", 0) or 0)
 
+    def announce(self, payload: str, session: Session | None = None) -> None:
+        """Wake every replica's listener with `payload` (PostgreSQL; a no-op elsewhere)."""
+        if self.dialect != "postgresql":
+            return
+        with self._tx(session) as s:
+            s.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+
     def handoff_listener(self) -> HandoffListener:
         return HandoffListener(self.engine.url)
 
@@ -83,8 +90,8 @@ class HandoffListener:
         self._connect_timeout = connect_timeout
         self._conn: Any = None
 
-    def wait(self, timeout: float) -> bool:
-        """Block up to `timeout` seconds for a notification; True when one came."""
+    def wait(self, timeout: float) -> list[str]:
+        """Block up to `timeout` seconds for notifications; their payloads (empty: none came)."""
         import psycopg
 
         if self._conn is None:
@@ -100,9 +107,10 @@ class HandoffListener:
             conn.execute(f"LISTEN {CHANNEL}")
             self._conn = conn
         try:
-            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                return True
-            return False
+            got = [n.payload for n in self._conn.notifies(timeout=timeout, stop_after=1)]
+            # What else arrived meanwhile comes with it.
+            got += [n.payload for n in self._conn.notifies(timeout=0)]
+            return got
         except psycopg.Error:
             self.close()
             raise

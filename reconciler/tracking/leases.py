@@ -38,6 +38,7 @@ class LeaseRow(NamedTuple):
 class Member(NamedTuple):
     identity: str
     holder: str
+    expires_in: float  # seconds, by the database's clock
 
 
 class LeasesMixin(Database):
@@ -82,9 +83,12 @@ class LeasesMixin(Database):
         self._needs_postgres()
         with self._read(session) as s:
             rows = s.execute(
-                text("SELECT identity, holder FROM shard_member WHERE expires_at > clock_timestamp() ORDER BY identity")
+                text(
+                    "SELECT identity, holder, EXTRACT(EPOCH FROM expires_at - clock_timestamp()) AS expires_in "
+                    "FROM shard_member WHERE expires_at > clock_timestamp() ORDER BY identity"
+                )
             ).all()
-        return [Member(str(r.identity), str(r.holder)) for r in rows]
+        return [Member(str(r.identity), str(r.holder), float(r.expires_in)) for r in rows]
 
     def acquire_leases(self, holder: str, repos: Collection[str], session: Session | None = None) -> dict[str, int]:
         """Take the free leases among `repos` for `holder` (a live member); repo -> new generation.
