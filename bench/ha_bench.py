@@ -86,6 +86,14 @@ class Fleet:
             counts[repo] += int(float(value))
         return counts
 
+    def idle(self) -> bool:
+        """No reconcile waiting for a worker on any replica."""
+        for replica in self.up():
+            answer = http(replica.url + "/metrics", timeout=10)
+            if answer is None or 'reconciler_workqueue_depth{kind="reconcile"} 0.0' not in answer[1]:
+                return False
+        return True
+
     def settled(self) -> bool:
         live = [r.base.name for r in self.up()]
         want = assign(self.repos, live)
@@ -247,6 +255,9 @@ def run_mode(mode: str, args: argparse.Namespace, plane: ControlPlane, tmp: Path
         print(f"[{mode}] rolling restart: {rolling}", flush=True)
 
         # -- webhook hand-off ----------------------------------------------------------------------------
+        # Measured on an idle fleet: a webhook queued behind a hundred catch-up reconciles after the
+        # rollout would measure the queue, not the hand-off.
+        fleet.wait(fleet.idle, "the replicas to finish catching up")
         latencies = []
         sender = WebhookSender(SECRET)
         for repo in repos[: args.webhooks]:

@@ -26,7 +26,6 @@ from reconciler.sharding import (
     MEMBERS,
     DatabaseLeases,
     HandoffPump,
-    KubernetesLeases,
     LeaseStore,
     Shard,
     default_identity,
@@ -202,6 +201,8 @@ def build_shard_wiring(
     if sharding.mode == "database":
         leases = DatabaseLeases(store, identity, holder, sharding.lease_seconds)
     else:
+        from reconciler.sharding.kubernetes import KubernetesLeases
+
         if kube_api is None:
             raise ValueError("sharding.mode kubernetes needs a Kubernetes API client")
         leases = KubernetesLeases(

@@ -1,8 +1,9 @@
 """Replicas that share the repos: leases, ownership by rendezvous hashing, the fence, hand-offs.
 
 `Shard` keeps this replica's share (membership renewed every third of `lease_seconds`, the repo
-leases rendezvous gives it) over a `LeaseStore`: `KubernetesLeases` (coordination.k8s.io/v1
-Leases) or `DatabaseLeases` (rows in the tracking PostgreSQL). `Shard.check` is the fence the
+leases rendezvous gives it) over a `LeaseStore`: `kubernetes.KubernetesLeases` (coordination.k8s.io/v1
+Leases; imported from its module, so a daemon without it never loads the Kubernetes client) or
+`DatabaseLeases` (rows in the tracking PostgreSQL). `Shard.check` is the fence the
 applier asks before anything that starts something (`NotOwner` when the repo is not this
 replica's). `HandoffPump` takes the webhook events and requests other replicas received for the
 repos this one owns. The daemon's wiring (`reconciler.shard_wiring`) plugs them in.
@@ -16,7 +17,6 @@ import socket
 
 from reconciler.sharding.database import DatabaseLeases
 from reconciler.sharding.handoffs import MEMBERS, HandoffPump
-from reconciler.sharding.kubernetes import KubernetesLeases, LeaseApiError
 from reconciler.sharding.rendezvous import assign, owner
 from reconciler.sharding.shard import VALIDITY, LeaseStore, NotOwner, Shard
 
@@ -37,8 +37,6 @@ __all__ = [
     "VALIDITY",
     "DatabaseLeases",
     "HandoffPump",
-    "KubernetesLeases",
-    "LeaseApiError",
     "LeaseStore",
     "NotOwner",
     "Shard",

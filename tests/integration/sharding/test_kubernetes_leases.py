@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.sharding import KubernetesLeases, Shard, assign
-from reconciler.sharding.kubernetes import ANNOTATION_REPO, LABEL_LEASE
+from reconciler.sharding import Shard, assign
+from reconciler.sharding.kubernetes import ANNOTATION_REPO, LABEL_LEASE, KubernetesLeases
 from tests.cluster.controlplane import ControlPlane
 from tests.infra.wait import wait_until
 

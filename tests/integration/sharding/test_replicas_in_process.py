@@ -8,20 +8,22 @@ is dropped without stopping the others. A replica that owns nothing is ready (/r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reconciler.config import ShardingConfig
-from reconciler.daemon import Daemon
+from reconciler.daemon import Daemon, ReconcileRepo
 from reconciler.forge import PullRequestEvent
 from reconciler.shard_wiring import Delivery
+from reconciler.sharding import NotOwner
 from reconciler.tracking import Store
 from tests.e2e.harness import http, metric
 from tests.infra.daemon import DaemonHarness
@@ -153,3 +155,65 @@ def test_a_pull_request_event_crosses_over_intact_and_a_bad_row_is_dropped(
     wait_until(lambda: got, timeout=10, what="the owner to receive the pull request")
     assert got == [("b", event)]
     assert json.dumps(got[0][1].projects) == '["acme/b"]'
+
+
+TICKING = """
+version: 1.1
+kind: operation
+name: tick
+schedule: {kind: interval, frequency: 60}
+component:
+  run: {kind: job, container: {image: busybox, command: [echo, tick]}}
+"""
+
+
+def test_ticks_resume_and_reconciles_of_a_repo_are_its_owner_s_alone(
+    pg_url: str, git_repo_factory: GitRepoFactory, tmp_path: Path
+) -> None:
+    """Two replicas stepped by hand (no threads): the one that does not own `a` neither
+    reconciles it, nor fires its due tick, nor starts a run of it left unsubmitted; the owner does."""
+    t0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    with ExitStack() as stack:
+        harness = DaemonHarness(tmp_path / "h", pg_url, git_repo_factory, repos=("a", "b"), start=t0)
+        stack.callback(harness.close)
+        harness.commit({"ops/tick.yaml": TICKING}, repo="a")
+        made = {}
+        for name in ("one", "two"):
+            settings = harness.settings.model_copy(
+                update={
+                    "backend": "kubernetes",
+                    "sharding": ShardingConfig(mode="database", lease_seconds=3, identity=name),
+                    "data_dir": tmp_path / name,
+                }
+            )
+            made[name] = harness.build(store=harness.open_store(), settings=settings, timer=False)
+        shards = [d.sharding.shard for d in made.values() if d.sharding is not None]
+        stack.callback(lambda: [s.stop(leave=True) for s in shards])
+        wait_until(
+            lambda: [s.step() for s in shards] and made["two"].owns("a") and made["one"].owns("b"),
+            timeout=30,
+            what="a owned by two, b by one",
+        )
+        owner, stranger = made["two"], made["one"]
+        # The queue's item for another replica's repo does nothing; a direct reconcile is fenced.
+        assert stranger._handle_reconcile(ReconcileRepo("a")) is None
+        with pytest.raises(NotOwner):
+            stranger.reconcile_repo("a")
+        assert harness.store.operation("a:ops/tick.yaml#tick") is None
+        harness.clock.set(t0)
+        owner.reconcile_repo("a")
+        assert harness.store.schedule_state("a:ops/tick.yaml#tick") is not None
+        # The tick falls due: the stranger fires nothing, the owner fires it, once. Its submission
+        # fails (a crash between record and start): the run waits, recorded, for a resume.
+        harness.clock.set(t0 + timedelta(seconds=61))
+        stranger.fire_ticks()
+        assert harness.store.ticks("a:ops/tick.yaml#tick") == []
+        harness.scripted.fail_next_submit(RuntimeError("crashed before the submit"))
+        with contextlib.suppress(RuntimeError):
+            owner.fire_ticks()
+        [tick] = harness.store.ticks("a:ops/tick.yaml#tick")
+        assert tick.outcome == "fired" and harness.submitted == []
+        stranger.resume()
+        assert harness.submitted == []  # not its repo: left to the owner
+        owner.resume()
+        assert [r.op.name for r in harness.submitted] == ["tick"]
