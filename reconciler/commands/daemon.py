@@ -142,6 +142,14 @@ def sync(config: ConfigOption = None) -> None:
     from reconciler.logs import setup_logging
 
     settings = settings_or_exit(config)
+    if settings.sharding is not None:
+        # A pass outside the replicas' leases would act on repos they own.
+        typer.echo(
+            "error: reconciler sync does not run with sharding: the replicas own the repos "
+            "(ask one of them: POST /api/repos/{repo}/sync)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_USAGE)
     setup_logging(settings.log_level, settings.log_format)
     umask = os.umask(0o077)
     os.umask(umask)

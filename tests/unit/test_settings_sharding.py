@@ -77,3 +77,11 @@ def test_reconciler_run_exits_2_naming_the_problem(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "sharding needs PostgreSQL" in result.output
     assert not (tmp_path / "db").exists()  # refused before anything was created
+
+
+def test_reconciler_sync_refuses_to_act_outside_the_replicas_leases(tmp_path: Path) -> None:
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"backend": "kubernetes", "database": PG, "sharding": {"mode": "database"}}))
+    result = CliRunner().invoke(app, ["sync", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "does not run with sharding" in result.output
