@@ -9,7 +9,9 @@ counts (`reconciler_work_errors_total{kind}`) and requeues with backoff, so no e
 worker. Status transitions from the backend are recorded as they happen by an observer thread.
 
 The daemon receives its collaborators (store, backend, applier, orchestrator, forge wiring, git
-sources); `reconciler.wiring.build_daemon` builds them from the settings.
+sources); `reconciler.wiring.build_daemon` builds them from the settings. With `sharding`, replicas
+share the repos (`reconciler.shard_wiring`): each acts only on the repos it owns (`owns`) and hands
+work that reached it for another replica's repo to that owner.
 """
 
 from __future__ import annotations
@@ -640,7 +642,8 @@ class Daemon:
 
     @contextlib.contextmanager
     def _idle(self, repo: str) -> Iterator[bool]:
-        """Whether no reconcile or pull-request check of `repo` runs; it waits until released."""
+        """True, holding the repo's lock for the block, when no reconcile or pull-request check of
+        `repo` runs; False (at once) when one does. The shard gives a repo back only when True."""
         state = self.repos.get(repo)
         if state is None:
             yield True
