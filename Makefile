@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit e2e security oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan postgres bench-tracking bench-daemon chromium browser vendor-js
+.PHONY: venv run test lint typecheck unit e2e security oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan postgres bench-tracking bench-daemon bench-ha chromium browser vendor-js
 
 venv: $(STAMP)
 
@@ -103,6 +103,10 @@ vendor-js: venv
 ## bench-daemon: daemon memory and reconcile time with 10,000 ops and 1, 10, 30 days of runs (flat is the goal)
 bench-daemon: venv
 	$(BIN)/python -m bench.daemon_bench
+
+## bench-ha: 300 repos over 3 replicas (both sharding modes): balance, failover after kill -9 and in a rolling restart, webhook hand-off
+bench-ha: venv postgres k8s-binaries
+	$(BIN)/python -m bench.ha_bench
 
 bench-tracking: venv postgres
 	$(BIN)/python -m bench.tracking_bench
