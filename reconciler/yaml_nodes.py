@@ -21,6 +21,7 @@ MAX_DEPTH = 64
 MAX_NODES = 200_000
 
 Path = tuple[str | int, ...]
+_STR = "tag:yaml.org,2002:str"
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,12 @@ class _Builder:
             )
         if depth > MAX_DEPTH:
             raise YamlError(f"nesting deeper than {MAX_DEPTH} levels", _mark(node))
-        self.marks.setdefault(path, _mark(node))
+        if path not in self.marks:
+            self.marks[path] = _mark(node)
+        if isinstance(node, ScalarNode):
+            return self._scalar(node)
         if id(node) in active:
             raise YamlError("recursive alias", _mark(node))
-        if isinstance(node, ScalarNode):
-            value = self._scalars.construct_object(node, deep=True)
-            if isinstance(value, bytes):
-                raise YamlError("binary values are not supported", _mark(node))
-            return value
         inner = active | {id(node)}
         if isinstance(node, SequenceNode):
             return [self.build(item, (*path, i), depth + 1, inner) for i, item in enumerate(node.value)]
@@ -95,8 +94,16 @@ class _Builder:
             if node.tag == "tag:yaml.org,2002:set":
                 raise YamlError("YAML sets are not supported", _mark(node))
             result: dict[Any, Any] = {}
+            key_path = (*path, "<key>")
             for key_node, value_node in self._pairs(node):
-                key = self.build(key_node, (*path, "<key>"), depth + 1, inner)
+                if isinstance(key_node, ScalarNode) and depth < MAX_DEPTH and self.nodes < MAX_NODES:
+                    # What build() does for a scalar key, inlined: most nodes of a file are keys.
+                    self.nodes += 1
+                    if key_path not in self.marks:
+                        self.marks[key_path] = _mark(key_node)
+                    key = self._scalar(key_node)
+                else:
+                    key = self.build(key_node, key_path, depth + 1, inner)
                 if isinstance(key, (list, dict)):
                     raise YamlError("mapping keys must be scalars", _mark(key_node))
                 child = (*path, key)
@@ -108,6 +115,14 @@ class _Builder:
                 result[key] = self.build(value_node, child, depth + 1, inner)
             return result
         raise YamlError(f"unsupported YAML node {node.tag}", _mark(node))
+
+    def _scalar(self, node: ScalarNode) -> Any:
+        if node.tag == _STR:
+            return node.value  # what the constructor returns for a string, without its dispatch
+        value = self._scalars.construct_object(node, deep=True)
+        if isinstance(value, bytes):
+            raise YamlError("binary values are not supported", _mark(node))
+        return value
 
     def _pairs(self, node: MappingNode) -> Iterator[tuple[Node, Node]]:
         # `<<` merge keys: expand in place, explicit keys win as YAML 1.1 says.
