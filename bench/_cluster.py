@@ -289,11 +289,14 @@ class Watch:
     a condition over the seen names holds, woken by each event.
     """
 
-    def __init__(self, client: Client, path: str) -> None:
+    def __init__(self, client: Client, path: str, project: Callable[[dict[str, Any]], Any] = lambda obj: obj) -> None:
+        """`project` is what is kept of each object in `objects` (all of it by default)."""
         self.client = client
         self.path = path
+        self.project = project
         self.first_seen: dict[str, float] = {}
-        self.objects: dict[str, dict[str, Any]] = {}
+        self.first_seen_wall: dict[str, float] = {}  # time.time() of the same moments
+        self.objects: dict[str, Any] = {}
         self._cond = threading.Condition()
         self._holder: list[Any] = []
         self._stopped = False
@@ -304,24 +307,26 @@ class Watch:
         self._thread = threading.Thread(target=self._run, name=f"watch {path}", daemon=True)
         self._thread.start()
 
-    def _seen(self, obj: dict[str, Any], at: float) -> None:
+    def _seen(self, obj: dict[str, Any], at: float, wall: float = 0.0) -> None:
         name = obj["metadata"]["name"]
-        self.objects[name] = obj
-        self.first_seen.setdefault(name, at)
+        self.objects[name] = self.project(obj)
+        if name not in self.first_seen:
+            self.first_seen[name] = at
+            self.first_seen_wall[name] = wall
 
     def _run(self) -> None:
         while not self._stopped:
             try:
                 query = {"resourceVersion": self._version, "allowWatchBookmarks": True, "timeoutSeconds": 600}
                 for event in self.client.watch(self.path, query, self._holder):
-                    now = time.monotonic()
+                    now, wall = time.monotonic(), time.time()
                     obj = event.get("object") or {}
                     version = (obj.get("metadata") or {}).get("resourceVersion")
                     if version:
                         self._version = version
                     if event.get("type") in ("ADDED", "MODIFIED"):
                         with self._cond:
-                            self._seen(obj, now)
+                            self._seen(obj, now, wall)
                             self._cond.notify_all()
                     elif event.get("type") == "DELETED":
                         with self._cond:
@@ -353,8 +358,8 @@ class Watch:
 
 
 @contextlib.contextmanager
-def watching(client: Client, path: str) -> Iterator[Watch]:
-    watch = Watch(client, path)
+def watching(client: Client, path: str, project: Callable[[dict[str, Any]], Any] = lambda obj: obj) -> Iterator[Watch]:
+    watch = Watch(client, path, project)
     try:
         yield watch
     finally:

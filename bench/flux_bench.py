@@ -61,6 +61,7 @@ from tests.cluster import binaries
 from tests.cluster.controlplane import ControlPlane, install_crds, wait_service_account
 from tests.infra.git_server import GitHttpServer, GitRepo, GitRepoFactory
 
+STANDALONE = True  # minutes long: `make bench-flux`, not part of `make bench`
 ROOT = Path(__file__).resolve().parent.parent
 FLUX_BUILD = ROOT / "bench" / "flux" / "build.sh"
 RECONCILER = Path(sys.executable).parent / "reconciler"
