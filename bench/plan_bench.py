@@ -13,6 +13,7 @@ change, not the repo.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -139,6 +140,21 @@ def main() -> None:
     users = len(state["result"].recompiled) - 1
     per_file = lib_s / max(users, 1) * 1000
     print(f"one changed component used by {users} files: {lib_s * 1000:.1f} ms ({per_file:.1f} ms per file)")
+    print(
+        json.dumps(
+            {
+                "shape": args.shape,
+                "operations": inner,
+                "cold_cpu_ms": round(cold_s * 1000),
+                "cold_wall_ms": round(_wall[0] * 1000),
+                "one_change_cpu_ms": round(one * 1000, 1),
+                "one_change_wall_ms": round(statistics.median(walls) * 1000, 1),
+                "one_change_ratio": round(one / cold_s, 4),
+                "component_change_ms": round(lib_s * 1000, 1),
+                "component_users": users,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
