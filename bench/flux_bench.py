@@ -239,12 +239,11 @@ def flux(
     storage = work / "flux-storage"
     storage.mkdir()
     port = free_port()
-    common = ["--leader-elect=false", "--log-level=info", "--events-addr="]
+    common = ["--log-level=info", "--events-addr="]  # leader election is off by default
     source = Process(
         "source-controller",
         [
             str(flux_dir / "bin" / "source-controller"),
-            f"--kubeconfig={users['flux-source'].kubeconfig}",
             f"--storage-path={storage}",
             f"--storage-addr=127.0.0.1:{port}",
             f"--storage-adv-addr=127.0.0.1:{port}",
@@ -254,21 +253,20 @@ def flux(
             *SOURCE_FLAGS,
         ],
         work / "source-controller.log",
-        env={"RUNTIME_NAMESPACE": FLUX_SYSTEM},
+        env={"RUNTIME_NAMESPACE": FLUX_SYSTEM, "KUBECONFIG": str(users["flux-source"].kubeconfig)},
         cwd=work,
     )
     kustomize = Process(
         "kustomize-controller",
         [
             str(flux_dir / "bin" / "kustomize-controller"),
-            f"--kubeconfig={users['flux-kustomize'].kubeconfig}",
             f"--metrics-addr=127.0.0.1:{free_port()}",
             f"--health-addr=127.0.0.1:{(kustomize_health := free_port())}",
             *common,
             *KUSTOMIZE_FLAGS,
         ],
         work / "kustomize-controller.log",
-        env={"RUNTIME_NAMESPACE": FLUX_SYSTEM},
+        env={"RUNTIME_NAMESPACE": FLUX_SYSTEM, "KUBECONFIG": str(users["flux-kustomize"].kubeconfig)},
         cwd=work,
     )
     processes = [source.start(), kustomize.start()]
@@ -396,12 +394,13 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs) and print where it is")
+    parser.add_argument("--only", choices=("ours", "flux"), help="run one contender (for profiling); no JSON line")
     args = parser.parse_args()
     located = binaries.locate()
     if located.bin_dir is None:
         print(f"control plane binaries unavailable: {located.reason} (run `make k8s-binaries`)", file=sys.stderr)
         return 2
-    flux_dir = locate_flux()
+    flux_dir = locate_flux() if args.only != "ours" else Path()
     if flux_dir is None:
         return 2
 
@@ -409,10 +408,12 @@ def main() -> int:
     count = args.objects
     ops = operations(count)
     changed_path = f"ops/job-{CHANGED % count:04d}.yaml"
-    changed_ops = {changed_path: polyaxonfile(CHANGED % count, " changed")}
+    changed_ops: dict[str, str | None] = {changed_path: polyaxonfile(CHANGED % count, " changed")}
     print(f"rendering {count} operations with `reconciler render`", flush=True)
     manifests = render(ops, FLUX_NS, work)
-    changed_manifests: dict[str, str | None] = dict(render(changed_ops, FLUX_NS, work))
+    changed_manifests: dict[str, str | None] = dict(
+        render({changed_path: str(changed_ops[changed_path])}, FLUX_NS, work)
+    )
 
     git = GitHttpServer(work / "git-http")
     factory = GitRepoFactory(work / "git")
@@ -422,7 +423,8 @@ def main() -> int:
             for ns in (FLUX_NS, OURS_NS, FLUX_SYSTEM):
                 create_namespace(admin, ns)
                 wait_service_account(api, ns)
-            install_crds(api, sorted((flux_dir / "crds").glob("*.yaml")))
+            if args.only != "ours":
+                install_crds(api, sorted((flux_dir / "crds").glob("*.yaml")))
             ca = plane.dir / "pki" / "ca.crt" if plane.dir else Path()
             users = {
                 name: bench_user(admin, plane.server, ca, work, name)
@@ -430,42 +432,14 @@ def main() -> int:
             }
 
             results: dict[str, Result] = {}
-            # Flux: a repo of manifests (its first commit: a README, nothing to apply).
-            flux_repo = factory.create("flux", {"README.md": "manifests rendered by `reconciler render`\n"})
-            flux_url = f"{git.publish(flux_repo.remote).url}"
-            with flux(flux_dir, plane, admin, users, work, flux_url) as (trigger, reconciled, processes):
-                wait_until("Flux to apply the first commit", lambda: reconciled(flux_repo.head()), 300)
-                contender = Contender(
-                    "flux",
-                    FLUX_NS,
-                    flux_repo,
-                    lambda files: _push(flux_repo, files),
-                    trigger,
-                    reconciled,
-                    ["flux-source", "flux-kustomize"],
-                    lambda: [p.pid for p in processes],
-                    lambda: _all_alive(processes),
+            if args.only in (None, "flux"):
+                results["flux"] = run_flux(
+                    flux_dir, plane, admin, users, work, git, factory, count, manifests, changed_manifests, args
                 )
-                results["flux"] = measure(contender, admin, count, manifests, changed_manifests, args.idle_seconds)
-
-            # Ours: a repo of polyaxonfiles in its own namespace.
-            ours_repo = factory.create(
-                "ours", {".polyaxon-reconciler.yaml": f"namespace: {OURS_NS}\n", "README.md": "polyaxonfiles\n"}
-            )
-            ours_url = f"{git.publish(ours_repo.remote).url}"
-            with ours(users["reconciler"], work, ours_url) as (trigger, reconciled, daemon):
-                contender = Contender(
-                    "ours",
-                    OURS_NS,
-                    ours_repo,
-                    lambda files: _push(ours_repo, files),
-                    trigger,
-                    reconciled,
-                    ["reconciler"],
-                    lambda: [daemon.pid],
-                    daemon.check_alive,
+            if args.only in (None, "ours"):
+                results["ours"] = run_ours(
+                    admin, users["reconciler"], work, git, factory, count, ops, changed_ops, args
                 )
-                results["ours"] = measure(contender, admin, count, ops, dict(changed_ops), args.idle_seconds)
     finally:
         git.close()
         if args.keep:
@@ -473,8 +447,74 @@ def main() -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
+    if args.only is not None:
+        print(f"{args.only}: {results[args.only]}")
+        return 0
     report(count, results["ours"], results["flux"], args.idle_seconds)
     return 0
+
+
+def run_flux(
+    flux_dir: Path,
+    plane: ControlPlane,
+    admin: Client,
+    users: dict[str, BenchUser],
+    work: Path,
+    git: GitHttpServer,
+    factory: GitRepoFactory,
+    count: int,
+    manifests: dict[str, str],
+    changed: dict[str, str | None],
+    args: argparse.Namespace,
+) -> Result:
+    """Flux on a repo of manifests (its first commit: a README, nothing to apply)."""
+    repo = factory.create("flux", {"README.md": "manifests rendered by `reconciler render`\n"})
+    url = git.publish(repo.remote).url
+    with flux(flux_dir, plane, admin, users, work, url) as (trigger, reconciled, processes):
+        wait_until("Flux to apply the first commit", lambda: reconciled(repo.head()), 300)
+        contender = Contender(
+            "flux",
+            FLUX_NS,
+            repo,
+            lambda files: _push(repo, files),
+            trigger,
+            reconciled,
+            ["flux-source", "flux-kustomize"],
+            lambda: [p.pid for p in processes],
+            lambda: _all_alive(processes),
+        )
+        return measure(contender, admin, count, manifests, changed, args.idle_seconds)
+
+
+def run_ours(
+    admin: Client,
+    user: BenchUser,
+    work: Path,
+    git: GitHttpServer,
+    factory: GitRepoFactory,
+    count: int,
+    ops: dict[str, str],
+    changed: dict[str, str | None],
+    args: argparse.Namespace,
+) -> Result:
+    """Our daemon on a repo of polyaxonfiles, in its own namespace."""
+    repo = factory.create(
+        "ours", {".polyaxon-reconciler.yaml": f"namespace: {OURS_NS}\n", "README.md": "polyaxonfiles\n"}
+    )
+    url = git.publish(repo.remote).url
+    with ours(user, work, url) as (trigger, reconciled, daemon):
+        contender = Contender(
+            "ours",
+            OURS_NS,
+            repo,
+            lambda files: _push(repo, files),
+            trigger,
+            reconciled,
+            ["reconciler"],
+            lambda: [daemon.pid],
+            daemon.check_alive,
+        )
+        return measure(contender, admin, count, ops, changed, args.idle_seconds)
 
 
 def _all_alive(processes: list[Process]) -> None:
