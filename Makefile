@@ -86,7 +86,7 @@ bench-flux: venv k8s-binaries flux-binaries
 bench-cron: venv k8s-binaries
 	$(BIN)/python -m bench.cron_bench $(BENCH_ARGS)
 
-## bench-plan: compile+plan cost on a synthetic 10,000-operation repo, cold and after one change
+## bench-plan: compile+plan cost on a synthetic 10,000-operation repo, cold and after one change, in both layouts
 bench-plan: venv
 	$(BIN)/python -m bench.plan_bench
 
