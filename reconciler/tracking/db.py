@@ -96,23 +96,25 @@ class Database:
         with Session(self._read_engine, expire_on_commit=False) as own, own.begin():
             yield own
 
+    def insert_ignore_statement(self, model: type[SQLModel], conflict: Sequence[str] = ()) -> Any:
+        """ "Insert, or do nothing on conflict" for `model`'s table, in this database's dialect; the
+        values come with the call (one dict, or a list for a batch).
+
+        `conflict` names the columns of the constraint that makes the insert a no-op; left empty,
+        any unique constraint does (callers then tell which one by reading back)."""
+        table_ = table(model)
+        if self.dialect == "postgresql":
+            return pg_insert(table_).on_conflict_do_nothing(index_elements=list(conflict) or None)
+        return sqlite_insert(table_).on_conflict_do_nothing(index_elements=list(conflict) or None)
+
     def insert_ignore(
         self, session: Session, model: type[SQLModel], values: Mapping[str, Any], conflict: Sequence[str] = ()
     ) -> bool:
-        """Insert a row unless it collides with a unique constraint; True when inserted.
-
-        `conflict` names the columns of the constraint that makes the insert a no-op; left empty,
-        any unique constraint does (callers then tell which one by reading back).
-        """
-        table_ = table(model)
-        if self.dialect == "postgresql":
-            pg = pg_insert(table_).values(**values)
-            stmt: Any = pg.on_conflict_do_nothing(index_elements=list(conflict) or None)
-        else:
-            lite = sqlite_insert(table_).values(**values)
-            stmt = lite.on_conflict_do_nothing(index_elements=list(conflict) or None)
+        """Insert a row unless it collides with a unique constraint (`insert_ignore_statement`);
+        True when inserted."""
+        stmt = self.insert_ignore_statement(model, conflict).values(**values)
         # RETURNING says whether a row went in; rowcount is not reliable across drivers here.
-        result = session.connection().execute(stmt.returning(*table_.primary_key.columns))
+        result = session.connection().execute(stmt.returning(*table(model).primary_key.columns))
         return result.first() is not None
 
     def write_problem(self, now: dt.datetime) -> str | None:
