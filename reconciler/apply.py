@@ -337,10 +337,15 @@ class Applier:
         outcomes: list[str | Exception | None] = [None] * len(runs)
         submitting: list[int] = []
         for i, run in enumerate(runs):
-            if is_orchestrated(run):
-                outcomes[i] = self._expand(run, now)
-            else:
+            if not is_orchestrated(run):
                 submitting.append(i)
+                continue
+            try:
+                outcomes[i] = self._expand(run, now)
+            except (TransientBackendError, NotOwner):
+                raise  # retried (or left to the repo's owner); the others stay recorded for resume()
+            except Exception as e:  # one DAG's failure never stops the others
+                outcomes[i] = e
         requests = [self._with_project(runs[i]) for i in submitting]
         stop: BaseException | None = None
         refs: dict[str, str] = {}
