@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck unit e2e security oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan postgres bench-tracking bench-daemon chromium browser vendor-js
+.PHONY: venv run test lint typecheck unit e2e security oracle bench clean k8s-binaries test-assets gitea bench-k8s bench-plan postgres \
+	bench-tracking bench-daemon bench-ha chromium browser vendor-js flux-binaries bench-flux bench-cron
 
 venv: $(STAMP)
 
@@ -79,7 +80,20 @@ bench: venv oracle postgres k8s-binaries
 bench-k8s: venv k8s-binaries
 	$(BIN)/python -m bench.k8s_apply
 
-## bench-plan: compile+plan cost on a synthetic 10,000-operation repo, cold and after one change
+## flux-binaries: Flux's source-controller and kustomize-controller (v1.7.3, Flux 2.7) from the Go module
+## proxy, once per machine into ~/.cache (about 6 min on 2 cores); only `make bench-flux` needs them
+flux-binaries:
+	bash bench/flux/build.sh
+
+## bench-flux: commit -> 1,000 Jobs and one changed file, our daemon vs Flux on the same API server (~10 min)
+bench-flux: venv k8s-binaries flux-binaries
+	$(BIN)/python -m bench.flux_bench $(BENCH_ARGS)
+
+## bench-cron: 10,000 schedules vs 10,000 CronJobs (kube-controller-manager): tick lag, requests, CPU, RSS (~15 min)
+bench-cron: venv k8s-binaries
+	$(BIN)/python -m bench.cron_bench $(BENCH_ARGS)
+
+## bench-plan: compile+plan cost on a synthetic 10,000-operation repo, cold and after one change, in both layouts
 bench-plan: venv
 	$(BIN)/python -m bench.plan_bench
 
@@ -103,6 +117,10 @@ vendor-js: venv
 ## bench-daemon: daemon memory and reconcile time with 10,000 ops and 1, 10, 30 days of runs (flat is the goal)
 bench-daemon: venv
 	$(BIN)/python -m bench.daemon_bench
+
+## bench-ha: 300 repos over 3 replicas (both sharding modes): balance, failover after kill -9 and in a rolling restart, webhook hand-off
+bench-ha: venv postgres k8s-binaries
+	$(BIN)/python -m bench.ha_bench
 
 bench-tracking: venv postgres
 	$(BIN)/python -m bench.tracking_bench

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import statistics
 import tempfile
 import threading
@@ -60,7 +61,7 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def push_latency(pushes: int, work: Path) -> None:
+def push_latency(pushes: int, work: Path) -> dict[str, float]:
     git = GitRepoFactory(work / "git").create("models", {"ops/train.yaml": _op(0)})
     source = GitSource("models", git.file_url, "main", work / "cache")
     backend = LocalBackend(work / "local", interval=0.2)
@@ -150,9 +151,10 @@ def push_latency(pushes: int, work: Path) -> None:
         f"p99 {_pct(ms, 99):.0f} ms, max {max(ms):.0f} ms "
         f"(a 60 s poll waits 30 000 ms on average; 180 s: 90 000 ms)"
     )
+    return {"pushes": len(ms), "p50_ms": round(statistics.median(ms), 1), "p99_ms": round(_pct(ms, 99), 1)}
 
 
-def outbox_throughput(statuses: int, url: str, label: str) -> None:
+def outbox_throughput(statuses: int, url: str, label: str) -> dict[str, float]:
     from tests.infra.forge_server import ForgeServer
 
     upgrade(url)
@@ -191,6 +193,7 @@ def outbox_throughput(statuses: int, url: str, label: str) -> None:
             f"outbox -> local forge ({label}): {posted} statuses in {elapsed:.2f} s = {posted / elapsed:.0f}/s "
             f"(8 posts in flight; one sequential POST to this forge server takes {per_request_ms:.0f} ms)"
         )
+        return {"statuses": posted, "per_s": round(posted / elapsed, 1), "forge_post_ms": round(per_request_ms, 1)}
     finally:
         client.close()
         forge.close()
@@ -202,21 +205,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pushes", type=int, default=200)
     parser.add_argument("--statuses", type=int, default=500)
     args = parser.parse_args(argv if argv is not None else [])
+    figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="forge-bench-") as tmp:
         work = Path(tmp)
-        push_latency(args.pushes, work / "push")
-        outbox_throughput(args.statuses, f"sqlite:///{work / 'outbox.db'}", "SQLite")
+        figures["push_to_submit"] = push_latency(args.pushes, work / "push")
+        figures["outbox_sqlite"] = outbox_throughput(args.statuses, f"sqlite:///{work / 'outbox.db'}", "SQLite")
     try:
         from tests.infra.postgres import start_postgres, stop_postgres
 
         server = start_postgres()
     except Exception as e:  # no PostgreSQL binaries here: say so, measure the rest
         print(f"outbox -> local forge (PostgreSQL): skipped ({e})")
+        print(json.dumps(figures))
         return
     try:
-        outbox_throughput(args.statuses, server.url(server.create_database()), "PostgreSQL")
+        figures["outbox_postgresql"] = outbox_throughput(
+            args.statuses, server.url(server.create_database()), "PostgreSQL"
+        )
     finally:
         stop_postgres(server)
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

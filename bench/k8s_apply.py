@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import tempfile
 import time
@@ -112,6 +113,17 @@ def main() -> int:
     print(f"ratio backend/kubectl:        {backend_seconds / kubectl_seconds:.2f} (target <= 1.0)")
     calls = ", ".join(f"{k}={v * per_minute:.1f}" for k, v in sorted(idle.items()) if v) or "none"
     print(f"API calls per idle minute:    {calls}; LIST={idle.get('LIST', 0) * per_minute:.1f} (target 0)")
+    print(
+        json.dumps(
+            {
+                "jobs": args.jobs,
+                "backend_seconds": round(backend_seconds, 3),
+                "kubectl_seconds": round(kubectl_seconds, 3),
+                "ratio": round(backend_seconds / kubectl_seconds, 3),
+                "idle_calls_per_minute": {k: round(v * per_minute, 1) for k, v in sorted(idle.items()) if v},
+            }
+        )
+    )
     return 0
 
 

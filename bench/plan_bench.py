@@ -5,7 +5,7 @@ schedule and one in fifty subscribed to another's events, using 50 shared compon
 - `dag` (default): each DAG declares two components by pathRef to the shared files, and its
   operations use them by dagRef, the usual way to write a DAG;
 - `refs`: every operation has its own pathRef, the worst case for resolution (10 per file).
-Run: `python -m bench.plan_bench [--shape refs]`.
+Run: `python -m bench.plan_bench [--shape dag|refs|all]` (`make bench-plan`: both, one after the other).
 Targets (issue): cold < 2 s; one changed file < 50 ms and < 5% of cold, i.e. the cost follows the
 change, not the repo.
 """
@@ -13,6 +13,8 @@ change, not the repo.
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -92,9 +94,18 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--ops", type=int, default=10, help="operations per DAG file")
     parser.add_argument("--repeat", type=int, default=5, help="incremental samples (median reported)")
-    parser.add_argument("--shape", choices=("dag", "refs"), default="dag")
+    parser.add_argument("--shape", choices=("dag", "refs", "all"), default="all")
     args = parser.parse_args()
-    files = generate(args.files, args.ops, shape=args.shape)
+    figures = {}
+    for shape in ("dag", "refs") if args.shape == "all" else (args.shape,):
+        figures[shape] = run_shape(args, shape)
+        gc.collect()
+    print(json.dumps(figures if args.shape == "all" else figures[args.shape]))
+
+
+def run_shape(args: argparse.Namespace, shape: str) -> dict[str, Any]:
+    _wall.clear()
+    files = generate(args.files, args.ops, shape=shape)
     options = CompileOptions(repo="bench", hub_dir=None)
     now = datetime(2024, 6, 1, tzinfo=UTC)
     state: dict[str, Any] = {"tracked": TrackedState(), "observed": []}
@@ -109,9 +120,7 @@ def main() -> None:
     result: CompileResult = state["result"]
     inner = sum(len(op.effective["run"].get("operations", [])) for op in result.desired.ops.values())
     assert not result.desired.invalid, result.desired.invalid
-    print(
-        f"shape {args.shape}: {len(files)} files, {len(result.desired.ops)} DAG operations, {inner} operations inside"
-    )
+    print(f"shape {shape}: {len(files)} files, {len(result.desired.ops)} DAG operations, {inner} operations inside")
     print(f"cold compile+plan: {cold_s * 1000:.0f} ms CPU, {_wall[-1] * 1000:.0f} ms wall (target < 2000 ms)")
     # Steady state: the cold plan applied, as the daemon would have done.
     state["observed"], state["tracked"] = apply_effects(state["plan"], [], state["tracked"], now)
@@ -120,7 +129,7 @@ def main() -> None:
     for n in range(args.repeat):
         i = (n * 37) % args.files
         path = f"pipelines/g{i // 100:02d}/pipeline-{i:04d}.yaml"
-        state["files"] = {**state["files"], path: dag_file(i, args.ops, 50, variant=n + 1, shape=args.shape).encode()}
+        state["files"] = {**state["files"], path: dag_file(i, args.ops, 50, variant=n + 1, shape=shape).encode()}
         samples.append(_timed(lambda path=path, n=n: step(f"c{n + 1}", {path})))
         assert state["result"].recompiled == {path}, state["result"].recompiled
         assert len(changes(state["plan"])) == 1, changes(state["plan"])
@@ -139,6 +148,17 @@ def main() -> None:
     users = len(state["result"].recompiled) - 1
     per_file = lib_s / max(users, 1) * 1000
     print(f"one changed component used by {users} files: {lib_s * 1000:.1f} ms ({per_file:.1f} ms per file)")
+    return {
+        "shape": shape,
+        "operations": inner,
+        "cold_cpu_ms": round(cold_s * 1000),
+        "cold_wall_ms": round(_wall[0] * 1000),
+        "one_change_cpu_ms": round(one * 1000, 1),
+        "one_change_wall_ms": round(statistics.median(walls) * 1000, 1),
+        "one_change_ratio": round(one / cold_s, 4),
+        "component_change_ms": round(lib_s * 1000, 1),
+        "component_users": users,
+    }
 
 
 if __name__ == "__main__":

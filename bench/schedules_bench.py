@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import heapq
+import json
 import random
 import resource
 import time
@@ -121,6 +122,21 @@ def main() -> None:
     )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"RSS:              {rss_mb():.1f} MB now, {peak:.1f} MB peak (target < 200 MB)")
+    print(
+        json.dumps(
+            {
+                "schedules": args.schedules,
+                "hours": args.hours,
+                "decisions": decisions,
+                "fired": fired,
+                "missed": missed,
+                "lag_p50_ms": round(1e3 * percentile(lags, 0.50), 2),
+                "lag_p99_ms": round(1e3 * percentile(lags, 0.99), 2),
+                "rss_mb": round(rss_mb(), 1),
+                "peak_rss_mb": round(peak, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

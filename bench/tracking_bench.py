@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import statistics
 import tempfile
 import time
@@ -180,6 +181,7 @@ def main() -> None:
             f"{f['insert_per_s']:>8.0f} "
             f"{f['latest_ms_median']:>18.1f}, {f['latest_ms_min']:>6.1f} {f['single_per_s']:>13.0f}"
         )
+    print(json.dumps({"ops": args.ops, "transitions": args.transitions, "batch": args.batch, **results}))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ shared and noisy. Target: ours at least 5x faster per file.
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -54,8 +55,6 @@ def _oracle(files: list[str], rounds: int) -> list[float] | None:
         f"ROUNDS={rounds}\nVERDICT={str(ROOT / 'tests' / 'oracle' / 'verdict.py')!r}\n" + _ORACLE_TIMER
     )
     out = subprocess.run([str(ORACLE), "-c", code], capture_output=True, text=True, check=True, timeout=600)
-    import json
-
     times: list[float] = json.loads(out.stdout.strip().splitlines()[-1])
     return times
 
@@ -69,12 +68,16 @@ def main(rounds: int = 5) -> None:
     theirs_times = _oracle(files, rounds)
     per_file = ours / len(files) * 1000
     print(f"validate: ours   {per_file:.2f} ms/file ({len(files)} files, median of {rounds})")
+    figures: dict[str, float | int | None] = {"files": len(files), "ours_ms_per_file": round(per_file, 3)}
     if theirs_times is None:
         print("validate: oracle not installed (make oracle); no ratio")
+        print(json.dumps({**figures, "oracle_ms_per_file": None, "speedup": None}))
         return
     theirs = statistics.median(theirs_times)
     print(f"validate: oracle {theirs / len(files) * 1000:.2f} ms/file")
     print(f"validate: ours is {theirs / ours:.1f}x faster per file (target >= 5x)")
+    figures.update(oracle_ms_per_file=round(theirs / len(files) * 1000, 3), speedup=round(theirs / ours, 2))
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

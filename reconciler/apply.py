@@ -45,6 +45,7 @@ from reconciler.orchestration.specs import container_of
 from reconciler.orchestration.tree import ORCHESTRATED
 from reconciler.plan.actions import Action, ActionKind
 from reconciler.runtokens import RunTokens
+from reconciler.sharding import NotOwner
 from reconciler.statuses import Status, is_done
 from reconciler.tracking import IllegalTransition, NotFound, Point, Run, Store, Tx
 
@@ -94,6 +95,13 @@ class StatusReporter(Protocol):
         ...
 
 
+class Fence(Protocol):
+    """Whether this replica may act on a repo now (`reconciler.sharding.Shard`): raises NotOwner
+    when not, inside the caller's transaction when it has one."""
+
+    def check(self, repo: str, session: Tx | None = None) -> None: ...
+
+
 class RunNotStarted(Exception):
     """The backend refused a run for good; it is recorded so, and the plan counts a failure."""
 
@@ -131,6 +139,13 @@ class Applier:
         self.orchestration: Orchestration | None = None
         # The runs' report tokens (POLYAXON_RUN_TOKEN), when the daemon hands them out.
         self.run_tokens: RunTokens | None = None
+        # Replicas sharing the repos: asked before every write that starts something.
+        self.fence: Fence | None = None
+
+    def check_fence(self, repo: str, session: Tx | None = None) -> None:
+        """Raise NotOwner unless this replica may act on `repo` (always may, without sharding)."""
+        if self.fence is not None:
+            self.fence.check(repo, session)
 
     # --- the one way a run comes into being -----------------------------------------------------
 
@@ -158,6 +173,7 @@ class Applier:
         status. `child_mode` makes the operation row of a DAG op, trial or hook (`<op>.<child>`)
         on first use; a top-level run's operation must be tracked already.
         """
+        self.check_fence(request.op.repo, session)  # in the transaction: no takeover until it ends
         if child_mode is not None:
             self.store.upsert_operation(
                 str(request.op),
@@ -218,6 +234,7 @@ class Applier:
 
         A backend's permanent refusal (a missing operator, an invalid object) is recorded on the
         run as its final status and returned; a transient one propagates to be retried."""
+        self.check_fence(run.op.repo)
         if is_orchestrated(run):
             if self.orchestration is None:
                 why = "DAGs and matrices need the daemon"
@@ -241,6 +258,14 @@ class Applier:
         """Run a finished run again, as a new run of the same operation and spec (cause `retry`,
         cause id `retry:<first run>:<n>`); returns the new run's name. LookupError for an unknown
         run, ValueError for one that is not done yet."""
+        request = self.retry_request(run_name)
+        problem = self.create(request, now)
+        if problem is not None:
+            log.warning("retry of %s could not start: %s", run_name, problem)
+        return request.name
+
+    def retry_request(self, run_name: str) -> RunRequest:
+        """The run `retry` would create (LookupError, ValueError as for `retry`); nothing written."""
         run = self.store.run(run_name)
         if run is None:
             raise LookupError(f"no run named {run_name}")
@@ -252,13 +277,9 @@ class Applier:
             root = run.cause_id.split(":")[1]  # a retry of a retry follows the same first run
         base = self.store.run(root) or run
         cause_id = f"retry:{root}:{self.store.retries_of(base) + 1}"
-        request = dataclasses.replace(
+        return dataclasses.replace(
             original, name=run_name_of(original.op, original.spec_hash, cause_id), cause=Cause.RETRY, cause_id=cause_id
         )
-        problem = self.create(request, now)
-        if problem is not None:
-            log.warning("retry of %s could not start: %s", run_name, problem)
-        return request.name
 
     def stop(self, run_name: str) -> None:
         """Ask a run to stop. A DAG or matrix has no backend object: it is recorded stopped, and
@@ -432,7 +453,10 @@ class Applier:
         for update in work.updates:
             self.transition(StatusTransition(update.run, update.status, now, update.reason, update.message))
         for new in work.new_runs:
-            self.create(new.request, now, parent=new.parent, status=Status(new.status))
+            try:
+                self.create(new.request, now, parent=new.parent, status=Status(new.status))
+            except NotOwner as e:  # its owner's resume() starts it
+                log.info("%s: not started here: %s", new.request.name, e)
         for name in work.stops:
             self.stop(name)
 
@@ -441,6 +465,7 @@ class Applier:
     def apply(self, actions: Iterable[Action], desired: DesiredState, now: datetime) -> ApplyResult:
         result = ApplyResult()
         actions = list(actions)
+        self.check_fence(desired.repo)
         if self.orchestration is not None:
             self.apply_work(self.orchestration.sync(actions, desired, now), now)
         for action in actions:
@@ -448,8 +473,8 @@ class Applier:
                 continue
             try:
                 self._apply_one(action, desired, now)
-            except TransientBackendError:
-                raise  # the whole reconcile is retried with backoff; what was done stays done
+            except (TransientBackendError, NotOwner):
+                raise  # the whole reconcile is retried with backoff (or left to the repo's owner)
             except RunNotStarted as e:
                 log.warning("applying %s %s failed: %s", action.action.value, action.op, e)
                 result.failures.append((f"{action.action.value} {action.op}", str(e)))
@@ -462,6 +487,7 @@ class Applier:
         return result
 
     def _apply_one(self, action: Action, desired: DesiredState, now: datetime) -> None:
+        self.check_fence(action.op.repo)
         kind = action.action
         if kind is ActionKind.CREATE and action.run is not None:
             problem = self.create(action.run, now)
@@ -534,4 +560,4 @@ class Applier:
         self.store.set_backend_ref(run.name, obj.run, now)
 
 
-__all__ = ["ORCHESTRATED", "Applier", "ApplyResult", "Orchestration", "StatusReporter", "is_orchestrated"]
+__all__ = ["ORCHESTRATED", "Applier", "ApplyResult", "Fence", "Orchestration", "StatusReporter", "is_orchestrated"]

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ForgeProvider = Literal["github", "gitlab", "gitea"]
@@ -123,6 +123,21 @@ class RetentionConfig(_Strict):
     batch: int = Field(default=500, ge=1)  # runs forgotten per pass
 
 
+class ShardingConfig(_Strict):
+    """Several replicas share the repos (reconciler.sharding): each repo is owned by one live
+    replica at a time, through leases in Kubernetes (`kubernetes`: coordination.k8s.io/v1 Leases
+    in `kubernetes.namespace`) or in the tracking PostgreSQL (`database`)."""
+
+    mode: Literal["kubernetes", "database"]
+    # A replica that stops renewing loses its repos this long after its last renewal; it renews
+    # every third of it.
+    lease_seconds: float = Field(default=15, ge=3, le=3600)
+    # This replica's name among the others; None: the pod name (HOSTNAME), else host-pid.
+    identity: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECONCILER_", env_nested_delimiter="__", extra="forbid")
 
@@ -136,6 +151,7 @@ class Settings(BaseSettings):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
+    sharding: ShardingConfig | None = None
 
     @property
     def run_namespaces(self) -> tuple[str, ...] | None:
@@ -151,6 +167,23 @@ class Settings(BaseSettings):
                 raise ValueError(f"duplicate repo name {repo.name!r}")
             seen.add(repo.name)
         return repos
+
+    @model_validator(mode="after")
+    def _sharding_needs_shared_parts(self) -> Settings:
+        if self.sharding is None:
+            return self
+        if self.database.split(":", 1)[0].split("+", 1)[0] == "sqlite":
+            raise ValueError(
+                "sharding needs PostgreSQL: replicas share runs, schedules and leases through one tracking "
+                "database, and SQLite is a file of one process (set database: postgresql+psycopg://..., "
+                "or remove sharding for a single replica)"
+            )
+        if self.backend == "local":
+            raise ValueError(
+                "sharding needs backend: kubernetes: local runs are processes of one host, which another "
+                "replica can neither watch nor take over (remove sharding for a single replica)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -9,17 +9,20 @@ counts (`reconciler_work_errors_total{kind}`) and requeues with backoff, so no e
 worker. Status transitions from the backend are recorded as they happen by an observer thread.
 
 The daemon receives its collaborators (store, backend, applier, orchestrator, forge wiring, git
-sources); `reconciler.wiring.build_daemon` builds them from the settings.
+sources); `reconciler.wiring.build_daemon` builds them from the settings. With `sharding`, replicas
+share the repos (`reconciler.shard_wiring`): each acts only on the repos it owns (`owns`) and hands
+work that reached it for another replica's repo to that owner.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -46,6 +49,8 @@ from reconciler.plan import Action, PlanOptions, TrackedState, plan
 from reconciler.repo_config import RepoFileConfig
 from reconciler.scheduling.ticks import ConcurrencyPolicy
 from reconciler.server import Access, Check, HttpServer, build_app
+from reconciler.shard_wiring import Delivery, ShardWiring
+from reconciler.sharding import NotOwner
 from reconciler.snapshot import planner_rows, tracked_state
 from reconciler.source import Backoff, GitSource, SourceError
 from reconciler.statuses import Status, is_done
@@ -177,6 +182,7 @@ class Daemon:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: HttpServer | None = None
+        self.sharding: ShardWiring | None = None  # replicas sharing the repos (set by the wiring)
         self._handlers: dict[type, Callable[[Any], float | None]] = {
             ReconcileRepo: self._handle_reconcile,
             CheckPullRequest: self._handle_pull_request,
@@ -285,6 +291,7 @@ class Daemon:
         desired = loaded.desired
         before = previous.desired if previous is not None else None
         with self.store.unit_of_work() as session:
+            self.applier.check_fence(repo, session)
             for key, op in desired.ops.items():
                 valid = key not in desired.kept
                 old = before.ops.get(key) if before is not None else None
@@ -401,7 +408,7 @@ class Daemon:
         past (a local run that finished meanwhile is simply found finished). Without this, such a
         run would stay `created` or `running` in the history for ever.
         """
-        seen = {o.run: o.status for o in observed if o.status}
+        seen = {o.run: o.status for o in observed if o.status and self.owns(o.annotations.get(ANNOTATION_REPO, ""))}
         for run in self.store.runs_named(list(seen)):
             status = seen.get(run.name)
             if status is None or status == run.status or is_done(run.status):
@@ -449,6 +456,10 @@ class Daemon:
         kind = KIND[type(item)]
         try:
             again = self._handlers[type(item)](item)
+        except NotOwner as e:
+            # Another replica's repo (now): its owner does this; nothing to count or retry here.
+            log.info("%s left to the repo's owner: %s", kind, e, extra={"item": _describe(item)})
+            again = None if isinstance(item, (ReconcileRepo, CheckPullRequest)) else 1.0
         except Exception as e:
             delay = self.queue.add_rate_limited(item)
             self.metrics.work_errors.labels(kind=kind).inc()
@@ -477,7 +488,7 @@ class Daemon:
 
     def _handle_reconcile(self, item: ReconcileRepo) -> float | None:
         state = self.repos.get(item.repo)
-        if state is None:
+        if state is None or not self.owns(item.repo):
             return None
         result = self.reconcile_repo(item.repo)
         outcome = "success" if result.converged else ("invalid" if result.invalid else "error")
@@ -504,7 +515,7 @@ class Daemon:
     def fire_ticks(self) -> None:
         """Fire, skip or record as missed what every schedule has due by now."""
         now = self.clock()
-        self.applier.apply_work(self.orchestration.due(now), now)
+        self.applier.apply_work(self.orchestration.due(now, self.owns), now)
 
     def _handle_ticks(self, _: FireTicks) -> float:
         self.fire_ticks()
@@ -513,7 +524,7 @@ class Daemon:
     def resume(self) -> None:
         """Re-drive what a crash interrupted (runs recorded but not started, unconsumed events)."""
         now = self.clock()
-        self.applier.apply_work(self.orchestration.resume(now), now)
+        self.applier.apply_work(self.orchestration.resume(now, self.owns), now)
 
     def _handle_resume(self, _: Resume) -> float:
         self.resume()
@@ -531,6 +542,8 @@ class Daemon:
         policy = self.settings.retention
         now = self.clock()
         names = self.store.finished_runs_to_forget(now - timedelta(days=policy.runs_days), policy.keep_per_op)
+        if self.sharding is not None:
+            names = self.sharding.owned_runs(names)
         for name in names[: policy.batch]:
             self.backend.delete(name)  # the run's objects or files; gone already is no error
         forgotten = self.store.delete_runs(names[: policy.batch])
@@ -543,6 +556,8 @@ class Daemon:
         while not self._stop.is_set():
             try:
                 for event in self.backend.observe(timeout=1.0):
+                    if self.sharding is not None and not self.sharding.owns_run(event.run):
+                        continue  # another replica's run: its owner records it
                     if isinstance(event, RunReport):
                         self._record_report(event)
                     else:
@@ -562,6 +577,8 @@ class Daemon:
             if self._stop.is_set():
                 return None
             dead = [t.name for t in self._threads if not t.is_alive()]
+            if self.sharding is not None and not self.sharding.alive:
+                dead.append("shard")
             return f"threads stopped: {', '.join(dead)}" if dead else None
 
         return [Check("threads", threads)]
@@ -571,6 +588,8 @@ class Daemon:
         stale: dict[str, str] = {}
         now = self.clock()
         for name, state in self.repos.items():
+            if not self.owns(name):
+                continue  # another replica's: a replica that owns nothing is ready
             limit = 3 * state.config.interval + 60
             # An unreachable remote shows at once, not only after the age limit (which is
             # hours for a webhook-driven repo); a single failed fetch does not.
@@ -629,6 +648,49 @@ class Daemon:
             self.orchestration.timer.start()
             self.orchestration.arm_timer()
         self.forge.start()
+        if self.sharding is not None:
+            self.sharding.bind(
+                Delivery(push=self.trigger, pull_request=self.pull_request_event, retry=self._retry_handed_off),
+                on_acquired=self._acquired,
+                busy=self._idle,
+            )
+            self.sharding.start()
+
+    # --- sharing the repos with other replicas ------------------------------------------------
+
+    def owns(self, repo: str) -> bool:
+        """Whether this replica acts on `repo`: always without sharding, else while it holds the lease."""
+        return self.sharding is None or self.sharding.owns(repo)
+
+    def _acquired(self, repos: list[str]) -> None:
+        """Repos this replica now owns: loaded afresh (another replica may have moved them on),
+        reconciled, their due ticks fired and interrupted runs resumed now."""
+        for repo in repos:
+            state = self.repos.get(repo)
+            if state is not None:
+                state.loaded = None
+                self.queue.add(ReconcileRepo(repo))
+        self.queue.add(FireTicks())
+        self.queue.add(Resume())
+        self.orchestration.arm_timer()
+
+    @contextlib.contextmanager
+    def _idle(self, repo: str) -> Iterator[bool]:
+        """True, holding the repo's lock for the block, when no reconcile or pull-request check of
+        `repo` runs; False (at once) when one does. The shard gives a repo back only when True."""
+        state = self.repos.get(repo)
+        if state is None:
+            yield True
+        elif state.lock.acquire(blocking=False):
+            try:
+                yield True
+            finally:
+                state.lock.release()
+        else:
+            yield False
+
+    def _retry_handed_off(self, run: str) -> None:
+        self.applier.retry(run, self.clock())
 
     @property
     def address(self) -> str | None:
@@ -654,6 +716,9 @@ class Daemon:
 
     def pull_request_event(self, repo: str, event: Any) -> None:
         """A verified pull-request webhook: checked by a worker, the latest event per PR wins."""
+        if self.sharding is not None and not self.owns(repo):
+            self.sharding.hand_off_pull_request(repo, event)
+            return
         item = CheckPullRequest(repo, int(event.number))
         with self._pull_lock:
             self._pull_requests[item] = event
@@ -662,6 +727,11 @@ class Daemon:
     def _handle_pull_request(self, item: CheckPullRequest) -> None:
         with self._pull_lock:
             event = self._pull_requests.get(item)
+        if event is not None and self.sharding is not None and not self.owns(item.repo):
+            with self._pull_lock:  # lost the repo while the check waited: its owner checks it
+                self._pull_requests.pop(item, None)
+            self.sharding.hand_off_pull_request(item.repo, event)
+            return None
         if event is None or self.forge.pulls is None:
             return None
         self.forge.pulls.handle(item.repo, event)
@@ -716,7 +786,13 @@ class Daemon:
         from reconciler.server.pages import page_router
 
         return [
-            api_router(self.store, self.applier, self.trigger, self, self.clock),
+            api_router(
+                self.store,
+                self.sharding.runs(self.applier, self.applier.retry_request) if self.sharding else self.applier,
+                self.trigger,
+                self,
+                self.clock,
+            ),
             page_router(self.store, self.applier, self, access, self.clock),
         ]
 
@@ -756,6 +832,9 @@ class Daemon:
         """Reconcile `repo` now (a push webhook); False when no such repo is configured."""
         if repo not in self.repos:
             return False
+        if self.sharding is not None and not self.owns(repo):
+            self.sharding.hand_off(repo, "push")  # its owner reconciles it
+            return True
         self.queue.add(ReconcileRepo(repo))
         return True
 
@@ -768,6 +847,8 @@ class Daemon:
         end = time.monotonic() + deadline
         for thread in self._threads:
             thread.join(max(0.0, end - time.monotonic()))
+        if self.sharding is not None:
+            self.sharding.stop()  # in-flight work has ended: the others may take the repos now
         if self._server is not None:
             self._server.stop()
         self.forge.stop()

@@ -104,6 +104,18 @@ class Metrics:
             ["forge", "kind"],
             registry=r,
         )
+        # Sharding (reconciler.sharding): which repos this replica owns, how many replicas share them.
+        self.repo_owned = Gauge(
+            "reconciler_repo_owned", "1 on the replica that owns the repo, 0 on the others.", ["repo"], registry=r
+        )
+        self.shard_members = Gauge(
+            "reconciler_shard_members", "Live replicas sharing the repos, as this one sees them.", registry=r
+        )
+        self.lease_renew_errors = Counter(
+            "reconciler_lease_renew_errors_total",
+            "Failed renewals of this replica's membership (or reads of the members).",
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from reconciler.apply import Applier
 from reconciler.backends import Backend
@@ -19,6 +20,7 @@ from reconciler.forge_wiring import build_forge_wiring
 from reconciler.metrics import Metrics
 from reconciler.orchestration import Orchestrator, Timer
 from reconciler.runtokens import ENV_TOKEN, ENV_URL, RunTokens
+from reconciler.shard_wiring import build_shard_wiring
 from reconciler.source import Backoff, GitSource
 from reconciler.tracking import Store
 from reconciler.workqueue import WorkQueue
@@ -51,9 +53,12 @@ def build_daemon(
     metrics: Metrics | None = None,
     clock: Callable[[], datetime] = utcnow,
     timer: bool = True,
+    kube_api: Any | None = None,
 ) -> Daemon:
     """A daemon over `store` and `backend`; `timer=False` leaves the APScheduler wake-ups out
-    (one-pass `reconciler sync`, tests that drive ticks themselves)."""
+    (one-pass `reconciler sync`, tests that drive ticks themselves). With `settings.sharding`,
+    the daemon shares the repos with other replicas (`kube_api`: the API client its
+    `kubernetes` mode keeps its Leases with)."""
     metrics = metrics or Metrics()
     queue = WorkQueue()
     # The daemon is made last; these callbacks reach it once it exists.
@@ -62,7 +67,8 @@ def build_daemon(
     if hasattr(backend, "self_heal"):
         # The Kubernetes backend re-applies drift as it sees it: ask the run's repo config.
         backend.self_heal = lambda run: (
-            holder[0].repos[run.op.repo].repo_config.self_heal if run.op.repo in holder[0].repos else True
+            holder[0].owns(run.op.repo)
+            and (holder[0].repos[run.op.repo].repo_config.self_heal if run.op.repo in holder[0].repos else True)
         )
     orchestrator = Orchestrator(
         store,
@@ -70,7 +76,10 @@ def build_daemon(
         options_for=lambda op: holder[0].schedule_options(op),
         outputs_of=lambda run: holder[0].outputs_of(run),
         resolve_hub=lambda op, ref, params: holder[0].resolve_hub(op, ref, params),
-        timer=Timer(store.job_store(), lambda: holder[0].wake_ticks()) if timer else None,
+        # Replicas keep their wake-ups in memory: a shared job store would wake any replica, not the owner.
+        timer=Timer(store.job_store() if settings.sharding is None else None, lambda: holder[0].wake_ticks())
+        if timer
+        else None,
     )
     applier.orchestration = orchestrator
     forge = build_forge_wiring(
@@ -111,6 +120,11 @@ def build_daemon(
         clock=clock,
         queue=queue,
     )
+    if settings.sharding is not None:
+        daemon.sharding = build_shard_wiring(
+            settings, store, metrics, instance=store.instance_id(clock()), kube_api=kube_api, clock=clock
+        )
+        applier.fence = daemon.sharding.shard
     holder.append(daemon)
     return daemon
 

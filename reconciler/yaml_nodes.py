@@ -1,15 +1,17 @@
 """Safe YAML reading that keeps every node's position, with limits for hostile input.
 
 PyYAML's constructors drop marks, so we compose the node tree ourselves and build plain Python
-values while recording, for each path of keys and indexes, where it came from. Errors anywhere in
-the spec layer are then reported at the exact line and column of the offending node.
+values, and record for each path of keys and indexes where it came from. Errors anywhere in
+the spec layer are then reported at the exact line and column of the offending node. Positions are
+recorded the first time someone asks for one (most files have no error): recording them was four
+fifths of building the values of a large repo.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -21,6 +23,7 @@ MAX_DEPTH = 64
 MAX_NODES = 200_000
 
 Path = tuple[str | int, ...]
+_STR = "tag:yaml.org,2002:str"
 
 
 @dataclass(frozen=True)
@@ -29,13 +32,54 @@ class Mark:
     column: int  # 1-based
 
 
-@dataclass
 class Document:
-    """A parsed file: its plain value and where each path inside it starts."""
+    """A parsed file: its plain value and where each path inside it starts.
 
-    value: Any
-    marks: dict[Path, Mark] = field(default_factory=dict)
-    key_marks: dict[Path, Mark] = field(default_factory=dict)
+    `marks` and `key_marks` are computed from the composed nodes on first use, by the same walk
+    that built the value (which already passed every limit), and the nodes are dropped then.
+    """
+
+    def __init__(
+        self,
+        value: Any,
+        marks: dict[Path, Mark] | None = None,
+        key_marks: dict[Path, Mark] | None = None,
+        *,
+        root: Node | None = None,
+    ) -> None:
+        self.value = value
+        self._root = root
+        self._marks = marks if marks is not None or root is not None else {}
+        self._key_marks = key_marks if key_marks is not None or root is not None else {}
+
+    def _record(self) -> None:
+        if self._marks is None or self._key_marks is None:
+            builder = _Builder(record=True)
+            if self._root is not None:
+                builder.build(self._root, (), 0, frozenset())
+            self._marks, self._key_marks, self._root = builder.marks, builder.key_marks, None
+
+    @property
+    def marks(self) -> dict[Path, Mark]:
+        self._record()
+        assert self._marks is not None
+        return self._marks
+
+    @property
+    def key_marks(self) -> dict[Path, Mark]:
+        self._record()
+        assert self._key_marks is not None
+        return self._key_marks
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Document):
+            return NotImplemented
+        return (self.value, self.marks, self.key_marks) == (other.value, other.marks, other.key_marks)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
+
+    def __repr__(self) -> str:
+        return f"Document(value={self.value!r})"
 
     def locate(self, path: Path, *, key: bool = False) -> Mark | None:
         """The closest known position for `path`, walking up to the parent when needed."""
@@ -63,9 +107,11 @@ def _mark(node: Node) -> Mark:
 
 
 class _Builder:
-    """Turns composed nodes into values, counting work so alias bombs stop early."""
+    """Turns composed nodes into values, counting work so alias bombs stop early; with `record`,
+    also notes where each path starts (paths are not even built without it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, record: bool = False) -> None:
+        self.record = record
         self.marks: dict[Path, Mark] = {}
         self.key_marks: dict[Path, Mark] = {}
         self.nodes = 0
@@ -80,34 +126,59 @@ class _Builder:
             )
         if depth > MAX_DEPTH:
             raise YamlError(f"nesting deeper than {MAX_DEPTH} levels", _mark(node))
-        self.marks.setdefault(path, _mark(node))
+        if self.record and path not in self.marks:
+            self.marks[path] = _mark(node)
+        if isinstance(node, ScalarNode):
+            return self._scalar(node)
         if id(node) in active:
             raise YamlError("recursive alias", _mark(node))
-        if isinstance(node, ScalarNode):
-            value = self._scalars.construct_object(node, deep=True)
-            if isinstance(value, bytes):
-                raise YamlError("binary values are not supported", _mark(node))
-            return value
         inner = active | {id(node)}
         if isinstance(node, SequenceNode):
+            if not self.record:
+                return [self.build(item, path, depth + 1, inner) for item in node.value]
             return [self.build(item, (*path, i), depth + 1, inner) for i, item in enumerate(node.value)]
         if isinstance(node, MappingNode):
             if node.tag == "tag:yaml.org,2002:set":
                 raise YamlError("YAML sets are not supported", _mark(node))
             result: dict[Any, Any] = {}
+            record = self.record
+            key_path = (*path, "<key>") if record else path
             for key_node, value_node in self._pairs(node):
-                key = self.build(key_node, (*path, "<key>"), depth + 1, inner)
+                if isinstance(key_node, ScalarNode) and depth < MAX_DEPTH and self.nodes < MAX_NODES:
+                    # What build() does for a scalar key, inlined: most nodes of a file are keys.
+                    self.nodes += 1
+                    if record and key_path not in self.marks:
+                        self.marks[key_path] = _mark(key_node)
+                    key = self._scalar(key_node)
+                else:
+                    key = self.build(key_node, key_path, depth + 1, inner)
                 if isinstance(key, (list, dict)):
                     raise YamlError("mapping keys must be scalars", _mark(key_node))
-                child = (*path, key)
                 if key in result:
-                    first = self.key_marks.get(child)
-                    where = f" (first defined on line {first.line})" if first else ""
+                    first = self._first_key_node(node, key)
+                    where = f" (first defined on line {_mark(first).line})" if first is not None else ""
                     raise YamlError(f"duplicate key {key!r}{where}", _mark(key_node))
-                self.key_marks[child] = _mark(key_node)
+                child = (*path, key) if record else path
+                if record:
+                    self.key_marks[child] = _mark(key_node)
                 result[key] = self.build(value_node, child, depth + 1, inner)
             return result
         raise YamlError(f"unsupported YAML node {node.tag}", _mark(node))
+
+    def _first_key_node(self, node: MappingNode, key: Any) -> Node | None:
+        """Where `key` was first defined in `node` (for the duplicate-key message only)."""
+        for key_node, _ in self._pairs(node):
+            if isinstance(key_node, ScalarNode) and self._scalar(key_node) == key:
+                return key_node
+        return None
+
+    def _scalar(self, node: ScalarNode) -> Any:
+        if node.tag == _STR:
+            return node.value  # what the constructor returns for a string, without its dispatch
+        value = self._scalars.construct_object(node, deep=True)
+        if isinstance(value, bytes):
+            raise YamlError("binary values are not supported", _mark(node))
+        return value
 
     def _pairs(self, node: MappingNode) -> Iterator[tuple[Node, Node]]:
         # `<<` merge keys: expand in place, explicit keys win as YAML 1.1 says.
@@ -203,6 +274,5 @@ def parse(text: bytes | str, *, json_file: bool = False, allow_empty: bool = Fal
         raise YamlError("empty file: expected a polyaxonfile mapping", Mark(1, 1))
     if len(documents) > 1:
         raise YamlError("more than one YAML document; a file holds exactly one", _mark(documents[1]))
-    builder = _Builder()
-    value = builder.build(documents[0], (), 0, frozenset())
-    return Document(value, builder.marks, builder.key_marks)
+    value = _Builder().build(documents[0], (), 0, frozenset())
+    return Document(value, root=documents[0])

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -34,22 +34,26 @@ def settings_or_exit(config: Path | None) -> Settings:
         raise typer.Exit(EXIT_USAGE) from None
 
 
+def kube_api_client(settings: Settings) -> Any:
+    """An API client for the configured cluster (in-cluster service account, or a kubeconfig)."""
+    import kubernetes
+
+    if settings.kubernetes.in_cluster:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return kubernetes.client.ApiClient()
+    return kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(settings.kubernetes.kubeconfig) if settings.kubernetes.kubeconfig else None,
+        context=settings.kubernetes.context,
+    )
+
+
 def build_backend(settings: Settings, *, instance: str = "") -> Backend:
     """The configured backend; `instance` (the database's daemon identity) marks what it makes."""
     if settings.backend == "kubernetes":
-        import kubernetes
-
         from reconciler.backends.kubernetes import KubernetesBackend
         from reconciler.render import RenderOptions
 
-        if settings.kubernetes.in_cluster:
-            kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
-            api = kubernetes.client.ApiClient()
-        else:
-            api = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=str(settings.kubernetes.kubeconfig) if settings.kubernetes.kubeconfig else None,
-                context=settings.kubernetes.context,
-            )
+        api = kube_api_client(settings)
         return KubernetesBackend(
             api,
             namespace=settings.kubernetes.all_namespaces,
@@ -119,7 +123,9 @@ def build_daemon(settings: Settings, *, timer: bool = True) -> Daemon:
     except ValueError as e:  # local.run_as cannot be used
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    return wire(settings, store, backend, timer=timer)
+    # Leases get a client of their own: their calls never wait behind the backend's.
+    sharded = settings.sharding is not None and settings.sharding.mode == "kubernetes"
+    return wire(settings, store, backend, timer=timer, kube_api=kube_api_client(settings) if sharded else None)
 
 
 def secret_sources(settings: Settings) -> list[tuple[Path | None, str | None]]:
@@ -151,6 +157,14 @@ def sync(config: ConfigOption = None) -> None:
     from reconciler.logs import setup_logging
 
     settings = settings_or_exit(config)
+    if settings.sharding is not None:
+        # A pass outside the replicas' leases would act on repos they own.
+        typer.echo(
+            "error: reconciler sync does not run with sharding: the replicas own the repos "
+            "(ask one of them: POST /api/repos/{repo}/sync)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_USAGE)
     setup_logging(settings.log_level, settings.log_format)
     converged = True
     with private_files():

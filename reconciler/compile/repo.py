@@ -56,6 +56,14 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
+class _Resolved:
+    """A referenced component with its own references resolved, and every path that took."""
+
+    component: Polyaxonfile
+    touched: frozenset[str]
+
+
+@dataclass(frozen=True)
 class CompileResult:
     desired: DesiredState
     entries: Mapping[str, FileEntry]
@@ -65,6 +73,8 @@ class CompileResult:
     subscribers: frozenset[str] = frozenset()  # files whose operation has `events`
     # Referenced files as parsed, reused by the next compile while their content is unchanged.
     parsed: Mapping[str, Parsed] = field(default_factory=dict, compare=False, repr=False)
+    # Referenced components as resolved, reused while no file they read has changed.
+    resolved: Mapping[str, _Resolved] = field(default_factory=dict, compare=False, repr=False)
 
 
 def mode_of(effective: Mapping[str, Any]) -> Mode:
@@ -83,11 +93,38 @@ def _digest(data: bytes) -> str:
 
 
 class _RecordingResolver(Resolver):
-    """Records every path looked up, cached or not, so each file's dependencies are complete."""
+    """Records every path looked up, cached or not, so each file's dependencies are complete.
+
+    A resolved component depends only on its path and the files it read, so it is resolved once
+    and shared by every file that references it (in the worst layout, 10,000 references to 50
+    components were 10,000 deep copies and resolutions). Shared components are never modified:
+    composing reads them, and only the file being resolved gets components attached."""
+
+    def __init__(self, *, resolved: dict[str, _Resolved], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._resolved = resolved
 
     def _load(self, path: str) -> Parsed | None:
         self.touched.add(posixpath.normpath(path))
         return super()._load(path)
+
+    def _component(
+        self, field_name: str, written: str, path: str, chain: tuple[tuple[str, str], ...]
+    ) -> Polyaxonfile | str:
+        key = posixpath.normpath(path)
+        hit = self._resolved.get(key)
+        if hit is not None:
+            self.touched |= hit.touched
+            return hit.component
+        outer, self.touched = self.touched, set()
+        try:
+            component = super()._component(field_name, written, path, chain)
+        finally:
+            touched, self.touched = self.touched, outer | self.touched
+        if not isinstance(component, str):
+            # Failures are not kept: their message names the chain that led to them.
+            self._resolved[key] = _Resolved(component, frozenset(touched))
+        return component
 
 
 def _reader(files: Mapping[str, bytes]) -> Any:
@@ -104,6 +141,7 @@ def _compile_file(
     options: CompileOptions,
     commit: str,
     parse_cache: dict[str, Parsed],
+    resolved: dict[str, _Resolved],
 ) -> FileEntry:
     digest = _digest(data)
     parsed = load(path, data)
@@ -116,7 +154,11 @@ def _compile_file(
     if parsed.errors or parsed.spec is None:
         return FileEntry(path, digest, role, tuple(parsed.errors))
     resolver = _RecordingResolver(
-        hub_dir=options.hub_dir, url_maps=list(options.url_maps), read=_reader(files), _cache=parse_cache
+        hub_dir=options.hub_dir,
+        url_maps=list(options.url_maps),
+        read=_reader(files),
+        _cache=parse_cache,
+        resolved=resolved,
     )
     errors = resolver.resolve(parsed)
     deps = frozenset(resolver.touched - {path})
@@ -246,6 +288,7 @@ def _compile_repo(
     # the next compile while unchanged; the resolver copies what it attaches, so these values are
     # never modified.
     parse_cache: dict[str, Parsed] = {}
+    resolved: dict[str, _Resolved] = {}
     old: Mapping[str, FileEntry] = {}
     removed: set[str] = set()
     if previous is None or previous.options != options:
@@ -261,11 +304,12 @@ def _compile_repo(
         seeds = added | removed | modified
         todo = _affected(seeds, previous.dependents) & set(files)
         parse_cache.update((p, parsed) for p, parsed in previous.parsed.items() if p in files and p not in seeds)
+        resolved.update((p, r) for p, r in previous.resolved.items() if r.touched.isdisjoint(seeds))
         for path in files:
             if path not in todo:
                 entries[path] = old[path]
     for path in sorted(todo):
-        entries[path] = _compile_file(path, files[path], files, options, commit, parse_cache)
+        entries[path] = _compile_file(path, files[path], files, options, commit, parse_cache, resolved)
 
     # The reverse index and the set of subscribers change only where files were compiled again.
     if not old:
@@ -315,4 +359,5 @@ def _compile_repo(
         recompiled=frozenset(todo),
         subscribers=subscribers,
         parsed=parse_cache,
+        resolved=resolved,
     )

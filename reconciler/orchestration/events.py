@@ -12,6 +12,7 @@ recording a status and handling it harmless.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
@@ -27,10 +28,17 @@ from reconciler.statuses import Status
 from reconciler.tracking import PendingEvent
 
 
-def fire_pending(ctx: Context, source_operation_id: int | None, now: dt.datetime) -> Work:
-    """Handle the unconsumed transitions of the subscriptions following an operation (None: all)."""
+def fire_pending(
+    ctx: Context, source_operation_id: int | None, now: dt.datetime, owns: Callable[[str], bool] | None = None
+) -> Work:
+    """Handle the unconsumed transitions of the subscriptions following an operation (None: all),
+    of the subscribers in repos `owns` accepts (all without it)."""
     work = Work()
     for sub_id in ctx.store.subscriptions_following(source_operation_id):
+        if owns is not None:
+            sub = ctx.store.subscription(sub_id)
+            if sub is None or not owns(OpKey.parse(ctx.store.op_key_by_id(sub.operation_id)).repo):
+                continue
         for event in ctx.store.pending_events(sub_id):
             work += fire(ctx, sub_id, event, now)
     return work

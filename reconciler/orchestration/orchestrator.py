@@ -67,8 +67,9 @@ class Orchestrator:
     def tracked(self, repo: str) -> tuple[dict[OpKey, TrackedSchedule], dict[OpKey, TrackedSubscription]]:
         return registry.tracked(self.ctx.store, repo)
 
-    def due(self, now: dt.datetime) -> Work:
-        work, wakeups = ticking.due(self.ctx, now)
+    def due(self, now: dt.datetime, owns: Callable[[str], bool] | None = None) -> Work:
+        """Fire what is due; `owns(repo)` limits it to the repos this replica owns (sharding)."""
+        work, wakeups = ticking.due(self.ctx, now, owns)
         self._rearm(wakeups)
         return work
 
@@ -126,21 +127,28 @@ class Orchestrator:
         (a `metric_early_stopping` with a `policy`, judged on the siblings' values)."""
         return tree.judge_child(self.ctx, run_name, now)
 
-    def resume(self, now: dt.datetime) -> Work:
+    def resume(self, now: dt.datetime, owns: Callable[[str], bool] | None = None) -> Work:
         """Re-drive what a crash may have interrupted; safe to call at any time.
 
         Runs recorded but never submitted come back as `new_runs` (submission is idempotent by
         name), unconsumed transitions fire their subscriptions, and containers take the step a
-        child's transition may have missed."""
+        child's transition may have missed. `owns(repo)` limits it to the repos this replica
+        owns (sharding)."""
         store = self.ctx.store
+        unsubmitted = [(store.request_of(run), run) for run in store.unsubmitted_runs()]
         work = Work(
             new_runs=tuple(
-                NewRun(store.request_of(run), str(run.status), run.parent) for run in store.unsubmitted_runs()
+                NewRun(request, str(run.status), run.parent)
+                for request, run in unsubmitted
+                if owns is None or owns(request.op.repo)
             )
         )
-        work += events.fire_pending(self.ctx, None, now)
-        for name in store.unsettled_containers():
-            work += tree.advance_parent(self.ctx, name, now)
+        work += events.fire_pending(self.ctx, None, now, owns)
+        containers = store.unsettled_containers()
+        repos = store.repos_of_runs(containers) if owns is not None else {}
+        for name in containers:
+            if owns is None or owns(repos.get(name, "")):
+                work += tree.advance_parent(self.ctx, name, now)
         return work
 
 

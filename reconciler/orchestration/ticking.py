@@ -13,6 +13,7 @@ returns it again (submission is idempotent by run name).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from reconciler.model import Cause, OpKey, RunRequest
 from reconciler.orchestration import tree
@@ -111,11 +112,15 @@ def tick(ctx: Context, key: OpKey, now: dt.datetime) -> tuple[Work, dt.datetime 
         return work, state.next_tick_at, True
 
 
-def due(ctx: Context, now: dt.datetime) -> tuple[Work, dict[OpKey, dt.datetime | None]]:
+def due(
+    ctx: Context, now: dt.datetime, owns: Callable[[str], bool] | None = None
+) -> tuple[Work, dict[OpKey, dt.datetime | None]]:
     work = Work()
     wakeups: dict[OpKey, dt.datetime | None] = {}
     for row in ctx.store.due_ticks(now):
         key = OpKey.parse(row.op_key)
+        if owns is not None and not owns(key.repo):
+            continue  # another replica's repo: its owner fires it
         done, nxt, changed = tick(ctx, key, now)
         work += done
         if changed:

@@ -50,10 +50,12 @@ def job_id(op: OpKey | str) -> str:
 
 class Timer:
     def __init__(self, job_store: Any, on_due: Callable[[], None]) -> None:
-        """`job_store`: APScheduler's job store in the tracking DB (`Store.job_store()`)."""
+        """`job_store`: APScheduler's job store in the tracking DB (`Store.job_store()`); None keeps
+        the jobs in memory, as replicas sharing the repos do (a shared store would hand a job to
+        whichever replica runs it first, not to the schedule's owner)."""
         self._on_due = on_due
         self._scheduler = BackgroundScheduler(
-            jobstores={"default": job_store},
+            jobstores={"default": job_store} if job_store is not None else {},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone=dt.UTC,
         )

@@ -94,6 +94,26 @@ class Resolver:
             return "urlRef", value, mirror, why
         return "dagRef", value, None, None
 
+    def _component(
+        self, field_name: str, written: str, path: str, chain: tuple[tuple[str, str], ...]
+    ) -> Polyaxonfile | str:
+        """The component at `path` with its own references resolved, or why not (a message).
+
+        Its value depends only on `path` and the files it reads (`chain` only finds cycles, which
+        fail whoever asks), so a subclass may cache successful results."""
+        target = self._load(path)
+        if target is None:
+            return f"cannot resolve {field_name} {written!r}: {path} does not exist"
+        if target.spec is None or target.errors:
+            first = target.errors[0] if target.errors else None
+            return f"{field_name} {written!r} is not valid: {first}"
+        component = target.spec.model_copy(deep=True)
+        inner = Parsed(target.path, target.document, component)
+        nested = self._resolve_spec(inner, component, (), path, chain)
+        if nested:
+            return f"{field_name} {written!r}: {nested[0]}"
+        return component
+
     def _resolve_spec(
         self,
         parsed: Parsed,
@@ -114,17 +134,9 @@ class Resolver:
             if key in chain or ("path", os.path.normpath(path)) in chain:
                 cycle = " -> ".join(v for _, v in (*chain, key))
                 return [self._at(parsed, ref_where, f"reference cycle: {cycle}")]
-            target = self._load(path)
-            if target is None:
-                return [self._at(parsed, ref_where, f"cannot resolve {field_name} {written!r}: {path} does not exist")]
-            if target.spec is None or target.errors:
-                first = target.errors[0] if target.errors else None
-                return [self._at(parsed, ref_where, f"{field_name} {written!r} is not valid: {first}")]
-            component = target.spec.model_copy(deep=True)
-            inner = Parsed(target.path, target.document, component)
-            nested = self._resolve_spec(inner, component, (), path, (*chain, key))
-            if nested:
-                return [self._at(parsed, ref_where, f"{field_name} {written!r}: {nested[0]}")]
+            component = self._component(field_name, written, path, (*chain, key))
+            if isinstance(component, str):
+                return [self._at(parsed, ref_where, component)]
             spec.component = component
         dag = spec.dag
         if dag is not None:

@@ -13,6 +13,9 @@ from reconciler.tracking.errors import (
     RunNameConflict,
     TrackingError,
 )
+from reconciler.tracking.handoffs import CHANNEL as HANDOFF_CHANNEL
+from reconciler.tracking.handoffs import HandoffListener
+from reconciler.tracking.leases import LeaseRow, Member
 from reconciler.tracking.migrate import (
     UPGRADE_COMMAND,
     check_ready,
@@ -38,16 +41,19 @@ from reconciler.tracking.store import (
 from reconciler.tracking.tables import (
     ConsumedTransition,
     GitCommit,
+    Handoff,
     Instance,
     Operation,
     OrchestratedRun,
     OutboxEntry,
     Repo,
+    RepoLease,
     Run,
     RunMetric,
     RunOutput,
     ScheduleState,
     ScheduleTick,
+    ShardMember,
     StatusChange,
     Subscriber,
     Subscription,
@@ -55,15 +61,20 @@ from reconciler.tracking.tables import (
 )
 
 __all__ = [
+    "HANDOFF_CHANNEL",
     "UPGRADE_COMMAND",
     "ConsumedTransition",
     "CreatedRun",
     "DatabaseNotReady",
     "DueTick",
     "GitCommit",
+    "Handoff",
+    "HandoffListener",
     "IllegalTransition",
     "Instance",
     "LatestStatus",
+    "LeaseRow",
+    "Member",
     "NotFound",
     "Operation",
     "OrchestratedRun",
@@ -72,6 +83,7 @@ __all__ = [
     "PendingEvent",
     "Point",
     "Repo",
+    "RepoLease",
     "ReportLimit",
     "Run",
     "RunMetric",
@@ -80,6 +92,7 @@ __all__ = [
     "ScheduleState",
     "ScheduleTick",
     "SeriesPoint",
+    "ShardMember",
     "StatusChange",
     "Store",
     "Subscriber",

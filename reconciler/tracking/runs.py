@@ -537,6 +537,22 @@ class RunsMixin(ReposMixin):
                 found += s.execute(select(Run).where(_t(Run).c.name.in_(chunk))).scalars()
         return found
 
+    def repos_of_runs(self, names: Iterable[str], session: Session | None = None) -> dict[str, str]:
+        """The repo of each named run the database tracks (for replicas that act on their repos only)."""
+        wanted = sorted(set(names))
+        r, o, p = _t(Run).c, _t(Operation).c, _t(Repo).c
+        found: dict[str, str] = {}
+        with self._read(session) as s:
+            for start in range(0, len(wanted), 500):
+                stmt = (
+                    select(r.name, p.name)
+                    .join(Operation, o.id == r.operation_id)
+                    .join(Repo, p.id == o.repo_id)
+                    .where(r.name.in_(wanted[start : start + 500]))
+                )
+                found.update({str(run): str(repo) for run, repo in s.execute(stmt).all()})
+        return found
+
     def last_reasons(self, run_ids: Iterable[int], session: Session | None = None) -> dict[int, str | None]:
         """Why each run entered its current status (the reason of its last history row)."""
         wanted = sorted(set(run_ids))

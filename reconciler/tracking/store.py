@@ -4,7 +4,8 @@
 aggregate, each in its own module over the shared session helper (`db`): repos, commits and
 operations (`repos`), runs and their history (`runs`), the commit-status outbox (`outbox`),
 schedules and ticks (`schedules`), subscriptions and consumed events (`subscriptions`), webhook
-deliveries (`webhooks`) and the daemon's identity (`instance`). No module outside `tracking/`
+deliveries (`webhooks`), the daemon's identity (`instance`), replicas' repo leases (`leases`)
+and hand-offs between replicas (`handoffs`). No module outside `tracking/`
 writes SQL.
 
 Writes that must happen together (a status change and the commit status it causes) share one
@@ -22,7 +23,9 @@ decide what "now" is.
 
 from __future__ import annotations
 
+from reconciler.tracking.handoffs import HandoffsMixin
 from reconciler.tracking.instance import InstanceMixin
+from reconciler.tracking.leases import LeasesMixin
 from reconciler.tracking.outbox import OutboxMixin
 from reconciler.tracking.reports import MAX_POINTS_PER_RUN, Point, ReportLimit, ReportsMixin, SeriesPoint
 from reconciler.tracking.runs import CreatedRun, LatestStatus, preview_cause, preview_cause_prefix, run_uuid
@@ -31,7 +34,16 @@ from reconciler.tracking.subscriptions import PendingEvent, SubscriptionsMixin
 from reconciler.tracking.webhooks import WebhooksMixin
 
 
-class Store(SchedulesMixin, SubscriptionsMixin, OutboxMixin, WebhooksMixin, InstanceMixin, ReportsMixin):
+class Store(
+    SchedulesMixin,
+    SubscriptionsMixin,
+    OutboxMixin,
+    WebhooksMixin,
+    InstanceMixin,
+    ReportsMixin,
+    LeasesMixin,
+    HandoffsMixin,
+):
     """Tracking database access; one per process, safe to share between threads."""
 
 

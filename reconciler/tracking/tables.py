@@ -379,6 +379,55 @@ class RunOutput(SQLModel, table=True):
     updated_at: dt.datetime = _required_utc()
 
 
+class ShardMember(SQLModel, table=True):
+    """A replica sharing this database's repos (`sharding.mode: database`), live until `expires_at`.
+
+    `holder` is the identity plus a token of the process: a restarted process is a new holder, so
+    the repo leases of the process it replaces are free, never silently inherited. Expiry is
+    judged by the database's clock, the one clock every replica shares.
+    """
+
+    __tablename__ = "shard_member"
+
+    identity: str = Field(primary_key=True, max_length=128)
+    holder: str = Field(max_length=200)
+    joined_at: dt.datetime = _required_utc()
+    renewed_at: dt.datetime = _required_utc()
+    expires_at: dt.datetime = _required_utc()
+
+
+class RepoLease(SQLModel, table=True):
+    """Which replica owns a repo (`sharding.mode: database`).
+
+    A lease is held while its holder's `shard_member` row is live (renewing the membership renews
+    every lease of the replica at once). `generation` grows at every acquisition: the fencing
+    token a holder shows on every write that starts something.
+    """
+
+    __tablename__ = "repo_lease"
+
+    repo: str = Field(primary_key=True, max_length=255)
+    holder: str | None = Field(default=None, max_length=200)
+    generation: int = Field(default=0, sa_type=BigInteger, nullable=False)
+    acquired_at: dt.datetime | None = _utc()
+    released_at: dt.datetime | None = _utc()
+
+
+class Handoff(SQLModel, table=True):
+    """A verified webhook event (push, pull request) or API request for a repo another replica
+    owns: the owner takes the row (and is woken by `NOTIFY`), the row goes with the taking."""
+
+    __tablename__ = "handoff"
+    __table_args__ = (Index("ix_handoff_repo", "repo", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    repo: str = Field(max_length=255)
+    kind: str = Field(max_length=32)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    sender: str = Field(max_length=128)
+    created_at: dt.datetime = _required_utc()
+
+
 ALL_TABLES = (
     Repo,
     GitCommit,
@@ -396,4 +445,7 @@ ALL_TABLES = (
     Instance,
     RunMetric,
     RunOutput,
+    ShardMember,
+    RepoLease,
+    Handoff,
 )

@@ -109,12 +109,16 @@ class ControlPlane:
         stage_dir: Path = KWOK_STAGE_DIR,
         watch_cache: bool = False,
         keep_dir: bool = False,
+        controller_manager_args: Sequence[str] = (),
     ) -> None:
         self.bin_dir = bin_dir
         self.crd_dir = crd_dir
         self.stage_dir = stage_dir
         self.watch_cache = watch_cache
         self.keep_dir = keep_dir
+        # Extra kube-controller-manager flags, e.g. `--controllers=*,-cronjob` for a benchmark
+        # that runs the CronJob controller in a kube-controller-manager of its own.
+        self.controller_manager_args = list(controller_manager_args)
         self.dir: Path | None = None
         self._components: list[_Component] = []
         self._kubeconfig: Path | None = None
@@ -330,6 +334,7 @@ class ControlPlane:
                 f"--service-account-private-key-file={pki.sa_private_key}",
                 "--leader-elect=false",
                 "--profiling=false",
+                *self.controller_manager_args,
             ],
         )
 

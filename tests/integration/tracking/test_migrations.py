@@ -41,8 +41,8 @@ def schema_diff(url: str) -> list[object]:
 
 
 def test_revisions_form_one_line() -> None:
-    assert known_revisions() == ["0001", "0002", "0003", "0004", "0005", "0006"]
-    assert head_revision() == "0006"
+    assert known_revisions() == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+    assert head_revision() == "0007"
 
 
 def test_upgrade_from_empty_gives_exactly_the_models(db_url: str) -> None:
@@ -284,5 +284,34 @@ def test_upgrade_from_0004_gives_each_run_its_own_cause_and_lets_a_state_repeat(
         [op] = store.operations("r")
         assert op.removed_at is None
         assert store.instance_id(T0) == store.instance_id(T0)
+    finally:
+        store.close()
+
+
+def test_upgrade_from_0006_keeps_runs_and_adds_leases_and_handoffs(db_url: str) -> None:
+    """0007: members, repo leases and hand-offs for replicas; what 0006 held stays as it was."""
+    assert upgrade(db_url, "0006") == "0006"
+    store = Store.open(db_url)
+    try:
+        instance = store.instance_id(T0)
+        store.ensure_repo("r", "u", "main", T0)
+    finally:
+        store.close()
+    assert upgrade(db_url) == head_revision()
+    assert schema_diff(db_url) == []
+    store = Store.open(db_url)
+    try:
+        assert store.instance_id(T0) == instance
+        assert store.last_commit("r") is None
+        row = store.hand_off("r", "push", {"sha": "abc"}, "replica-a", T0)
+        [taken] = store.take_handoffs(["r"])
+        assert (taken.id, taken.repo, taken.kind, taken.payload, taken.sender) == (
+            row,
+            "r",
+            "push",
+            {"sha": "abc"},
+            "replica-a",
+        )
+        assert store.take_handoffs(["r"]) == []
     finally:
         store.close()

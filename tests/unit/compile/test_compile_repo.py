@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from reconciler.compile import CompileOptions, CompileResult, FileRole, compile_repo
 from reconciler.model import Mode, OpKey
+from reconciler.spec import Resolver, check, load
 
 OPTIONS = CompileOptions(repo="demo", hub_dir="hub")
 
@@ -217,6 +218,42 @@ def test_previews_are_marked_by_glob() -> None:
     desired = compile_repo(repo(), options, "c1").desired
     previews = {k.name for k, op in desired.ops.items() if op.preview}
     assert previews == {"web", "nightly"}
+
+
+def test_a_shared_component_resolves_as_it_would_for_one_file_alone() -> None:
+    """Referenced components are resolved once per compile and shared: every user still gets the
+    operation, errors (a cycle names its own chain) and dependencies that resolving it alone,
+    without any sharing, gives."""
+    lib = {
+        "lib/base.yaml": COMPONENT,
+        "lib/wrapped.yaml": b"kind: component\nname: wrapped\npathRef: base.yaml\n",
+        "lib/a.yaml": b"kind: component\nname: a\npathRef: b.yaml\n",
+        "lib/b.yaml": b"kind: component\nname: b\npathRef: a.yaml\n",
+    }
+    ops = {
+        "ops/1.yaml": b"kind: operation\npathRef: ../lib/wrapped.yaml\nparams: {lr: 0.1}\n",
+        "ops/2.yaml": b"kind: operation\npathRef: ../lib/base.yaml\nparams: {lr: 0.2}\n",
+        "ops/3.yaml": b"kind: operation\npathRef: ../lib/a.yaml\n",
+        "ops/4.yaml": b"kind: operation\npathRef: ../lib/b.yaml\n",
+        "ops/5.yaml": b"kind: operation\npathRef: ../lib/wrapped.yaml\nparams: {lr: 0.3}\n",
+    }
+    files = {**lib, **ops}
+    together = compile_repo(files, OPTIONS, "c1")
+    for path, data in ops.items():
+        parsed = load(path, data)
+        alone = Resolver(read=files.get)  # no sharing: every reference read and resolved again
+        errors = alone.resolve(parsed)
+        assert together.entries[path].deps == alone.touched - {path}
+        if errors:
+            assert together.desired.invalid[path].errors == tuple(errors)
+            continue
+        checked, problems = check(parsed)
+        assert checked is not None and not problems
+        op = together.desired.ops[key(path, path[4:-5])]
+        assert op.effective == checked.effective
+    assert set(together.desired.invalid) == {"lib/a.yaml", "lib/b.yaml", "ops/3.yaml", "ops/4.yaml"}
+    again = compile_repo(files, OPTIONS, "c1")
+    assert again.desired == together.desired  # nothing shared was modified by its users
 
 
 # --- incremental == cold, over random edit sequences ------------------------------------------
