@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reconciler.config import Settings, load_settings
+from reconciler.config import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from reconciler.backends import Backend
@@ -29,8 +29,12 @@ def settings_or_exit(config: Path | None) -> Settings:
         raise typer.Exit(EXIT_USAGE)
     try:
         return load_settings(config)
-    except Exception as e:  # pydantic's message names the bad key and why
-        typer.echo(f"error: {config}: {e}", err=True)
+    except SettingsError as e:  # each line names its file, line, column and what is wrong
+        for error in e.errors:
+            typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except OSError as e:
+        typer.echo(f"error: {config}: {e.strerror or e}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
 
 
