@@ -11,8 +11,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from reconciler.errors import Located
 
 ForgeProvider = Literal["github", "gitlab", "gitea"]
 
@@ -198,16 +200,39 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
+STAGE = "settings"
+
+
+class SettingsError(ValueError):
+    """The settings file is not valid: every problem as `file:line:col: message`."""
+
+    def __init__(self, errors: list[Located]) -> None:
+        super().__init__("\n".join(map(str, errors)))
+        self.errors = errors
+
+
 def load_settings(path: Path | None) -> Settings:
-    """Read the YAML file (if any) and apply `RECONCILER_*` overrides on top."""
-    import yaml
+    """Read the YAML file (if any) and apply `RECONCILER_*` overrides on top; `SettingsError`
+    places each problem in the file (an override's problem names its key)."""
+    from reconciler.model_errors import at, located_errors
+    from reconciler.yaml_nodes import YamlError
+    from reconciler.yaml_nodes import parse as parse_yaml
 
     data: dict[str, Any] = {}
+    where = str(path) if path is not None else "settings"
+    doc = parse_yaml(b"{}")
     if path is not None:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: the settings file must be a mapping")
-        data = loaded
-    return Settings(**data)
+        try:
+            doc = parse_yaml(path.read_bytes(), allow_empty=True)
+        except YamlError as e:
+            mark = e.mark
+            raise SettingsError(
+                [Located(where, mark.line if mark else None, mark.column if mark else None, str(e), STAGE)]
+            ) from None
+        if doc.value is not None and not isinstance(doc.value, dict):
+            raise SettingsError([at(doc, where, (), "the settings file must be a mapping of keys to values", STAGE)])
+        data = doc.value or {}
+    try:
+        return Settings(**data)
+    except ValidationError as e:
+        raise SettingsError(located_errors(doc, where, e, Settings, STAGE)) from None

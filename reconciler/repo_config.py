@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 import zoneinfo
 from collections.abc import Collection
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from reconciler import globs
 from reconciler.errors import Located
-from reconciler.yaml_nodes import Document, YamlError
+from reconciler.model_errors import at, located_errors
+from reconciler.yaml_nodes import YamlError
 from reconciler.yaml_nodes import parse as parse_yaml
 
 FILENAME = ".polyaxon-reconciler.yaml"
@@ -204,26 +205,6 @@ class RepoFileConfig(_Strict):
         return globs.match_any(self.previews, op_name)
 
 
-def _message(err: Any) -> str:
-    kind = err["type"]
-    loc = err["loc"]
-    if kind == "extra_forbidden":
-        parent: type[BaseModel] = RepoFileConfig
-        if len(loc) == 2 and loc[0] == "prune":
-            parent = PrunePolicy
-        elif len(loc) == 2 and loc[0] == "schedules":
-            parent = SchedulePolicy
-        elif len(loc) == 4 and loc[0] == "schedules":
-            parent = ScheduleOverride
-        allowed = ", ".join(parent.model_fields)
-        return f"unknown key {loc[-1]!r} (allowed: {allowed})"
-    msg = str(err["msg"])
-    if kind == "value_error":
-        msg = msg.removeprefix("Value error, ")
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    return f"{where}: {msg}" if where else msg
-
-
 def parse(
     data: bytes | None, path: str = FILENAME, *, namespaces: Collection[str] | None = None
 ) -> RepoFileConfig | list[Located]:
@@ -241,17 +222,9 @@ def parse(
     if doc.value is None:
         return RepoFileConfig()
     if not isinstance(doc.value, dict):
-        return [_at(doc, path, (), "the repo config must be a mapping of keys to values")]
+        return [at(doc, path, (), "the repo config must be a mapping of keys to values", STAGE)]
     try:
         context = {"namespaces": frozenset(namespaces) if namespaces is not None else None}
         return RepoFileConfig.model_validate(doc.value, context=context)
     except ValidationError as exc:
-        errors = [
-            _at(doc, path, tuple(e["loc"]), _message(e), at_key=e["type"] == "extra_forbidden") for e in exc.errors()
-        ]
-        return sorted(errors, key=lambda e: (e.line or 0, e.column or 0))
-
-
-def _at(doc: Document, path: str, loc: tuple[str | int, ...], message: str, *, at_key: bool = False) -> Located:
-    mark = doc.locate(loc, key=at_key)
-    return Located(path, mark.line if mark else None, mark.column if mark else None, message, STAGE)
+        return located_errors(doc, path, exc, RepoFileConfig, STAGE)

@@ -28,11 +28,9 @@ def _database_url(config: Path | None, db: str | None) -> str:
         raise typer.BadParameter("give --config or --db, not both")
     if db is not None:
         return db
-    from reconciler.config import load_settings
+    from reconciler.commands.daemon import settings_or_exit
 
-    if config is not None and not config.exists():
-        raise typer.BadParameter(f"{config}: no such file", param_hint="--config")
-    return load_settings(config).database
+    return settings_or_exit(config).database
 
 
 @app.command()
