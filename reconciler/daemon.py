@@ -267,7 +267,7 @@ class Daemon:
         committed_at = revision.committed_at if sha == revision.sha else (last.committed_at if last else now)
         self.store.record_commit(
             name, sha, state.config.branch, committed_at, now, valid=not result.invalid,
-            errors=[_error_row(e) for e in result.invalid], plan=[_plan_row(a) for a in actions],
+            errors=[_error_row(e) for e in result.invalid], plan=(_plan_row(a) for a in actions),
         )  # fmt: skip
         self.metrics.last_applied_commit.labels(repo=name).set(committed_at.timestamp())
         self.metrics.reconcile_duration.labels(repo=name).observe(time.monotonic() - started)

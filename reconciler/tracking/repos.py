@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Boolean, String, and_, bindparam, case, func, null, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from reconciler.model import OpKey
 from reconciler.tracking.coltypes import UTCDateTime
@@ -104,7 +104,10 @@ class ReposMixin(Database):
 
         `errors` are located errors, `{"file": ..., "line": ..., "message": ...}` each. `plan` is
         what the reconcile that applied the commit decided: kept from the first reconcile that
-        gives one (later reconciles of the same commit change little and would hide it).
+        gives one (later reconciles of the same commit change little and would hide it). The plan
+        held is never read here, and `plan` is iterated only when it is kept (one row per
+        operation: 10,000 of them would be read and built at every reconcile otherwise); the
+        commit returned has its plan deferred.
         """
         error_list = [dict(e) for e in errors]
         with self._tx(session) as s:
@@ -123,15 +126,18 @@ class ReposMixin(Database):
                 },
                 ["repo_id", "sha"],
             )
-            commit = s.execute(
-                select(GitCommit)
-                .where(_t(GitCommit).c.repo_id == repo_id, _t(GitCommit).c.sha == sha)
+            c = _t(GitCommit).c
+            commit: GitCommit
+            commit, planless = s.execute(
+                select(GitCommit, c.plan.is_(None))
+                .options(defer(GitCommit.plan))  # type: ignore[arg-type]
+                .where(c.repo_id == repo_id, c.sha == sha)
                 .with_for_update()
-            ).scalar_one()
+            ).one()
             if valid is not None:
                 # Applying a commit again (a force-push back to it) makes it the last applied.
                 commit.valid, commit.errors, commit.recorded_at = valid, error_list, now
-                if plan is not None and commit.plan is None:
+                if plan is not None and planless:
                     commit.plan = [dict(p) for p in plan]
                 s.add(commit)
                 s.flush()
@@ -190,10 +196,12 @@ class ReposMixin(Database):
             ).scalar_one_or_none()
 
     def last_commit(self, repo: str, session: Session | None = None) -> GitCommit | None:
-        """The commit most recently recorded for `repo`: the last one the daemon applied."""
+        """The commit most recently recorded for `repo`: the last one the daemon applied (its plan
+        deferred: `commit` reads it)."""
         c = _t(GitCommit).c
         stmt = (
             select(GitCommit)
+            .options(defer(GitCommit.plan))  # type: ignore[arg-type]
             .join(Repo)
             .where(_t(Repo).c.name == repo)
             .order_by(c.recorded_at.desc(), c.id.desc())

@@ -163,3 +163,30 @@ def test_a_removed_operation_that_comes_back_is_written(store: Store, now: dt.da
     assert store.record_operations("r", back, later) == [keys[1]]
     op = store.operation(keys[1])
     assert op is not None and op.removed_at is None
+
+
+def test_a_commits_plan_is_kept_from_the_first_reconcile_and_never_read_back_by_later_ones(
+    store: Store, now: dt.datetime
+) -> None:
+    store.ensure_repo("r", "file:///srv/r.git", "main", now)
+    first = [{"action": "create", "op": f"r:f.yaml#op{i}", "run": f"run-{i}", "reason": "new"} for i in range(3)]
+    store.record_commit("r", "c1", "main", now, now, valid=True, plan=first)
+    later = now + dt.timedelta(minutes=1)
+    built: list[int] = []
+
+    def again() -> Iterator[dict[str, str]]:
+        for i in range(3):
+            built.append(i)
+            yield {"action": "noop", "op": f"r:f.yaml#op{i}", "run": f"run-{i}", "reason": "unchanged"}
+
+    store.record_commit("r", "c1", "main", now, later, valid=True, plan=again())
+    assert built == []  # a plan is held already: the new one is not even built
+    commit = store.commit("r", "c1")
+    assert commit is not None and commit.plan == first and commit.recorded_at == later
+    last = store.last_commit("r")
+    assert last is not None and last.sha == "c1"
+    # A commit recorded before it was applied gets the plan of the reconcile that applies it.
+    store.record_commit("r", "c2", "main", later, later)
+    store.record_commit("r", "c2", "main", later, later, valid=True, plan=again())
+    held = store.commit("r", "c2")
+    assert built == [0, 1, 2] and held is not None and [p["action"] for p in held.plan or []] == ["noop"] * 3
