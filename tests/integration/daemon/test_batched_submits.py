@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.backends.base import TransientBackendError
+from reconciler.sharding import NotOwner
+from reconciler.tracking import Tx
 from tests.infra.daemon import DaemonHarness, daemon_harness
 from tests.infra.git_server import GitRepoFactory
 
@@ -60,3 +62,30 @@ def test_a_transient_failure_mid_batch_loses_no_submitted_run_and_doubles_none(h
     assert sorted(names) == sorted(runs) and len(set(names)) == OPS  # the rest, none twice
     after = {run.name: run for run, _ in h.store.list_runs(repo="r")}
     assert set(after) == set(runs) and all(run.backend_ref for run in after.values())
+
+
+class LeaseLostAfter:
+    """A fence (FAKE, named so: `Shard.check` needs replicas and leases) that holds the repo until
+    the backend has accepted `limit` runs, then says another replica took it."""
+
+    def __init__(self, h: DaemonHarness, limit: int) -> None:
+        self.h, self.limit = h, limit
+
+    def check(self, repo: str, session: Tx | None = None) -> None:
+        if len(self.h.scripted.submits) >= self.limit:
+            raise NotOwner(repo, "its lease was taken over")
+
+
+def test_a_lease_lost_mid_batch_stops_the_submits_at_the_fence(h: DaemonHarness) -> None:
+    workers, limit = 4, 5
+    h.daemon.applier.submit_concurrency = workers
+    h.daemon.applier.fence = LeaseLostAfter(h, limit)
+    files = {f"ops/j{i:02d}.yaml": job(i) for i in range(OPS)}
+    with pytest.raises(NotOwner):
+        h.apply_git(files, T0)
+    runs = {run.name: run for run, _ in h.store.list_runs(repo="r")}
+    assert len(runs) == OPS  # recorded under the lease, in one transaction
+    accepted = h.names()
+    # Each submit asks the fence first: past the limit, only submits already past it go on.
+    assert limit <= len(accepted) <= limit + workers - 1, accepted
+    assert {name for name, run in runs.items() if run.backend_ref} == set(accepted)
