@@ -87,10 +87,7 @@ def stale_options(ctx: Context, actions: Sequence[Action], desired: DesiredState
     ]
     if not unchanged:
         return []
-    stored = {
-        key: (state.tz, state.namespace, state.starting_deadline_seconds, state.concurrency)
-        for key, state in ctx.store.schedules(desired.repo)
-    }
+    stored = ctx.store.schedule_options(desired.repo)
     return [op for op in unchanged if stored.get(str(op.key)) != _stored(ctx.options_for(op.key))]
 
 

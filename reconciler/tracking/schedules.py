@@ -203,6 +203,20 @@ class SchedulesMixin(RunsMixin):
         with self._read(session) as s:
             return [(str(key), state) for key, state in s.execute(stmt)]
 
+    def schedule_options(
+        self, repo: str, session: Session | None = None
+    ) -> dict[str, tuple[str | None, str | None, float | None, str | None]]:
+        """(zone, namespace, starting deadline in seconds, concurrency) each of `repo`'s schedules
+        was registered with, by op key: what a reconcile compares with the repo config."""
+        st, o, r = _t(ScheduleState).c, _t(Operation).c, _t(Repo).c
+        stmt = (
+            select(o.op_key, st.tz, st.namespace, st.starting_deadline_seconds, st.concurrency)
+            .join_from(_t(ScheduleState), _t(Operation), st.operation_id == o.id)
+            .where(o.repo_id == select(r.id).where(r.name == repo).scalar_subquery())
+        )
+        with self._read(session) as s:
+            return {str(key): (tz, ns, deadline, policy) for key, tz, ns, deadline, policy in s.execute(stmt).all()}
+
     def lock_schedules(self, operation_ids: Iterable[int], session: Session) -> list[tuple[str, ScheduleState]]:
         """The schedules of these operations with their op keys, locked for the rest of `session`
         (one decision per schedule at a time), in operation id order: two transactions locking
