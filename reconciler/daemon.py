@@ -49,7 +49,7 @@ from reconciler.plan import Action, PlanOptions, TrackedState, plan
 from reconciler.repo_config import RepoFileConfig
 from reconciler.scheduling.ticks import ConcurrencyPolicy
 from reconciler.server import Access, Check, HttpServer, build_app
-from reconciler.shard_wiring import Delivery, ShardWiring
+from reconciler.shard_wiring import PUSH, Delivery, ShardWiring
 from reconciler.sharding import NotOwner
 from reconciler.snapshot import planner_rows, tracked_state
 from reconciler.source import Backoff, GitSource, SourceError
@@ -835,7 +835,7 @@ class Daemon:
         if repo not in self.repos:
             return False
         if self.sharding is not None and not self.owns(repo):
-            self.sharding.hand_off(repo, "push")  # its owner reconciles it
+            self.sharding.hand_off(repo, PUSH)  # its owner reconciles it
             return True
         self.queue.add(ReconcileRepo(repo))
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -72,6 +73,18 @@ def build_backend(settings: Settings, *, instance: str = "") -> Backend:
     return LocalBackend.in_data_dir(settings.data_dir, instance=instance, run_as=user)
 
 
+@contextlib.contextmanager
+def private_files() -> Iterator[None]:
+    """What the daemon writes (database, git caches, run records) is its own: other users, and
+    local runs switched to another user, cannot read it (runs get their own parts, users.py).
+    The umask is put back after, which matters when a command runs in-process (tests)."""
+    umask = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(umask)
+
+
 def build_daemon(settings: Settings, *, timer: bool = True) -> Daemon:
     """Every adapter, wired (`reconciler.wiring`), over the configured database and backend."""
     from reconciler.logs import register_secret
@@ -79,9 +92,6 @@ def build_daemon(settings: Settings, *, timer: bool = True) -> Daemon:
     from reconciler.tracking import DatabaseNotReady, Store, ensure_ready
     from reconciler.wiring import build_daemon as wire
 
-    # What the daemon writes (database, git caches, run records) is its own: other users, and
-    # local runs switched to another user, cannot read it. Runs get their own parts (users.py).
-    os.umask(0o077)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     try:
         ensure_ready(settings.database)
@@ -135,8 +145,9 @@ def run(config: ConfigOption = None) -> None:
 
     settings = settings_or_exit(config)
     setup_logging(settings.log_level, settings.log_format)
-    daemon = build_daemon(settings)
-    daemon.run_forever()
+    with private_files():
+        daemon = build_daemon(settings)
+        daemon.run_forever()
 
 
 def sync(config: ConfigOption = None) -> None:
@@ -155,32 +166,30 @@ def sync(config: ConfigOption = None) -> None:
         )
         raise typer.Exit(EXIT_USAGE)
     setup_logging(settings.log_level, settings.log_format)
-    umask = os.umask(0o077)
-    os.umask(umask)
-    daemon = build_daemon(settings, timer=False)
-    log = logging.getLogger("reconciler")
     converged = True
-    try:
-        # Runs a crash left recorded but not started are started first, as the daemon does.
-        daemon.resume()
-        for name in daemon.repos:
-            try:
-                result = daemon.reconcile_repo(name)
-            except Exception as e:
-                log.error("reconcile failed: %s", e, extra={"repo": name})
-                converged = False
-                continue
-            actions = {k: v for k, v in result.actions.items() if k != "noop"}
-            typer.echo(
-                f"{name}: commit {(result.commit or '')[:12]} actions {actions or 'none'}"
-                + (f" ({result.skipped})" if result.skipped else "")
-            )
-            for error in result.invalid:
-                typer.echo(f"  ! {error}")
-            for what, why in result.applied.failures:
-                typer.echo(f"  ✗ {what}: {why}")
-            converged = converged and result.converged
-    finally:
-        daemon.close_without_serving()
-        os.umask(umask)  # build_daemon's umask was for this pass (matters when called in-process)
+    with private_files():
+        daemon = build_daemon(settings, timer=False)
+        log = logging.getLogger("reconciler")
+        try:
+            # Runs a crash left recorded but not started are started first, as the daemon does.
+            daemon.resume()
+            for name in daemon.repos:
+                try:
+                    result = daemon.reconcile_repo(name)
+                except Exception as e:
+                    log.error("reconcile failed: %s", e, extra={"repo": name})
+                    converged = False
+                    continue
+                actions = {k: v for k, v in result.actions.items() if k != "noop"}
+                typer.echo(
+                    f"{name}: commit {(result.commit or '')[:12]} actions {actions or 'none'}"
+                    + (f" ({result.skipped})" if result.skipped else "")
+                )
+                for error in result.invalid:
+                    typer.echo(f"  ! {error}")
+                for what, why in result.applied.failures:
+                    typer.echo(f"  ✗ {what}: {why}")
+                converged = converged and result.converged
+        finally:
+            daemon.close_without_serving()
     raise typer.Exit(EXIT_OK if converged else EXIT_NOT_CONVERGED)

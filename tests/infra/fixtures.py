@@ -82,3 +82,14 @@ def gitea_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GiteaServ
             pytest.fail(message)
         pytest.skip(message)
     yield from started_gitea(tmp_path_factory.mktemp("gitea"))
+
+
+@pytest.fixture(autouse=True)
+def _umask_kept() -> Iterator[None]:
+    """A test that leaves the process umask changed (an in-process command that set it and did not
+    put it back) makes later tests' directories private to this user, failing them far away."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    after = os.umask(before)
+    assert after == before, f"the test left the umask {after:04o} (was {before:04o})"

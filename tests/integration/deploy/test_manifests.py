@@ -50,7 +50,7 @@ def shipped_namespace(k8s_cluster: ControlPlane) -> Iterator[str]:
     finally:
         k8s_cluster.kubectl(
             "delete", "--wait=false", "--ignore-not-found", "-f", str(MANIFESTS / "rbac.yaml"),
-            "-f", str(MANIFESTS / "namespace.yaml"), check=False,
+            "-f", str(MANIFESTS / "leases.yaml"), "-f", str(MANIFESTS / "namespace.yaml"), check=False,
         )  # fmt: skip
 
 
@@ -86,6 +86,9 @@ def test_manifests_apply_and_the_pod_schedules_without_a_storage_class(
 # What the Kubernetes backend does, kind by kind: informers list and watch, adoption and apply read
 # one object, create, server-side apply and the stop annotation patch, delete. Nothing else.
 USED_VERBS = ("get", "list", "watch", "create", "patch", "delete")
+# What the replicas' leases do (reconciler/sharding/kubernetes.py): list the members, read one,
+# create, renew by a replace (PUT: the resourceVersion is the compare-and-swap), delete on leaving.
+LEASE_VERBS = ("get", "list", "create", "update", "delete")
 
 
 def resource_name(resource: Resource) -> str:
@@ -96,6 +99,9 @@ def resource_name(resource: Resource) -> str:
 def test_rbac_grants_what_the_code_uses_and_nothing_more(k8s_cluster: ControlPlane, shipped_namespace: str) -> None:
     extra = f"t-extra-{uuid.uuid4().hex[:8]}"
     try:
+        # The runs' rights alone first: leases.yaml is what high availability adds, and another
+        # test of this module may have applied the whole kustomization.
+        k8s_cluster.kubectl("delete", "--ignore-not-found", "-f", str(MANIFESTS / "leases.yaml"))
         k8s_cluster.kubectl("apply", "-f", str(MANIFESTS / "rbac.yaml"))
         k8s_cluster.kubectl("create", "namespace", extra)
 
@@ -121,10 +127,15 @@ def test_rbac_grants_what_the_code_uses_and_nothing_more(k8s_cluster: ControlPla
             ("list", "configmaps"),
             ("create", "rolebindings.rbac.authorization.k8s.io"),
             ("list", "customresourcedefinitions.apiextensions.k8s.io"),  # discovery says what is served
-            ("get", "leases.coordination.k8s.io"),  # leases come with high availability
+            ("get", "leases.coordination.k8s.io"),  # leases come with leases.yaml, below
             ("update", "jobs.batch"),  # server-side apply is a patch
         ]:
             assert not can(verb, resource), f"may {verb} {resource}"
+        # leases.yaml grants the lease verbs the code uses, in the reconciler's namespace only.
+        k8s_cluster.kubectl("apply", "-f", str(MANIFESTS / "leases.yaml"))
+        leases = "leases.coordination.k8s.io"
+        assert [v for v in (*LEASE_VERBS, "watch", "patch") if can(v, leases) != (v in LEASE_VERBS)] == []
+        assert not any(can(verb, leases, namespace) for verb in LEASE_VERBS for namespace in ("default", extra))
         # Nothing in another namespace until it is bound there, as the README says for each of
         # `kubernetes.namespaces`...
         assert not any(can(verb, "jobs.batch", namespace) for verb in USED_VERBS for namespace in ("default", extra))
