@@ -73,9 +73,12 @@ def due(
     transaction; each batch is yielded once committed. `owns(repo)` leaves other replicas' repos
     to their owners."""
     batch = batch or TICK_BATCH
-    mine = [row.operation_id for row in ctx.store.due_ticks(now) if owns is None or owns(OpKey.parse(row.op_key).repo)]
+    rows = [(row.operation_id, OpKey.parse(row.op_key).repo) for row in ctx.store.due_ticks(now)]
+    mine = [(oid, repo) for oid, repo in rows if owns is None or owns(repo)]
     for start in range(0, len(mine), batch):
-        yield fire(ctx, mine[start : start + batch], now)
+        # Asked again per batch: a pass can outlast a lease (the fence in `record` would refuse
+        # the repo's runs and roll the whole batch back with them).
+        yield fire(ctx, [oid for oid, repo in mine[start : start + batch] if owns is None or owns(repo)], now)
 
 
 @dataclass

@@ -210,6 +210,28 @@ def test_a_failed_batch_rolls_back_whole_and_fires_later_once(
     assert {r.cause_id for r in h.submitted} == {"schedule:2025-03-03T00:01:00Z"}
 
 
+def test_a_repo_lost_during_a_pass_is_left_from_the_next_batch_on(
+    h: DaemonHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sharding: ownership is asked again for each batch, so a pass that outlasts the repo's lease
+    stops at the next batch (rather than have the fence refuse that batch whole, other repos'
+    schedules with it); the new owner fires the rest, each once."""
+    monkeypatch.setattr(ticking, "TICK_BATCH", 4)
+    h.apply_git(every_minute(10), T0)
+    held = [True]
+    orchestration, applier = h.daemon.orchestration, h.daemon.applier
+    for work in orchestration.due(T0 + M, lambda repo: held[0]):
+        applier.apply_work(work, T0 + M)
+        held[0] = False  # the lease moved on once the first batch was handled
+    assert len(h.submitted) == 4
+    due_left = h.store.due_ticks(T0 + M)
+    assert len(due_left) == 6
+    for work in orchestration.due(T0 + M, lambda repo: True):  # the new owner's pass
+        applier.apply_work(work, T0 + M)
+    names = [r.name for r in h.submitted]
+    assert len(names) == len(set(names)) == 10
+
+
 def test_two_daemons_racing_in_batches_fire_each_tick_once(h: DaemonHarness, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ticking, "TICK_BATCH", 3)
     h.apply_git(every_minute(20), T0)
