@@ -121,10 +121,12 @@ class Orchestrator:
         run = self.ctx.store.run(transition.run)
         if run is None or run.id is None:
             return Work()
-        row = self.ctx.store.run_detail(run.id)
         operation_id, parent = run.operation_id, run.parent
         work = events.fire_pending(self.ctx, operation_id, now)
         if is_done(transition.status):
+            # Read for a final status only: most transitions are not (every tick run's first
+            # one), and only a container's final one stops its children.
+            row = self.ctx.store.run_detail(run.id)
             if row is not None and row.container is not None:
                 work += Work(stops=tree.active_children(self.ctx, transition.run))
             if parent is not None:
