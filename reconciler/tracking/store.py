@@ -29,7 +29,7 @@ from reconciler.tracking.leases import LeasesMixin
 from reconciler.tracking.outbox import OutboxMixin
 from reconciler.tracking.reports import MAX_POINTS_PER_RUN, Point, ReportLimit, ReportsMixin, SeriesPoint
 from reconciler.tracking.runs import CreatedRun, LatestStatus, preview_cause, preview_cause_prefix, run_uuid
-from reconciler.tracking.schedules import DueTick, SchedulesMixin
+from reconciler.tracking.schedules import DueTick, ScheduleMove, SchedulesMixin, TickRow
 from reconciler.tracking.subscriptions import PendingEvent, SubscriptionsMixin
 from reconciler.tracking.webhooks import WebhooksMixin
 
@@ -55,8 +55,10 @@ __all__ = [
     "PendingEvent",
     "Point",
     "ReportLimit",
+    "ScheduleMove",
     "SeriesPoint",
     "Store",
+    "TickRow",
     "preview_cause",
     "preview_cause_prefix",
     "run_uuid",
