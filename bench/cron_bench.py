@@ -33,6 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -320,9 +321,17 @@ def run_ours(admin: Client, user: BenchUser, work: Path, git: GitHttpServer, sch
 
 
 def _tick_causes(port: int) -> dict[str, float]:
-    """Run name -> scheduled time of its tick, from the daemon's API (`cause_id` of the run)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs?repo=bench&limit=10000000", timeout=300) as resp:
-        rows = json.loads(resp.read())
+    """Run name -> scheduled time of its tick, from the daemon's API (`cause_id` of the run), page
+    after page (the API gives at most 1,000 runs a page)."""
+    rows: list[dict[str, Any]] = []
+    query = urllib.parse.urlencode({"repo": "bench", "cause": "schedule", "limit": 1000})
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs?{query}", timeout=300) as resp:
+            rows += json.loads(resp.read())
+            cursor = resp.headers.get("X-Next-Cursor")
+        if not cursor:
+            break
+        query = urllib.parse.urlencode({"repo": "bench", "cause": "schedule", "limit": 1000, "cursor": cursor})
     out: dict[str, float] = {}
     for row in rows:
         cause = str(row.get("cause_id") or "")

@@ -516,9 +516,11 @@ class Daemon:
         return state.config.interval
 
     def fire_ticks(self) -> None:
-        """Fire, skip or record as missed what every schedule has due by now."""
+        """Fire, skip or record as missed what every schedule has due by now, a batch of
+        schedules at a time: each batch's runs are submitted before the next batch is decided."""
         now = self.clock()
-        self.applier.apply_work(self.orchestration.due(now, self.owns), now)
+        for work in self.orchestration.due(now, self.owns):
+            self.applier.apply_work(work, now)
 
     def _handle_ticks(self, _: FireTicks) -> float:
         self.fire_ticks()
@@ -649,7 +651,7 @@ class Daemon:
             self.queue.add(item)
         if self.orchestration.timer is not None:
             self.orchestration.timer.start()
-            self.orchestration.arm_timer()
+            self.orchestration.arm_timer(self.owns)
         self.forge.start()
         if self.sharding is not None:
             self.sharding.bind(
@@ -675,7 +677,7 @@ class Daemon:
                 self.queue.add(ReconcileRepo(repo))
         self.queue.add(FireTicks())
         self.queue.add(Resume())
-        self.orchestration.arm_timer()
+        self.orchestration.arm_timer(self.owns)
 
     @contextlib.contextmanager
     def _idle(self, repo: str) -> Iterator[bool]:

@@ -33,15 +33,15 @@ def fire_pending(
 ) -> Work:
     """Handle the unconsumed transitions of the subscriptions following an operation (None: all),
     of the subscribers in repos `owns` accepts (all without it)."""
-    work = Work()
+    parts: list[Work] = []
     for sub_id in ctx.store.subscriptions_following(source_operation_id):
         if owns is not None:
             sub = ctx.store.subscription(sub_id)
             if sub is None or not owns(OpKey.parse(ctx.store.op_key_by_id(sub.operation_id)).repo):
                 continue
         for event in ctx.store.pending_events(sub_id):
-            work += fire(ctx, sub_id, event, now)
-    return work
+            parts.append(fire(ctx, sub_id, event, now))
+    return Work.merge(parts)
 
 
 def fire(ctx: Context, sub_id: int, event: PendingEvent, now: dt.datetime) -> Work:
@@ -80,7 +80,7 @@ def fire(ctx: Context, sub_id: int, event: PendingEvent, now: dt.datetime) -> Wo
             ),
             StatusTransition(upstream.name, str(change.status), change.at),
         )
-        work = Work(notices=tuple(Notice(str(p.op), "EventNotRun", p.message) for p in decision.problems))
+        parts = [Work(notices=tuple(Notice(str(p.op), "EventNotRun", p.message) for p in decision.problems))]
         namespace = reg.namespace or ctx.options_for(key).namespace
         for wanted in decision.runs:
             if wanted.op != key:
@@ -99,8 +99,8 @@ def fire(ctx: Context, sub_id: int, event: PendingEvent, now: dt.datetime) -> Wo
             run, launched = tree.launch(ctx, s, request, now=now)
             assert run.id is not None
             ctx.store.set_consumed_run(sub_id, change.id, run.id, s)
-            work += launched
-        return work
+            parts.append(launched)
+        return Work.merge(parts)
 
 
 __all__ = ["fire", "fire_pending"]

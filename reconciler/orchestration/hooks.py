@@ -43,12 +43,12 @@ def fire_hooks(ctx: Context, run_name: str, status: str, now: dt.datetime) -> Wo
         return Work(notices=(Notice(run_name, "InvalidHooks", str(e)),))
     outputs = ctx.outputs(run_name) if status == Status.SUCCEEDED else {}
     fired, problems = hooks_to_fire(hooks, run=run_name, status=status, outputs=outputs, inputs=inputs)
-    work = Work(notices=tuple(Notice(run_name, "HookNotRun", p.message) for p in problems))
+    parts = [Work(notices=tuple(Notice(run_name, "HookNotRun", p.message) for p in problems))]
     for hook in fired:
         component = ctx.resolve_hub(key, hook.hub_ref, hook.params) if ctx.resolve_hub is not None else None
         if component is None:
             message = f"hook {hook.index} ({hook.hub_ref}) did not run: its hubRef cannot be resolved here"
-            work += Work(notices=(Notice(run_name, "HookNotRun", message),))
+            parts.append(Work(notices=(Notice(run_name, "HookNotRun", message),)))
             continue
         request = request_for(
             child_key(key, f"hook{hook.index}"),
@@ -61,8 +61,8 @@ def fire_hooks(ctx: Context, run_name: str, status: str, now: dt.datetime) -> Wo
         )
         with ctx.store.unit_of_work() as s:
             _, launched = tree.launch(ctx, s, request, now=now, parent=run_name, child_mode=HOOK)
-        work += launched
-    return work
+        parts.append(launched)
+    return Work.merge(parts)
 
 
 __all__ = ["fire_hooks"]

@@ -9,7 +9,8 @@ a backend.
 How the daemon drives it:
 - after applying a plan: `sync(actions, desired, now)`; the planner's `TrackedState` schedules and
   subscriptions come from `tracked(repo)`;
-- when the timer (or `next_wakeup()`) says so: `due(now)`;
+- when the timer (or `next_wakeup()`) says so: `due(now)`, whose `Work` comes a batch of schedules
+  at a time (submit each batch's runs before asking for the next);
 - for a CREATE whose run `is_container` (a DAG, or an op with a matrix): `start(run, now)` instead
   of submitting it;
 - after recording any transition (including the `StatusUpdate`s returned here):
@@ -24,7 +25,7 @@ with it, stop each of `stops`, log `notices`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from reconciler.model import DesiredState, OpKey, RunRequest, StatusTransition
@@ -61,32 +62,41 @@ class Orchestrator:
     def sync(self, actions: Sequence[Action], desired: DesiredState, now: dt.datetime) -> Work:
         """Persist the plan's schedule and subscription actions; returns notices only."""
         work, wakeups = registry.sync(self.ctx, actions, desired, now)
-        self._rearm(wakeups)
+        if self.timer is not None:
+            self.timer.wake_by(_earliest(wakeups.values()))
         return work
 
     def tracked(self, repo: str) -> tuple[dict[OpKey, TrackedSchedule], dict[OpKey, TrackedSubscription]]:
         return registry.tracked(self.ctx.store, repo)
 
-    def due(self, now: dt.datetime, owns: Callable[[str], bool] | None = None) -> Work:
-        """Fire what is due; `owns(repo)` limits it to the repos this replica owns (sharding)."""
-        work, wakeups = ticking.due(self.ctx, now, owns)
-        self._rearm(wakeups)
-        return work
-
-    def next_wakeup(self) -> dt.datetime | None:
-        return ticking.next_wakeup(self.ctx)
-
-    def arm_timer(self) -> None:
-        """Give the timer every schedule's next wake-up (at start-up: the DB is the truth)."""
-        if self.timer is None:
-            return
-        for key, when in self.ctx.store.wakeups():
-            self.timer.reschedule(key, when)
-
-    def _rearm(self, wakeups: Mapping[OpKey, dt.datetime | None]) -> None:
+    def due(self, now: dt.datetime, owns: Callable[[str], bool] | None = None) -> Iterator[Work]:
+        """Fire what is due, a batch of schedules at a time: each batch's `Work` is yielded once
+        its decisions are committed, for the daemon to apply before the next batch is decided.
+        `owns(repo)` limits it to the repos this replica owns (sharding). Once every batch is
+        handled, the timer is armed for the next tick (a pass left unfinished arms nothing: the
+        daemon's retry of the pass does)."""
+        soonest: list[dt.datetime | None] = []
+        for batch in ticking.due(self.ctx, now, owns):
+            soonest.append(_earliest(batch.wakeups.values()))
+            yield batch.work
         if self.timer is not None:
-            for key, when in wakeups.items():
-                self.timer.reschedule(key, when)
+            # A schedule this pass moved to a tick already due (a long downtime counted in
+            # steps) wakes the daemon at once; the others at their next tick.
+            soonest.append(self.next_wakeup(after=now, owns=owns))
+            self.timer.wake_by(_earliest(soonest))
+
+    def next_wakeup(
+        self, after: dt.datetime | None = None, owns: Callable[[str], bool] | None = None
+    ) -> dt.datetime | None:
+        """The earliest next tick (strictly after `after`, when given) of the schedules in the
+        repos `owns` accepts (all without it)."""
+        ticks = self.ctx.store.next_ticks(after)
+        return _earliest(when for repo, when in ticks.items() if owns is None or owns(repo))
+
+    def arm_timer(self, owns: Callable[[str], bool] | None = None) -> None:
+        """Give the timer the next wake-up (at start-up, or when repos change hands: the DB is the truth)."""
+        if self.timer is not None:
+            self.timer.wake_by(self.next_wakeup(owns=owns))
 
     # -- containers, events, hooks -----------------------------------------------------------
 
@@ -111,10 +121,12 @@ class Orchestrator:
         run = self.ctx.store.run(transition.run)
         if run is None or run.id is None:
             return Work()
-        row = self.ctx.store.run_detail(run.id)
         operation_id, parent = run.operation_id, run.parent
         work = events.fire_pending(self.ctx, operation_id, now)
         if is_done(transition.status):
+            # Read for a final status only: most transitions are not (every tick run's first
+            # one), and only a container's final one stops its children.
+            row = self.ctx.store.run_detail(run.id)
             if row is not None and row.container is not None:
                 work += Work(stops=tree.active_children(self.ctx, transition.run))
             if parent is not None:
@@ -136,20 +148,26 @@ class Orchestrator:
         owns (sharding)."""
         store = self.ctx.store
         unsubmitted = [(store.request_of(run), run) for run in store.unsubmitted_runs()]
-        work = Work(
-            new_runs=tuple(
-                NewRun(request, str(run.status), run.parent)
-                for request, run in unsubmitted
-                if owns is None or owns(request.op.repo)
-            )
-        )
-        work += events.fire_pending(self.ctx, None, now, owns)
+        parts = [
+            Work(
+                new_runs=tuple(
+                    NewRun(request, str(run.status), run.parent)
+                    for request, run in unsubmitted
+                    if owns is None or owns(request.op.repo)
+                )
+            ),
+            events.fire_pending(self.ctx, None, now, owns),
+        ]
         containers = store.unsettled_containers()
         repos = store.repos_of_runs(containers) if owns is not None else {}
         for name in containers:
             if owns is None or owns(repos.get(name, "")):
-                work += tree.advance_parent(self.ctx, name, now)
-        return work
+                parts.append(tree.advance_parent(self.ctx, name, now))
+        return Work.merge(parts)
+
+
+def _earliest(times: Iterable[dt.datetime | None]) -> dt.datetime | None:
+    return min((t for t in times if t is not None), default=None)
 
 
 __all__ = ["Orchestrator"]

@@ -6,6 +6,11 @@ A schedule whose timing changed starts afresh at `now` (a new schedule never fir
 before it existed); ticks of the old timing that were due and not yet handled are recorded as
 missed, never dropped silently. A change of the spec alone keeps the tick history: the next tick
 simply runs the new spec.
+
+Schedules are registered and removed `REGISTER_BATCH` at a time, each batch in one transaction
+with its rows locked together, so a commit of ten thousand schedules costs a few dozen
+transactions, not ten thousand. Their operations are recorded by the daemon before the plan is
+applied (`Daemon._record_operations`); a schedule of an untracked operation is an error.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from reconciler.scheduling.ticks import (
     iter_ticks,
 )
 from reconciler.statuses import Status
-from reconciler.tracking import ScheduleState, Store, Tx
+from reconciler.tracking import ScheduleState, Store, TickRow, Tx
 
 _BAD_SCHEDULE = (ValidationError, ScheduleError, ValueError)
+# Schedules registered or removed per transaction.
+REGISTER_BATCH = 500
 
 
 def watermark(spec: ScheduleSpec, state: ScheduleState) -> dt.datetime:
@@ -80,10 +87,7 @@ def stale_options(ctx: Context, actions: Sequence[Action], desired: DesiredState
     ]
     if not unchanged:
         return []
-    stored = {
-        key: (state.tz, state.namespace, state.starting_deadline_seconds, state.concurrency)
-        for key, state in ctx.store.schedules(desired.repo)
-    }
+    stored = ctx.store.schedule_options(desired.repo)
     return [op for op in unchanged if stored.get(str(op.key)) != _stored(ctx.options_for(op.key))]
 
 
@@ -113,15 +117,15 @@ def first_pending_tick(spec: ScheduleSpec, state: ScheduleState) -> dt.datetime 
 
 
 def miss_due(
-    ctx: Context, s: Tx, state: ScheduleState, options: ScheduleOptions, now: dt.datetime, why: str
-) -> list[Notice]:
-    """Record the ticks of the current timing due by `now` as missed (the timing is going away)."""
+    key: OpKey, state: ScheduleState, options: ScheduleOptions, now: dt.datetime, why: str
+) -> tuple[list[TickRow], list[Notice]]:
+    """The ticks of the current timing due by `now`, as one missed row (the timing is going away)."""
     if state.next_tick_at is None or state.next_tick_at > now or state.schedule is None:
-        return []
+        return [], []
     try:
         spec = schedule_spec(state.schedule, options.tz)
     except _BAD_SCHEDULE:
-        return []
+        return [], []
     spec = anchored(spec, registered_at(state))
     first: dt.datetime | None = None
     last: dt.datetime | None = None
@@ -131,53 +135,64 @@ def miss_due(
             break
         first, last, count = first or tick, tick, count + 1
     if first is None or last is None:
-        return []
-    ctx.store.record_tick(
-        state.operation_id, first, now, outcome="missed", reason="ScheduleChanged", message=why,
-        missed_until=last, missed_count=count, session=s,
-    )  # fmt: skip
-    key = ctx.store.op_key_by_id(state.operation_id, session=s)
-    return [Notice(str(key), "MissedTicks", f"{count} tick(s) from {first.isoformat()} to {last.isoformat()}: {why}")]
+        return [], []
+    row = TickRow(state.operation_id, first, "missed", "ScheduleChanged", why, missed_until=last, missed_count=count)
+    text = f"{count} tick(s) from {first.isoformat()} to {last.isoformat()}: {why}"
+    return [row], [Notice(str(key), "MissedTicks", text)]
 
 
-def register_schedule(ctx: Context, op: DesiredOp, now: dt.datetime) -> tuple[Work, dt.datetime | None]:
-    """Register or update `op`'s schedule; returns notices and its next wake-up."""
-    options = ctx.options_for(op.key)
-    schedule = dict(op.schedule or {})
+def register_schedules(
+    ctx: Context, ops: Sequence[DesiredOp], now: dt.datetime
+) -> tuple[Work, dict[OpKey, dt.datetime | None]]:
+    """Register or update these operations' schedules in one transaction; returns notices and
+    their next wake-ups."""
     notices: list[Notice] = []
+    missed: list[TickRow] = []
+    wakeups: dict[OpKey, dt.datetime | None] = {}
     with ctx.store.unit_of_work() as s:
-        ctx.store.upsert_operation(
-            str(op.key), op.key.repo, op.mode.value, now, spec_hash=op.spec_hash, commit_sha=op.commit, session=s
-        )
-        state = ctx.store.ensure_schedule(op.key, now, s)
-        if state.schedule != schedule or state.registered_at is None or state.tz not in (None, options.tz):
-            if state.schedule is not None:
-                old = options_of(state, options)
-                notices += miss_due(ctx, s, state, old, now, "the schedule changed before they were handled")
-            state.registered_at, state.last_tick_at = now, None
-        state.schedule, state.spec, state.spec_hash = schedule, dict(op.effective), op.spec_hash
-        state.commit_sha, state.kind, state.updated_at = op.commit, op.kind, now
-        state.tz, state.namespace = options.tz, options.namespace
-        state.starting_deadline_seconds = options.starting_deadline.total_seconds()
-        state.concurrency = options.concurrency.value
-        try:
-            state.next_tick_at = first_pending_tick(schedule_spec(schedule, options.tz), state)
-        except _BAD_SCHEDULE as e:
-            state.next_tick_at = None
-            notices.append(Notice(str(op.key), "InvalidSchedule", f"the schedule cannot be evaluated: {e}"))
-        ctx.store.save(state, session=s)
-        return Work(notices=tuple(notices)), state.next_tick_at
+        states = dict(ctx.store.ensure_schedules([op.key for op in ops], now, s))
+        for op in ops:
+            state = states[str(op.key)]
+            options = ctx.options_for(op.key)
+            schedule = dict(op.schedule or {})
+            if state.schedule != schedule or state.registered_at is None or state.tz not in (None, options.tz):
+                if state.schedule is not None:
+                    why = "the schedule changed before they were handled"
+                    rows, said = miss_due(op.key, state, options_of(state, options), now, why)
+                    missed += rows
+                    notices += said
+                state.registered_at, state.last_tick_at = now, None
+            state.schedule, state.spec, state.spec_hash = schedule, dict(op.effective), op.spec_hash
+            state.commit_sha, state.kind, state.updated_at = op.commit, op.kind, now
+            state.tz, state.namespace = options.tz, options.namespace
+            state.starting_deadline_seconds = options.starting_deadline.total_seconds()
+            state.concurrency = options.concurrency.value
+            try:
+                state.next_tick_at = first_pending_tick(schedule_spec(schedule, options.tz), state)
+            except _BAD_SCHEDULE as e:
+                state.next_tick_at = None
+                notices.append(Notice(str(op.key), "InvalidSchedule", f"the schedule cannot be evaluated: {e}"))
+            wakeups[op.key] = state.next_tick_at
+        ctx.store.claim_ticks(missed, now, s)
+        ctx.store.save(*states.values(), session=s)
+    return Work(notices=tuple(notices)), wakeups
 
 
-def remove_schedule(ctx: Context, key: OpKey, now: dt.datetime) -> Work:
+def remove_schedules(ctx: Context, keys: Sequence[OpKey], now: dt.datetime) -> Work:
+    """Remove these schedules in one transaction; ticks due and not handled are recorded missed."""
+    notices: list[Notice] = []
+    missed: list[TickRow] = []
     with ctx.store.unit_of_work() as s:
-        state = ctx.store.lock_schedule(key, s)
-        if state is None:
-            return Work()
-        options = options_of(state, ctx.options_for(key))
-        notices = miss_due(ctx, s, state, options, now, "the schedule was removed before they were handled")
-        ctx.store.delete_schedule(state, s)
-        return Work(notices=tuple(notices))
+        locked = ctx.store.lock_schedules(ctx.store.op_ids(keys, session=s).values(), s)
+        for op_key, state in locked:
+            key = OpKey.parse(op_key)
+            options = options_of(state, ctx.options_for(key))
+            rows, said = miss_due(key, state, options, now, "the schedule was removed before they were handled")
+            missed += rows
+            notices += said
+        ctx.store.claim_ticks(missed, now, s)
+        ctx.store.delete_schedules([state.operation_id for _, state in locked], s)
+    return Work(notices=tuple(notices))
 
 
 def _kinds(raw: Iterable[Any]) -> set[Status]:
@@ -255,31 +270,38 @@ def sync(
     ctx: Context, actions: Sequence[Action], desired: DesiredState, now: dt.datetime
 ) -> tuple[Work, dict[OpKey, dt.datetime | None]]:
     """Apply the planner's schedule and subscription actions; returns notices and changed wake-ups."""
-    work = Work()
+    parts: list[Work] = []
     wakeups: dict[OpKey, dt.datetime | None] = {}
+    register: list[DesiredOp] = []
+    remove: list[OpKey] = []
     for action in actions:
         kind = action.action
         if kind in (ActionKind.REGISTER_SCHEDULE, ActionKind.UPDATE_SCHEDULE, ActionKind.SUBSCRIBE):
             op = desired.ops.get(action.op)
             if op is None:
-                work += Work(notices=(Notice(str(action.op), "NotDesired", f"{kind.value}: not in the desired state"),))
-                continue
-            if kind == ActionKind.SUBSCRIBE:
-                work += subscribe(ctx, op, desired, now)
+                parts.append(
+                    Work(notices=(Notice(str(action.op), "NotDesired", f"{kind.value}: not in the desired state"),))
+                )
+            elif kind == ActionKind.SUBSCRIBE:
+                parts.append(subscribe(ctx, op, desired, now))
             else:
-                done, wakeups[op.key] = register_schedule(ctx, op, now)
-                work += done
+                register.append(op)
         elif kind == ActionKind.REMOVE_SCHEDULE:
-            work += remove_schedule(ctx, action.op, now)
-            wakeups[action.op] = None
+            remove.append(action.op)
         elif kind == ActionKind.UNSUBSCRIBE:
             unsubscribe(ctx, action.op)
-    for op in stale_options(ctx, actions, desired):
-        done, wakeups[op.key] = register_schedule(ctx, op, now)
-        work += done
+    register += stale_options(ctx, actions, desired)
+    for start in range(0, len(register), REGISTER_BATCH):
+        done, moved = register_schedules(ctx, register[start : start + REGISTER_BATCH], now)
+        parts.append(done)
+        wakeups.update(moved)
+    for start in range(0, len(remove), REGISTER_BATCH):
+        chunk = remove[start : start + REGISTER_BATCH]
+        parts.append(remove_schedules(ctx, chunk, now))
+        wakeups.update(dict.fromkeys(chunk))
     for op in stale_subscribers(ctx, actions, desired):
-        work += subscribe(ctx, op, desired, now)
-    return work, wakeups
+        parts.append(subscribe(ctx, op, desired, now))
+    return Work.merge(parts), wakeups
 
 
 def tracked(store: Store, repo: str) -> tuple[dict[OpKey, TrackedSchedule], dict[OpKey, TrackedSubscription]]:
@@ -295,4 +317,4 @@ def tracked(store: Store, repo: str) -> tuple[dict[OpKey, TrackedSchedule], dict
     return schedules, subscriptions
 
 
-__all__ = ["register_schedule", "remove_schedule", "subscribe", "sync", "tracked", "unsubscribe"]
+__all__ = ["REGISTER_BATCH", "register_schedules", "remove_schedules", "subscribe", "sync", "tracked", "unsubscribe"]

@@ -1,19 +1,31 @@
-"""Firing due ticks exactly once: the pure decision (`scheduling.ticks.decide`) applied in one transaction.
+"""Firing due ticks exactly once: the pure decision (`scheduling.ticks.decide`) applied to a batch
+of schedules in one transaction, one batch after another.
 
-For one schedule, the schedule's row is locked, the decision is made from what the rows say
-(watermark, runs so far, the schedule's active and latest runs), and everything it implies is
-written before the lock is released: the fired tick claimed (`store.claim_tick`, unique per
-(op, instant)) together with its run, a skipped tick as a run that never starts (status skipped,
-with the reason), missed ticks as one range row, and the new watermark and wake-up. A second
-daemon, or a second call, finds the watermark moved and does nothing; a crash rolls all of it back.
-The run is returned for the daemon to submit; if the daemon dies before submitting, `resume`
-returns it again (submission is idempotent by run name).
+A pass takes the schedules due at `now` (most overdue first) and handles them `TICK_BATCH` at a
+time. For a batch, the schedule rows are locked, every decision is made from what the rows say
+(watermark, runs so far, and, for the schedules whose policy looks at them, their active and
+latest runs), and everything the decisions imply is written before the locks are released: the
+ticks claimed (`store.claim_ticks`, unique per (op, instant): a fired tick with its run, a skipped
+one as a run that never starts (status skipped, with the reason), missed ones as one range row),
+then the new watermarks and next ticks. A second daemon, or a second call, finds the schedules
+moved on and does nothing; a crash rolls the whole batch back, and the next pass decides it again.
+
+Each batch's `Work` is handed back before the next batch is decided, so the daemon submits a
+minute's first runs while the rest of the minute is still to be decided: a tick waits for its
+batch, not for every schedule due with it. A run recorded and not submitted (the daemon died in
+between, or a submit failed) is returned again by `resume` (submission is idempotent by run name).
+
+The statements per batch do not grow with its size, apart from recording each run (the applier's
+`record`, one run at a time): the locks, the runs read, the ticks claimed, their runs attached
+and the schedules moved are one statement each (`tests/integration/orchestration/test_tick_batches.py`
+counts them).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 from reconciler.model import Cause, OpKey, RunRequest
 from reconciler.orchestration import tree
@@ -21,14 +33,23 @@ from reconciler.orchestration.registry import options_of, registered_at
 from reconciler.orchestration.specs import ScheduleOptions, request_for, schedule_spec
 from reconciler.orchestration.tree import Context
 from reconciler.orchestration.work import Notice, Work
-from reconciler.scheduling.ticks import PastRun, decide, tick_cause_id
+from reconciler.scheduling.ticks import PastRun, ScheduleSpec, TickDecision, decide, reads_runs, tick_cause_id
 from reconciler.statuses import Status
-from reconciler.tracking import ScheduleState, Tx
+from reconciler.tracking import ScheduleMove, ScheduleState, TickRow
+
+# Schedules decided per transaction. Small enough that a batch's runs reach the backend soon
+# after their tick (a batch of schedules every minute takes tens of milliseconds to decide),
+# large enough that a batch's fixed statements are a small share of its cost.
+TICK_BATCH = 100
 
 
-def past_runs(ctx: Context, s: Tx, operation_id: int) -> list[PastRun]:
-    """The schedule's fired runs that `decide` looks at: the active ones and the latest, oldest first."""
-    return [PastRun(name, status) for name, status in ctx.store.past_runs(operation_id, session=s)]
+@dataclass(frozen=True)
+class Batch:
+    """One batch of a pass: what the daemon must do, and the next tick of each schedule it moved
+    (None: the schedule has no next tick)."""
+
+    work: Work
+    wakeups: dict[OpKey, dt.datetime | None]
 
 
 def tick_request(key: OpKey, state: ScheduleState, at: dt.datetime, options: ScheduleOptions) -> RunRequest:
@@ -45,91 +66,126 @@ def tick_request(key: OpKey, state: ScheduleState, at: dt.datetime, options: Sch
     )
 
 
-def tick(ctx: Context, key: OpKey, now: dt.datetime) -> tuple[Work, dt.datetime | None, bool]:
-    """Handle `key`'s due ticks at `now`; (work, next wake-up, whether this call changed anything)."""
-    with ctx.store.unit_of_work() as s:
-        state = ctx.store.lock_schedule(key, s)
-        if state is None or state.next_tick_at is None or state.next_tick_at > now or state.schedule is None:
-            return Work(), None, False  # not due (any more): another daemon or call handled it
-        oid = state.operation_id
-        # What the repo config said when the schedule was registered: right after a restart, or
-        # while fetches fail, the repo config may not have been read yet.
-        options = options_of(state, ctx.options_for(key))
-        try:
-            spec = schedule_spec(state.schedule, options.tz)
-        except ValueError as e:  # pydantic's ValidationError and ScheduleError are ValueErrors
-            state.next_tick_at, state.updated_at = None, now
-            ctx.store.save(state, session=s)
-            return (
-                Work(notices=(Notice(str(key), "InvalidSchedule", f"the schedule cannot be evaluated: {e}"),)),
-                None,
-                True,
-            )
-        decision = decide(
-            spec,
-            now=now,
-            registered_at=registered_at(state),
-            last_tick=state.last_tick_at,
-            runs_so_far=state.run_count,
-            runs=past_runs(ctx, s, oid),
-            concurrency=options.concurrency,
-            starting_deadline=options.starting_deadline,
-        )
-        work = Work()
-        missed = decision.missed
-        if missed is not None and ctx.store.record_tick(
-            oid, missed.first, now, outcome="missed", reason="Missed", message=missed.reason,
-            missed_until=missed.last, missed_count=missed.count, session=s,
-        ):  # fmt: skip
-            text = (
-                f"{missed.count} tick(s) from {missed.first.isoformat()} to {missed.last.isoformat()} {missed.reason}"
-            )
-            work += Work(notices=(Notice(str(key), "MissedTicks", text),))
-        skipped = decision.skipped
-        if skipped is not None and ctx.store.record_tick(
-            oid, skipped.at, now, outcome="skipped", reason=skipped.reason, message=skipped.message, session=s
-        ):
-            request = tick_request(key, state, skipped.at, options)
-            run, _ = ctx.record(request, now, session=s, final=(Status.SKIPPED, skipped.reason, skipped.message))
-            assert run.id is not None
-            ctx.store.set_tick_run(oid, skipped.at, run.id, s)
-        if decision.fire is not None and ctx.store.claim_tick(
-            str(key), decision.fire, decision.next_wakeup, now, session=s
-        ):
-            request = tick_request(key, state, decision.fire, options)
-            run, launched = tree.launch(ctx, s, request, now=now)
-            ctx.store.attach_tick_run(str(key), decision.fire, run, session=s)
-            work += launched
-            work += Work(stops=decision.stop)
-        # claim_tick moved the row under the ORM's feet; read it again before the last write.
-        state = ctx.store.lock_schedule(key, s)
-        assert state is not None
-        if decision.handled_until is not None:
-            state.last_tick_at = decision.handled_until
-        state.next_tick_at = None if decision.finished else decision.next_wakeup
-        state.updated_at = now
-        ctx.store.save(state, session=s)
-        return work, state.next_tick_at, True
-
-
 def due(
-    ctx: Context, now: dt.datetime, owns: Callable[[str], bool] | None = None
-) -> tuple[Work, dict[OpKey, dt.datetime | None]]:
-    work = Work()
+    ctx: Context, now: dt.datetime, owns: Callable[[str], bool] | None = None, batch: int | None = None
+) -> Iterator[Batch]:
+    """Handle every schedule due at `now`, `batch` (default `TICK_BATCH`) schedules per
+    transaction; each batch is yielded once committed. `owns(repo)` leaves other replicas' repos
+    to their owners."""
+    batch = batch or TICK_BATCH
+    rows = [(row.operation_id, OpKey.parse(row.op_key).repo) for row in ctx.store.due_ticks(now)]
+    mine = [(oid, repo) for oid, repo in rows if owns is None or owns(repo)]
+    for start in range(0, len(mine), batch):
+        # Asked again per batch: a pass can outlast a lease (the fence in `record` would refuse
+        # the repo's runs and roll the whole batch back with them).
+        yield fire(ctx, [oid for oid, repo in mine[start : start + batch] if owns is None or owns(repo)], now)
+
+
+@dataclass
+class _Decided:
+    key: OpKey
+    state: ScheduleState
+    options: ScheduleOptions
+    decision: TickDecision
+
+
+def fire(ctx: Context, operation_ids: Sequence[int], now: dt.datetime) -> Batch:
+    """Decide the due ticks of these schedules and record what the decisions imply, in one
+    transaction. A schedule that is not due any more (another daemon or call handled it) is left
+    as it is."""
+    parts: list[Work] = []
     wakeups: dict[OpKey, dt.datetime | None] = {}
-    for row in ctx.store.due_ticks(now):
-        key = OpKey.parse(row.op_key)
-        if owns is not None and not owns(key.repo):
-            continue  # another replica's repo: its owner fires it
-        done, nxt, changed = tick(ctx, key, now)
-        work += done
-        if changed:
-            wakeups[key] = nxt
-    return work, wakeups
+    moves: list[ScheduleMove] = []
+    with ctx.store.unit_of_work() as s:
+        pending: list[tuple[OpKey, ScheduleState, ScheduleOptions, ScheduleSpec]] = []
+        for op_key, state in ctx.store.lock_schedules(operation_ids, s):
+            if state.next_tick_at is None or state.next_tick_at > now or state.schedule is None:
+                continue
+            key = OpKey.parse(op_key)
+            # What the repo config said when the schedule was registered: right after a restart,
+            # or while fetches fail, the repo config may not have been read yet.
+            options = options_of(state, ctx.options_for(key))
+            try:
+                spec = schedule_spec(state.schedule, options.tz)
+            except ValueError as e:  # pydantic's ValidationError and ScheduleError are ValueErrors
+                moves.append(ScheduleMove(state.operation_id, state.last_tick_at, None))
+                wakeups[key] = None
+                parts.append(
+                    Work(notices=(Notice(op_key, "InvalidSchedule", f"the schedule cannot be evaluated: {e}"),))
+                )
+                continue
+            pending.append((key, state, options, spec))
+        runs = ctx.store.schedule_runs(
+            [state.operation_id for _, state, options, spec in pending if reads_runs(spec, options.concurrency)], s
+        )
+        decided = [
+            _Decided(
+                key,
+                state,
+                options,
+                decide(
+                    spec,
+                    now=now,
+                    registered_at=registered_at(state),
+                    last_tick=state.last_tick_at,
+                    runs_so_far=state.run_count,
+                    runs=[PastRun(name, status) for name, status in runs.get(state.operation_id, ())],
+                    concurrency=options.concurrency,
+                    starting_deadline=options.starting_deadline,
+                ),
+            )
+            for key, state, options, spec in pending
+        ]
+        claimed = ctx.store.claim_ticks([row for d in decided for row in _tick_rows(d)], now, s)
+        links: list[tuple[int, dt.datetime, int]] = []
+        for d in decided:
+            oid, decision = d.state.operation_id, d.decision
+            missed, skipped = decision.missed, decision.skipped
+            if missed is not None and (oid, missed.first) in claimed:
+                span = f"from {missed.first.isoformat()} to {missed.last.isoformat()}"
+                text = f"{missed.count} tick(s) {span} {missed.reason}"
+                parts.append(Work(notices=(Notice(str(d.key), "MissedTicks", text),)))
+            if skipped is not None and (oid, skipped.at) in claimed:
+                request = tick_request(d.key, d.state, skipped.at, d.options)
+                run, _ = ctx.record(request, now, session=s, final=(Status.SKIPPED, skipped.reason, skipped.message))
+                assert run.id is not None
+                links.append((oid, skipped.at, run.id))
+            fired = decision.fire is not None and (oid, decision.fire) in claimed
+            if decision.fire is not None and fired:
+                request = tick_request(d.key, d.state, decision.fire, d.options)
+                run, launched = tree.launch(ctx, s, request, now=now)
+                assert run.id is not None
+                links.append((oid, decision.fire, run.id))
+                parts += (launched, Work(stops=decision.stop))
+            nxt = None if decision.finished else decision.next_wakeup
+            last = decision.handled_until if decision.handled_until is not None else d.state.last_tick_at
+            moves.append(ScheduleMove(oid, last, nxt, 1 if fired else 0))
+            wakeups[d.key] = nxt
+        ctx.store.attach_tick_runs(links, s)
+        ctx.store.advance_schedules(moves, now, s)
+    return Batch(Work.merge(parts), wakeups)
 
 
-def next_wakeup(ctx: Context) -> dt.datetime | None:
-    return ctx.store.next_wakeup()
+def _tick_rows(d: _Decided) -> list[TickRow]:
+    """The tick rows a decision writes: missed ones, a skipped one, the fired one."""
+    oid, decision, rows = d.state.operation_id, d.decision, []
+    if (missed := decision.missed) is not None:
+        rows.append(
+            TickRow(
+                oid,
+                missed.first,
+                "missed",
+                "Missed",
+                missed.reason,
+                missed_until=missed.last,
+                missed_count=missed.count,
+            )
+        )
+    if (skipped := decision.skipped) is not None:
+        rows.append(TickRow(oid, skipped.at, "skipped", skipped.reason, skipped.message))
+    if decision.fire is not None:
+        rows.append(TickRow(oid, decision.fire))
+    return rows
 
 
-__all__ = ["due", "next_wakeup", "past_runs", "tick", "tick_request"]
+__all__ = ["TICK_BATCH", "Batch", "due", "fire", "tick_request"]

@@ -1,15 +1,21 @@
-"""The wake-up timer: APScheduler 3 with its job store in the tracking DB, one job per schedule.
+"""The wake-up timer: APScheduler 3 with its job store in the tracking DB, one job for the daemon.
 
-APScheduler only says *when* to look. Each job is a `DateTrigger` at a schedule's next tick; when it
-fires, every `Timer` of this process calls its `on_due` (the daemon queues a "ticks" key), and
-`Orchestrator.due` decides, from the tracking DB and `scheduling.ticks.decide`, what to fire,
-skip or record as missed. The truth is not APScheduler's because its misfire and coalescing
-handling is not exactly-once across restarts or replicas (two schedulers sharing a job store may
-both run a job, or one may consume it for the other), while our (op, tick instant) uniqueness is.
-So a job that runs twice costs one extra look, and a job that never runs is covered by the daemon
-also waking at `Orchestrator.next_wakeup()`.
+APScheduler only says *when* to look. Its one job is a `DateTrigger` at the earliest next tick of
+the schedules this daemon fires; when it fires, every `Timer` of this process calls its `on_due`
+(the daemon queues a `FireTicks` item), and `Orchestrator.due` decides, from the tracking DB and
+`scheduling.ticks.decide`, what to fire, skip or record as missed, then asks for the next wake-up.
+The truth is not APScheduler's because its misfire and coalescing handling is not exactly-once
+across restarts or replicas (two schedulers sharing a job store may both run a job, or one may
+consume it for the other), while our (op, tick instant) uniqueness is. So a job that runs twice
+costs one extra look, and a job that never runs is covered by the daemon's own poll of the due
+schedules (every 30 s).
 
-Jobs are stored pickled by reference to the module-level `_wake`, so they survive a restart: a
+One job rather than one per schedule: ten thousand schedules ticking every minute would
+otherwise cost ten thousand job-store writes a minute (each job fired, removed and added again),
+for wake-ups that all say "look at the database". `wake_by(when)` keeps the earliest time asked
+for, and writes the job only when it moves earlier.
+
+The job is stored pickled by reference to the module-level `_wake`, so it survives a restart: a
 wake-up that fell due while the daemon was down runs as soon as a Timer starts
 (`misfire_grace_time=None`: late by any amount is still run, once).
 """
@@ -28,8 +34,6 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from reconciler.model import OpKey
-
 log = logging.getLogger(__name__)
 
 _TIMERS: weakref.WeakSet[Timer] = weakref.WeakSet()
@@ -44,14 +48,13 @@ def _wake() -> None:
         timer.fire()
 
 
-def job_id(op: OpKey | str) -> str:
-    return f"schedule:{op}"
+JOB_ID = "ticks"
 
 
 class Timer:
     def __init__(self, job_store: Any, on_due: Callable[[], None]) -> None:
         """`job_store`: APScheduler's job store in the tracking DB (`Store.job_store()`); None keeps
-        the jobs in memory, as replicas sharing the repos do (a shared store would hand a job to
+        the job in memory, as replicas sharing the repos do (a shared store would hand a job to
         whichever replica runs it first, not to the schedule's owner)."""
         self._on_due = on_due
         self._scheduler = BackgroundScheduler(
@@ -59,11 +62,18 @@ class Timer:
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone=dt.UTC,
         )
+        self._lock = threading.Lock()
+        self._armed: dt.datetime | None = None  # the wake-up asked for and not yet fired
 
     def start(self) -> None:
         with _LOCK:
             _TIMERS.add(self)
         self._scheduler.start()
+        # Jobs of releases that kept one per schedule (`schedule:<op>`): the one job replaces them.
+        for job in self._scheduler.get_jobs():
+            if job.id != JOB_ID:
+                with contextlib.suppress(JobLookupError):
+                    self._scheduler.remove_job(job.id)
 
     def stop(self) -> None:
         with _LOCK:
@@ -78,31 +88,38 @@ class Timer:
             self._scheduler.shutdown(wait=True)
 
     def fire(self) -> None:
+        with self._lock:
+            self._armed = None  # the job ran (this timer's, or another's in this process)
         try:
             self._on_due()
         except Exception:  # a failing callback must not kill APScheduler's thread
             log.exception("the timer's on_due callback failed")
 
-    def reschedule(self, op: OpKey | str, when: dt.datetime | None) -> None:
-        """Wake up at `when` for `op` (None: `op` has no next tick, forget it)."""
+    def wake_by(self, when: dt.datetime | None) -> None:
+        """Wake up at `when` at the latest (None: nothing to wake for); an earlier wake-up stays."""
         if when is None:
-            self.cancel(op)
             return
-        self._scheduler.add_job(
-            _wake,
-            trigger=DateTrigger(run_date=when, timezone=dt.UTC),
-            id=job_id(op),
-            name=str(op),
-            replace_existing=True,
-        )
+        with self._lock:
+            if self._armed is not None and self._armed <= when:
+                return
+            self._armed = when
+            self._scheduler.add_job(
+                _wake,
+                trigger=DateTrigger(run_date=when, timezone=dt.UTC),
+                id=JOB_ID,
+                name=JOB_ID,
+                replace_existing=True,
+            )
 
-    def cancel(self, op: OpKey | str) -> None:
-        with contextlib.suppress(JobLookupError):
-            self._scheduler.remove_job(job_id(op))
+    def wakeup(self) -> dt.datetime | None:
+        """When the job will wake the daemon (None: no job), for tests and the read API."""
+        job = self._scheduler.get_job(JOB_ID)
+        if job is None:
+            return None
+        # A job added before the scheduler starts has no next run time yet: its trigger's date.
+        when = getattr(job, "next_run_time", None) or job.trigger.run_date
+        assert isinstance(when, dt.datetime)
+        return when
 
-    def wakeups(self) -> dict[str, dt.datetime]:
-        """The registered wake-ups by op key (for tests and the read API)."""
-        return {str(job.name): job.next_run_time for job in self._scheduler.get_jobs() if job.next_run_time is not None}
 
-
-__all__ = ["Timer", "job_id"]
+__all__ = ["JOB_ID", "Timer"]

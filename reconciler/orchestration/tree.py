@@ -182,7 +182,7 @@ def _advance_dag(
             states[krow.node] = NodeState(str(run.status), run.name, _outputs_of_child(run, krow, fetched), krow.params)
             ctx.store.save(krow, session=s)
     commit = parent.commit_sha or ""
-    work = Work()
+    parts: list[Work] = []
 
     def mark(node: str, status: str, reason: str, message: str) -> None:
         try:
@@ -226,15 +226,15 @@ def _advance_dag(
                 params=start.params,
             )
             run, started = launch(ctx, s, request, now=now, parent=parent.name, node=start.name, child_mode="dag-op")
-            work += started
+            parts.append(started)
             states[start.name] = NodeState(str(run.status), run.name, inputs=start.params)
-        stop = tuple(states[n].run for n in step.stop if n in states)
-        work += Work(stops=stop)
+        parts.append(Work(stops=tuple(states[n].run for n in step.stop if n in states)))
         if step.status is not None:
-            return work + Work(updates=(StatusUpdate(parent.name, step.status, step.reason, step.message),))
+            parts.append(Work(updates=(StatusUpdate(parent.name, step.status, step.reason, step.message),)))
+            break
         if not changed:
             break
-    return work
+    return Work.merge(parts)
 
 
 def _advance_matrix(
@@ -254,7 +254,7 @@ def _advance_matrix(
         ctx.store.save(krow, session=s)
     step = progress(matrix, trials, row.seed)
     parent_key = OpKey.parse(ctx.store.op_key_by_id(parent.operation_id, session=s))
-    work = Work()
+    parts: list[Work] = []
     for trial in step.new:
         request = request_for(
             child_key(parent_key, "trial"),
@@ -275,14 +275,14 @@ def _advance_matrix(
             meta=trial.meta,
             child_mode="matrix-trial",
         )
-        work += started
-    work += Work(stops=tuple(kids[i][0].name for i in step.stop if i < len(kids)))
+        parts.append(started)
+    parts.append(Work(stops=tuple(kids[i][0].name for i in step.stop if i < len(kids))))
     if step.tuner is not None:
         message = "iterative matrices with a tuner are not supported by the reconciler"
-        return work + Work(updates=(StatusUpdate(parent.name, Status.FAILED, "TunerUnsupported", message),))
-    if step.status is not None:
-        work += Work(updates=(StatusUpdate(parent.name, step.status, step.reason, step.message),))
-    return work
+        parts.append(Work(updates=(StatusUpdate(parent.name, Status.FAILED, "TunerUnsupported", message),)))
+    elif step.status is not None:
+        parts.append(Work(updates=(StatusUpdate(parent.name, step.status, step.reason, step.message),)))
+    return Work.merge(parts)
 
 
 def judge_child(ctx: Context, child: str, now: dt.datetime) -> Work:

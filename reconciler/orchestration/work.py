@@ -9,6 +9,7 @@ children here, and their derived status comes back as a `StatusUpdate`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from reconciler.model import RunRequest
@@ -49,13 +50,24 @@ class Work:
     stops: tuple[str, ...] = ()  # runs to stop (replace policy, early stopping, a stopped parent)
     notices: tuple[Notice, ...] = ()
 
+    @staticmethod
+    def merge(parts: Iterable[Work]) -> Work:
+        """All of `parts` in order, each run to stop once: linear in their total size, so a pass
+        that gathers thousands of runs (a minute's ticks, a wide matrix) collects its parts in a
+        list and merges them once rather than adding them up one by one."""
+        new_runs: list[NewRun] = []
+        updates: list[StatusUpdate] = []
+        stops: dict[str, None] = {}
+        notices: list[Notice] = []
+        for part in parts:
+            new_runs += part.new_runs
+            updates += part.updates
+            stops.update(dict.fromkeys(part.stops))
+            notices += part.notices
+        return Work(tuple(new_runs), tuple(updates), tuple(stops), tuple(notices))
+
     def __add__(self, other: Work) -> Work:
-        return Work(
-            self.new_runs + other.new_runs,
-            self.updates + other.updates,
-            self.stops + tuple(s for s in other.stops if s not in self.stops),
-            self.notices + other.notices,
-        )
+        return Work.merge((self, other))
 
     @property
     def empty(self) -> bool:

@@ -317,6 +317,12 @@ class PastRun:
     status: str
 
 
+def reads_runs(spec: ScheduleSpec, concurrency: ConcurrencyPolicy) -> bool:
+    """Whether `decide` looks at the schedule's `runs`: for `dependsOnPast` and the forbid and
+    replace policies only, so an adapter need not read the runs of any other schedule."""
+    return spec.depends_on_past or concurrency != ConcurrencyPolicy.ALLOW
+
+
 def decide(
     spec: ScheduleSpec,
     *,
@@ -449,6 +455,7 @@ __all__ = [
     "from_spec",
     "iter_ticks",
     "next_ticks",
+    "reads_runs",
     "tick_cause_id",
     "zone",
 ]

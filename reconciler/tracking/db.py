@@ -29,6 +29,8 @@ from reconciler.tracking.engine import READ_ONLY, create_engine_for, sqlite_path
 
 APSCHEDULER_TABLE = "apscheduler_jobs"
 
+_ROWS_PER_INSERT = 500
+
 # A unit of work as the other packages see it: an opaque handle they pass back to the store.
 Tx = Session
 
@@ -96,26 +98,45 @@ class Database:
         with Session(self._read_engine, expire_on_commit=False) as own, own.begin():
             yield own
 
-    def insert_ignore_statement(self, model: type[SQLModel], conflict: Sequence[str] = ()) -> Any:
-        """ "Insert, or do nothing on conflict" for `model`'s table, in this database's dialect; the
-        values come with the call (one dict, or a list for a batch).
-
-        `conflict` names the columns of the constraint that makes the insert a no-op; left empty,
-        any unique constraint does (callers then tell which one by reading back)."""
-        table_ = table(model)
-        if self.dialect == "postgresql":
-            return pg_insert(table_).on_conflict_do_nothing(index_elements=list(conflict) or None)
-        return sqlite_insert(table_).on_conflict_do_nothing(index_elements=list(conflict) or None)
-
     def insert_ignore(
         self, session: Session, model: type[SQLModel], values: Mapping[str, Any], conflict: Sequence[str] = ()
     ) -> bool:
-        """Insert a row unless it collides with a unique constraint (`insert_ignore_statement`);
-        True when inserted."""
-        stmt = self.insert_ignore_statement(model, conflict).values(**values)
-        # RETURNING says whether a row went in; rowcount is not reliable across drivers here.
-        result = session.connection().execute(stmt.returning(*table(model).primary_key.columns))
-        return result.first() is not None
+        """Insert a row unless it collides with a unique constraint; True when inserted.
+
+        `conflict` names the columns of the constraint that makes the insert a no-op; left empty,
+        any unique constraint does (callers then tell which one by reading back).
+        """
+        return bool(self.insert_ignore_rows(session, model, [values], conflict))
+
+    def insert_ignore_rows(
+        self,
+        session: Session,
+        model: type[SQLModel],
+        rows: Sequence[Mapping[str, Any]],
+        conflict: Sequence[str] = (),
+        returning: Sequence[str] = (),
+    ) -> list[Any]:
+        """`insert_ignore` for many rows (all with the same keys), a few statements in all: the
+        `returning` columns (default: the primary key) of the rows that went in, in no set order."""
+        if not rows:
+            return []
+        table_ = table(model)
+        columns = [table_.c[name] for name in returning] or list(table_.primary_key.columns)
+        inserted: list[Any] = []
+        # Bounded statements: SQLite takes at most 32,766 bound values, PostgreSQL 65,535.
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            chunk = rows[start : start + _ROWS_PER_INSERT]
+            # One row as keywords: SQLAlchemy caches that statement, not a one-row VALUES list.
+            values: Any = [dict(row) for row in chunk] if len(chunk) > 1 else dict(chunk[0])
+            if self.dialect == "postgresql":
+                pg = pg_insert(table_).values(values)
+                stmt: Any = pg.on_conflict_do_nothing(index_elements=list(conflict) or None)
+            else:
+                lite = sqlite_insert(table_).values(values)
+                stmt = lite.on_conflict_do_nothing(index_elements=list(conflict) or None)
+            # RETURNING says which rows went in; rowcount is not reliable across drivers here.
+            inserted += session.connection().execute(stmt.returning(*columns)).all()
+        return inserted
 
     def write_problem(self, now: dt.datetime) -> str | None:
         """Why the database does not take writes now (None: it does). For `/readyz`.

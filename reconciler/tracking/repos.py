@@ -266,8 +266,7 @@ class ReposMixin(Database):
                 return []
             conn = s.connection()
             new = [{"op_key": r.op_key, "repo_id": repo_id, "mode": r.mode, "updated_at": now} for r in writes]
-            for start in range(0, len(new), 500):
-                conn.execute(self.insert_ignore_statement(Operation, ["op_key"]), new[start : start + 500])
+            self.insert_ignore_rows(s, Operation, new, ["op_key"])
             params = [
                 {
                     "b_key": r.op_key,
@@ -323,6 +322,17 @@ class ReposMixin(Database):
         with self._read(session) as s:
             found = s.execute(select(_t(Operation).c.id).where(_t(Operation).c.op_key == str(op_key))).scalar()
             return None if found is None else int(found)
+
+    def op_ids(self, op_keys: Iterable[str | OpKey], session: Session | None = None) -> dict[str, int]:
+        """The ids of the tracked operations among `op_keys`, by op key (a few statements for many)."""
+        keys = sorted({str(k) for k in op_keys})
+        o = _t(Operation).c
+        found: dict[str, int] = {}
+        with self._read(session) as s:
+            for start in range(0, len(keys), 500):
+                rows = s.execute(select(o.op_key, o.id).where(o.op_key.in_(keys[start : start + 500])))
+                found.update((str(key), int(op_id)) for key, op_id in rows)
+        return found
 
     def op_key_by_id(self, operation_id: int, session: Session | None = None) -> str:
         with self._read(session) as s:

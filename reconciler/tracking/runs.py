@@ -220,10 +220,8 @@ class RunsMixin(ReposMixin):
                 for row in rows
                 if row.op_key in op_ids
             ]
-            inserted: set[str] = set()
-            for batch in _chunks(values):
-                # RETURNING names what went in: a conflicting row returns nothing.
-                inserted.update(conn.execute(self.insert_ignore_statement(Run).returning(r.c.name), batch).scalars())
+            # RETURNING names what went in: a conflicting row returns nothing.
+            inserted = {str(row.name) for row in self.insert_ignore_rows(s, Run, values, returning=["name"])}
             # Read back by (operation, cause, cause id): the run a row asked for, whoever made it.
             found: dict[tuple[int, str, str], Run] = {}
             wanted = {(v["operation_id"], v["cause_id"]) for v in values}

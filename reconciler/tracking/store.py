@@ -37,7 +37,7 @@ from reconciler.tracking.runs import (
     preview_cause_prefix,
     run_uuid,
 )
-from reconciler.tracking.schedules import DueTick, SchedulesMixin
+from reconciler.tracking.schedules import DueTick, ScheduleMove, SchedulesMixin, TickRow
 from reconciler.tracking.subscriptions import PendingEvent, SubscriptionsMixin
 from reconciler.tracking.webhooks import WebhooksMixin
 
@@ -65,8 +65,10 @@ __all__ = [
     "PendingEvent",
     "Point",
     "ReportLimit",
+    "ScheduleMove",
     "SeriesPoint",
     "Store",
+    "TickRow",
     "preview_cause",
     "preview_cause_prefix",
     "run_uuid",

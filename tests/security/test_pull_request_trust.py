@@ -122,8 +122,13 @@ def test_forks_and_self_opt_ins_run_nothing_and_a_label_lets_the_base_list_run(
     assert run["cause"] == "preview"
     assert previews(daemon, open_repo, same_pr) == ["smoke"]  # not evil: its tag and the PR's config count for nothing
     assert previews(daemon, open_repo, fork_pr) == []
-    logs = daemon.get(f"/api/runs/{run['name']}/logs")
-    assert logs is not None and "smoke of the pull request" in logs[1]  # the preview runs the PR's spec
+
+    def printed() -> str:  # a run found "running" may not have printed yet: wait for its line
+        logs = daemon.get(f"/api/runs/{run['name']}/logs")
+        return logs[1] if logs is not None else ""
+
+    daemon.wait(lambda: "smoke of the pull request" in printed(), "the preview's log")  # it runs the PR's spec
+    assert "smoke of the base branch" not in printed()
 
     # -- a label required: nothing until a maintainer adds it on the forge -----------------------
     gitea.commit_files(

@@ -156,7 +156,7 @@ def test_a_crash_before_the_commit_leaves_the_tick_to_fire_later(
         raise RuntimeError("power cut")
 
     with monkeypatch.context() as m:
-        m.setattr(Store, "attach_tick_run", crash)
+        m.setattr(Store, "attach_tick_runs", crash)
         with pytest.raises(RuntimeError, match="power cut"):
             h.fire_ticks(T0 + H)
     assert h.store.ticks(str(KEY)) == [] and h.store.runs_by_op(str(KEY)) == [] and h.submitted == []

@@ -11,7 +11,7 @@ import os
 
 from reconciler.model import Cause
 from reconciler.statuses import CommitState, Status
-from reconciler.tracking import Store
+from reconciler.tracking import ScheduleMove, Store, TickRow, Tx
 
 CRASH_EXIT = 17
 OP = "r:a.yaml#a"
@@ -43,6 +43,17 @@ def start_and_report(store: Store, now: dt.datetime, session: object) -> None:
     )
 
 
+def claim_tick(store: Store, at: dt.datetime, now: dt.datetime, session: Tx) -> bool:
+    """Claim the fired tick at `at` and move the schedule to the next hour, as a tick batch does
+    (`orchestration.ticking.fire`); True for the caller that fired it."""
+    [(_, state)] = store.lock_schedules([store.op_id(OP, session=session) or 0], session)
+    fired = (state.operation_id, at) in store.claim_ticks([TickRow(state.operation_id, at)], now, session)
+    store.advance_schedules(
+        [ScheduleMove(state.operation_id, at, at + dt.timedelta(hours=1), 1 if fired else 0)], now, session
+    )
+    return fired
+
+
 def crash_after_create(url: str, now: dt.datetime) -> None:
     """Step 1 commits, the process dies before step 2."""
     store = Store.open(url)
@@ -63,7 +74,7 @@ def crash_after_tick_before_commit(url: str, now: dt.datetime) -> None:
     """The tick is claimed and its run recorded in one transaction; death before commit."""
     store = Store.open(url)
     with store.unit_of_work() as tx:
-        store.claim_tick(OP, now, now + dt.timedelta(hours=1), now, session=tx)
+        claim_tick(store, now, now, tx)
         store.create_run(
             op_key=OP,
             cause=Cause.SCHEDULE,

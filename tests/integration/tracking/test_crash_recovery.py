@@ -65,7 +65,7 @@ def test_crash_while_firing_a_tick_neither_drops_nor_doubles_it(db_url: str, see
     assert [t.tick_at for t in seeded.due_ticks(now)] == [now]  # still due: not dropped
     for _restart in range(2):
         with seeded.unit_of_work() as tx:
-            if seeded.claim_tick(w.OP, now, now + dt.timedelta(hours=1), now + S, session=tx):
+            if w.claim_tick(seeded, now, now + S, tx):
                 seeded.create_run(
                     op_key=w.OP,
                     cause=Cause.SCHEDULE,

@@ -7,12 +7,13 @@ import datetime as dt
 import pytest
 
 from reconciler.statuses import Status
-from reconciler.tracking import NotFound, Store
+from reconciler.tracking import NotFound, ScheduleMove, Store, TickRow
 
 from .helpers import commit_run
 
 S = dt.timedelta(seconds=1)
 H = dt.timedelta(hours=1)
+A, B = "r:a.yaml#a", "r:b.yaml#b"
 
 
 def test_due_ticks(seeded: Store, now: dt.datetime) -> None:
@@ -25,33 +26,65 @@ def test_due_ticks(seeded: Store, now: dt.datetime) -> None:
     assert [t.op_key for t in seeded.due_ticks(now + 3 * H, limit=1)] == ["r:a.yaml#a"]
 
 
+def fire(store: Store, at: dt.datetime, next_at: dt.datetime, now: dt.datetime, op_key: str = A) -> bool:
+    """Claim the fired tick of `op_key` at `at` and move its schedule on, in one transaction, as a
+    tick batch does (`orchestration.ticking.fire`); True for the caller that fired it."""
+    with store.unit_of_work() as tx:
+        [(_, state)] = store.lock_schedules([store.op_id(op_key, session=tx) or 0], tx)
+        fired = (state.operation_id, at) in store.claim_ticks([TickRow(state.operation_id, at)], now, tx)
+        store.advance_schedules([ScheduleMove(state.operation_id, at, next_at, 1 if fired else 0)], now, tx)
+        return fired
+
+
 def test_a_tick_fires_once_and_advances_the_schedule(seeded: Store, now: dt.datetime) -> None:
-    seeded.set_schedule("r:a.yaml#a", now + H, now)
-    assert seeded.claim_tick("r:a.yaml#a", now + H, now + 2 * H, now + H)
+    seeded.set_schedule(A, now + H, now)
+    assert fire(seeded, now + H, now + 2 * H, now + H)
     # A restarted daemon that still thinks the tick is due cannot fire it again.
-    assert not seeded.claim_tick("r:a.yaml#a", now + H, now + 2 * H, now + H + S)
-    state = seeded.schedule_state("r:a.yaml#a")
+    assert not fire(seeded, now + H, now + 2 * H, now + H + S)
+    state = seeded.schedule_state(A)
     assert state is not None
     assert (state.last_tick_at, state.next_tick_at, state.run_count) == (now + H, now + 2 * H, 1)
     assert seeded.due_ticks(now + H + S) == []
 
-    run = commit_run(seeded, "r:a.yaml#a", "tick-1", now + H).run
-    seeded.attach_tick_run("r:a.yaml#a", now + H, run)
-    [tick] = seeded.ticks("r:a.yaml#a")
+    run = commit_run(seeded, A, "tick-1", now + H).run
+    assert run.id is not None
+    with seeded.unit_of_work() as tx:
+        seeded.attach_tick_runs([(state.operation_id, now + H, run.id)], tx)
+    [tick] = seeded.ticks(A)
     assert tick.run_id == run.id and tick.claimed_at == now + H
-    with pytest.raises(NotFound):
-        seeded.attach_tick_run("r:a.yaml#a", now + 5 * H, run)
+
+
+def test_ticks_are_claimed_together_and_each_once(seeded: Store, now: dt.datetime) -> None:
+    ids = seeded.op_ids([A, B])
+    a, b = ids[A], ids[B]
+    with seeded.unit_of_work() as tx:
+        claimed = seeded.claim_ticks(
+            [TickRow(a, now + H), TickRow(b, now + H, "skipped", "ConcurrencyForbid", "b-1 is active")], now, tx
+        )
+    assert claimed == {(a, now + H), (b, now + H)}
+    with seeded.unit_of_work() as tx:
+        again = [
+            TickRow(a, now + H),  # fired already: not claimed twice, left as it was
+            TickRow(a, now + 2 * H, "missed", "Missed", "past the deadline", missed_until=now + 3 * H, missed_count=2),
+            TickRow(b, now + 2 * H),
+        ]
+        assert seeded.claim_ticks(again, now + 4 * H, tx) == {(a, now + 2 * H), (b, now + 2 * H)}
+    assert [(t.tick_at, t.outcome, t.claimed_at, t.missed_count) for t in seeded.ticks(A)] == [
+        (now + H, "fired", now, None),
+        (now + 2 * H, "missed", now + 4 * H, 2),
+    ]
+    assert [(t.outcome, t.reason) for t in seeded.ticks(B)] == [("skipped", "ConcurrencyForbid"), ("fired", None)]
 
 
 def test_fired_ticks_survive_removing_and_re_adding_the_schedule(seeded: Store, now: dt.datetime) -> None:
-    seeded.set_schedule("r:a.yaml#a", now + H, now)
-    assert seeded.claim_tick("r:a.yaml#a", now + H, now + 2 * H, now + H)
-    seeded.remove_schedule("r:a.yaml#a")
-    assert seeded.schedule_state("r:a.yaml#a") is None
-    seeded.set_schedule("r:a.yaml#a", now + H, now + H)
-    assert not seeded.claim_tick("r:a.yaml#a", now + H, now + 2 * H, now + H)
-    assert seeded.claim_tick("r:a.yaml#a", now + 2 * H, now + 3 * H, now + 2 * H)
-    state = seeded.schedule_state("r:a.yaml#a")
+    seeded.set_schedule(A, now + H, now)
+    assert fire(seeded, now + H, now + 2 * H, now + H)
+    seeded.remove_schedule(A)
+    assert seeded.schedule_state(A) is None
+    seeded.set_schedule(A, now + H, now + H)
+    assert not fire(seeded, now + H, now + 2 * H, now + H)
+    assert fire(seeded, now + 2 * H, now + 3 * H, now + 2 * H)
+    state = seeded.schedule_state(A)
     assert state is not None and state.run_count == 1  # counting restarts with the new schedule
 
 

@@ -17,6 +17,7 @@ from reconciler.scheduling.ticks import (
     decide,
     from_spec,
     next_ticks,
+    reads_runs,
     tick_cause_id,
 )
 from reconciler.spec.schedules import CronSchedule, DateTimeSchedule, IntervalSchedule
@@ -295,6 +296,28 @@ def test_concurrency_policies_without_an_active_run_all_fire(policy: Concurrency
         concurrency=policy,
     )
     assert d.fire == at(2024, 1, 1, 0, 10) and d.stop == () and d.skipped is None
+
+
+@pytest.mark.parametrize("depends_on_past", [False, True])
+@pytest.mark.parametrize("policy", list(ConcurrencyPolicy))
+def test_runs_are_read_only_where_the_decision_looks_at_them(policy: ConcurrencyPolicy, depends_on_past: bool) -> None:
+    """The orchestration reads a schedule's runs only where `reads_runs` says so: elsewhere, no
+    run, active or failed, changes the decision."""
+    spec = cron("*/5 * * * *", depends_on_past=depends_on_past)
+    kw: dict[str, object] = {
+        "now": at(2024, 1, 1, 0, 10, 1),
+        "registered_at": at(2024, 1, 1),
+        "last_tick": at(2024, 1, 1, 0, 5),
+        "runs_so_far": 2,
+        "concurrency": policy,
+    }
+    histories = [[], [PastRun("r1", "running")], [PastRun("r0", "succeeded"), PastRun("r1", "failed")]]
+    decisions = [decide(spec, runs=runs, **kw) for runs in histories]  # type: ignore[arg-type]
+    assert reads_runs(spec, policy) == (depends_on_past or policy != ConcurrencyPolicy.ALLOW)
+    if not reads_runs(spec, policy):
+        assert decisions[0] == decisions[1] == decisions[2]
+    else:
+        assert len(set(decisions)) > 1  # what the runs are changes what happens
 
 
 # --- downtime and catch-up ---------------------------------------------------------------------
