@@ -11,6 +11,14 @@ Order within a run's creation is what makes crashes harmless: the run is recorde
 with our labels is adopted). A crash between the two leaves a recorded run without a backend
 reference, which the orchestrator's `resume()` hands back to `create()` on the next pass: never
 two runs, never a lost one.
+
+Runs come in batches (a commit's new operations, a minute's ticks): `create_many` records a batch
+in one transaction (`record_many`, a few statements whatever its size), then hands its runs to the
+backend `submit_concurrency` at a time (a backend whose submit waits on the network says how many
+it takes at once), and writes their backend references a batch at a time. The order within a run
+is the same as for one: recorded, then submitted, then its reference; each run's failure is its
+own, and a transient one (the backend unreachable) stops what is not yet submitted and is raised
+once the submitted ones are recorded, so the caller retries the rest with backoff.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ import contextlib
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -43,13 +52,19 @@ from reconciler.model import run_name as run_name_of
 from reconciler.orchestration import Work
 from reconciler.orchestration.specs import container_of
 from reconciler.orchestration.tree import ORCHESTRATED
+from reconciler.orchestration.work import NewRun
 from reconciler.plan.actions import Action, ActionKind
 from reconciler.runtokens import RunTokens
 from reconciler.sharding import NotOwner
+from reconciler.spec.runs import LONG_RUNNING_KINDS
 from reconciler.statuses import Status, is_done
-from reconciler.tracking import IllegalTransition, NotFound, Point, Run, Store, Tx
+from reconciler.tracking import IllegalTransition, NewRunRow, NotFound, Point, Run, Store, TrackingError, Tx
 
 log = logging.getLogger(__name__)
+
+# Backend references written per transaction while a batch is being submitted: a crash loses at
+# most this many (their runs are submitted again, which is idempotent by name).
+REF_BATCH = 100
 
 
 def utcnow() -> datetime:
@@ -116,6 +131,27 @@ class ApplyResult:
         return not self.failures
 
 
+@dataclass(frozen=True)
+class Recording:
+    """One run for `record_many`: the request, and how it starts (see `Applier.record`)."""
+
+    request: RunRequest
+    parent: str | None = None
+    status: Status = Status.CREATED
+    final: tuple[Status, str, str] | None = None
+    node: str | None = None
+    trial_index: int | None = None
+    meta: Mapping[str, Any] | None = None
+    child_mode: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    spec_known: bool = True
+
+
+class _NotSubmitted(Exception):
+    """A run of a batch left unsubmitted after another's transient failure (or a lost lease)."""
+
+
 class Applier:
     def __init__(
         self,
@@ -126,8 +162,11 @@ class Applier:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
         project_of: Callable[[str], str] | None = None,
+        submit_concurrency: int = 1,
     ) -> None:
+        """`submit_concurrency`: how many runs a batch hands to the backend at once."""
         self.store = store
+        self.submit_concurrency = max(1, submit_concurrency)
         self.clock = clock
         # The Polyaxon project of a repo's runs (its repo config `project`; empty: the repo name).
         self.project_of = project_of
@@ -171,48 +210,74 @@ class Applier:
         A new run's first status goes to the outbox with it. `final` records a run that never
         starts (a skipped tick, a DAG op marked skipped or upstream_failed) straight into that
         status. `child_mode` makes the operation row of a DAG op, trial or hook (`<op>.<child>`)
-        on first use; a top-level run's operation must be tracked already.
+        on first use; a top-level run's operation must be tracked already. One run of
+        `record_many`; raises what it returns for the run.
         """
-        self.check_fence(request.op.repo, session)  # in the transaction: no takeover until it ends
-        if child_mode is not None:
-            self.store.upsert_operation(
-                str(request.op),
-                request.op.repo,
-                child_mode,
-                now,
-                spec_hash=request.spec_hash,
-                commit_sha=request.commit or None,
-                session=session,
-            )
-        created = self.store.create_run(
-            op_key=str(request.op),
-            cause=request.cause,
-            cause_id=request.cause_id,
-            name=request.name,
-            spec_hash=request.spec_hash,
-            backend=self.backend.name,
-            now=now,
-            commit_sha=request.commit or None,
-            status=status,
-            reason=reason,
-            message=message,
-            kind=request.kind,
-            spec=request.effective if spec_known else None,
-            parent=parent,
-            namespace=request.namespace,
-            params=request.params,
-            node=node,
-            trial_index=trial_index,
-            meta=meta,
-            session=session,
+        item = Recording(
+            request, parent, status, final, node, trial_index, meta, child_mode, reason, message, spec_known
         )
-        if created.created:
-            self._report(created.run, request.op, status, now, reason, message, session)
-            if final is not None:
-                to, why, text = final
-                if self.store.transition(created.run, to, at=now, reason=why, message=text, session=session):
-                    self._report(created.run, request.op, to, now, why, text, session)
-        return created.run, created.created
+        [result] = self.record_many([item], now, session=session)
+        if isinstance(result, TrackingError):
+            raise result
+        return result
+
+    def record_many(
+        self, items: Sequence[Recording], now: datetime, *, session: Tx
+    ) -> list[tuple[Run, bool] | TrackingError]:
+        """Record each run once, in `session` (see `record`): the runs in a few statements for the
+        whole batch (`Store.create_runs`), with each new run's first status in the outbox. For
+        each, in order: (the run, whether it is new), or why it could not be recorded (an
+        operation not tracked, a name taken by another run), which leaves the others recorded."""
+        for repo in dict.fromkeys(item.request.op.repo for item in items):
+            self.check_fence(repo, session)  # in the transaction: no takeover until it ends
+        for item in items:
+            if item.child_mode is not None:
+                self.store.upsert_operation(
+                    str(item.request.op),
+                    item.request.op.repo,
+                    item.child_mode,
+                    now,
+                    spec_hash=item.request.spec_hash,
+                    commit_sha=item.request.commit or None,
+                    session=session,
+                )
+        rows = [
+            NewRunRow(
+                op_key=str(item.request.op),
+                cause=item.request.cause,
+                cause_id=item.request.cause_id,
+                name=item.request.name,
+                spec_hash=item.request.spec_hash,
+                backend=self.backend.name,
+                commit_sha=item.request.commit or None,
+                status=item.status,
+                reason=item.reason,
+                message=item.message,
+                kind=item.request.kind,
+                spec=item.request.effective if item.spec_known else None,
+                parent=item.parent,
+                namespace=item.request.namespace,
+                params=item.request.params,
+                node=item.node,
+                trial_index=item.trial_index,
+                meta=item.meta,
+            )
+            for item in items
+        ]
+        results: list[tuple[Run, bool] | TrackingError] = []
+        for item, created in zip(items, self.store.create_runs(rows, now, session=session), strict=True):
+            if isinstance(created, TrackingError):
+                results.append(created)
+                continue
+            if created.created:
+                op = item.request.op
+                self._report(created.run, op, item.status, now, item.reason, item.message, session)
+                if item.final is not None:
+                    to, why, text = item.final
+                    if self.store.transition(created.run, to, at=now, reason=why, message=text, session=session):
+                        self._report(created.run, op, to, now, why, text, session)
+            results.append((created.run, created.created))
+        return results
 
     def create(
         self, request: RunRequest, now: datetime, *, parent: str | None = None, status: Status = Status.CREATED
@@ -220,39 +285,154 @@ class Applier:
         """Record then start a run (nothing done twice); returns why it could not be started, if so.
 
         A run recorded earlier but never started (a crash between the two steps, or a run the
-        orchestrator recorded in its own transaction) is started now.
+        orchestrator recorded in its own transaction) is started now. One run of `create_many`.
         """
+        [outcome] = self.create_many([NewRun(request, str(status), parent)], now)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def create_many(self, runs: Sequence[NewRun], now: datetime) -> list[str | Exception | None]:
+        """Record then start runs: recorded in one transaction, then started `submit_concurrency`
+        at a time (`start_many`). For each, in order: None (started, or nothing to do), why the
+        backend refused it for good (recorded on the run), or the exception that kept it from
+        being recorded or started. A transient failure or a lost lease is raised once every run
+        already handed to the backend is recorded; the others stay recorded for a retry."""
+        items = [Recording(new.request, parent=new.parent, status=Status(new.status)) for new in runs]
         with self.store.unit_of_work() as tx:
-            run, new = self.record(request, now, session=tx, parent=parent, status=status)
+            recorded = self.record_many(items, now, session=tx)
         self._wake()
-        if new or (run.backend_ref is None and run.status in (Status.CREATED, Status.ON_SCHEDULE)):
-            return self.start(request, now)
-        return None
+        outcomes: list[str | Exception | None] = [None] * len(runs)
+        starting: list[int] = []
+        for i, result in enumerate(recorded):
+            if isinstance(result, Exception):
+                outcomes[i] = result
+                continue
+            run, new = result
+            if new or (run.backend_ref is None and run.status in (Status.CREATED, Status.ON_SCHEDULE)):
+                starting.append(i)
+        started = self.start_many([runs[i].request for i in starting], now)
+        for i, outcome in zip(starting, started, strict=True):
+            outcomes[i] = outcome
+        return outcomes
 
     def start(self, run: RunRequest, now: datetime) -> str | None:
         """Hand a recorded run to its backend (or expand it); returns why it could not start.
 
         A backend's permanent refusal (a missing operator, an invalid object) is recorded on the
-        run as its final status and returned; a transient one propagates to be retried."""
+        run as its final status and returned; a transient one propagates to be retried. One run
+        of `start_many`."""
+        [outcome] = self.start_many([run], now)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def start_many(self, runs: Sequence[RunRequest], now: datetime) -> list[str | Exception | None]:
+        """Hand recorded runs to their backend, `submit_concurrency` at a time (DAGs and matrices
+        are expanded here instead); the fence is checked before each submit. Backend references
+        are written `REF_BATCH` at a time as submits complete. For each run, in order: None
+        (started), why the backend refused it for good (recorded on the run as its final
+        status), or an unexpected exception. A transient failure or a lost lease stops the
+        submits not yet begun and is raised after the others are recorded."""
+        outcomes: list[str | Exception | None] = [None] * len(runs)
+        submitting: list[int] = []
+        for i, run in enumerate(runs):
+            if not is_orchestrated(run):
+                submitting.append(i)
+                continue
+            try:
+                outcomes[i] = self._expand(run, now)
+            except (TransientBackendError, NotOwner):
+                raise  # retried (or left to the repo's owner); the others stay recorded for resume()
+            except Exception as e:  # one DAG's failure never stops the others
+                outcomes[i] = e
+        requests = [self._with_project(runs[i]) for i in submitting]
+        stop: BaseException | None = None
+        refs: dict[str, str] = {}
+        failed: list[tuple[RunRequest, PermanentBackendError]] = []
+        for j, result in self._submit_all(requests):
+            i, run = submitting[j], requests[j]
+            if isinstance(result, str):
+                refs[run.name] = result
+                if len(refs) >= REF_BATCH:
+                    self.store.set_backend_refs(refs, now)
+                    refs = {}
+            elif isinstance(result, PermanentBackendError):
+                failed.append((run, result))
+                outcomes[i] = f"{result.status or 'failed'}: {result}"
+            elif isinstance(result, (TransientBackendError, NotOwner)):
+                stop = stop or result
+            elif isinstance(result, Exception) and not isinstance(result, _NotSubmitted):
+                outcomes[i] = result
+        self.store.set_backend_refs(refs, now)
+        for run, error in failed:
+            self._fail(run.name, Status(error.status or "failed"), type(error).__name__, str(error), now)
+        if stop is not None:
+            raise stop
+        return outcomes
+
+    def _expand(self, run: RunRequest, now: datetime) -> str | None:
+        """Start a DAG or matrix: the orchestrator records its first children."""
         self.check_fence(run.op.repo)
-        if is_orchestrated(run):
-            if self.orchestration is None:
-                why = "DAGs and matrices need the daemon"
-                self._fail(run.name, Status.UNSCHEDULABLE, "NoOrchestrator", why, now)
-                return why
-            work = self.orchestration.start(run, now)
-            self.store.set_backend_ref(run.name, ORCHESTRATED, now)
-            self.apply_work(work, now)
-            return None
-        if not run.project and self.project_of is not None:
-            run = dataclasses.replace(run, project=self.project_of(run.op.repo))
-        try:
-            ref = self.backend.submit(run)
-        except PermanentBackendError as e:
-            self._fail(run.name, Status(e.status or "failed"), type(e).__name__, str(e), now)
-            return f"{e.status or 'failed'}: {e}"
-        self.store.set_backend_ref(run.name, ref, now)
+        if self.orchestration is None:
+            why = "DAGs and matrices need the daemon"
+            self._fail(run.name, Status.UNSCHEDULABLE, "NoOrchestrator", why, now)
+            return why
+        work = self.orchestration.start(run, now)
+        self.store.set_backend_ref(run.name, ORCHESTRATED, now)
+        self.apply_work(work, now)
         return None
+
+    def _with_project(self, run: RunRequest) -> RunRequest:
+        if not run.project and self.project_of is not None:
+            return dataclasses.replace(run, project=self.project_of(run.op.repo))
+        return run
+
+    def _submit_one(self, run: RunRequest) -> str:
+        self.check_fence(run.op.repo)  # before every write that starts something
+        return self.backend.submit(run)
+
+    def _submit_all(self, runs: Sequence[RunRequest]) -> Iterator[tuple[int, str | BaseException]]:
+        """(index, backend reference or the exception) for each run as its submit completes, at
+        most `submit_concurrency` at once. After a transient failure or a lost lease, the runs
+        not yet submitted come back as `_NotSubmitted`."""
+        if len(runs) <= 1 or self.submit_concurrency == 1:
+            stopped = False
+            for j, run in enumerate(runs):
+                if stopped:
+                    yield j, _NotSubmitted(run.name)
+                    continue
+                try:
+                    yield j, self._submit_one(run)
+                except Exception as e:
+                    stopped = isinstance(e, (TransientBackendError, NotOwner))
+                    yield j, e
+            return
+        workers = min(self.submit_concurrency, len(runs))
+        pending = iter(enumerate(runs))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="submit") as pool:
+            # Never more than `workers` submits queued: a failure stops the rest from starting.
+            running: dict[Future[str], int] = {}
+            stopped = False
+            while True:
+                while not stopped and len(running) < workers:
+                    nxt = next(pending, None)
+                    if nxt is None:
+                        break
+                    running[pool.submit(self._submit_one, nxt[1])] = nxt[0]
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    j = running.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        yield j, future.result()
+                    else:
+                        stopped = stopped or isinstance(error, (TransientBackendError, NotOwner))
+                        yield j, error
+            for j, run in pending:
+                yield j, _NotSubmitted(run.name)
 
     def retry(self, run_name: str, now: datetime) -> str:
         """Run a finished run again, as a new run of the same operation and spec (cause `retry`,
@@ -452,11 +632,18 @@ class Applier:
             log.warning("%s: %s", notice.reason, notice.message, extra={"subject": notice.subject})
         for update in work.updates:
             self.transition(StatusTransition(update.run, update.status, now, update.reason, update.message))
+        by_repo: dict[str, list[NewRun]] = {}
         for new in work.new_runs:
+            by_repo.setdefault(new.request.op.repo, []).append(new)
+        for repo, runs in by_repo.items():
             try:
-                self.create(new.request, now, parent=new.parent, status=Status(new.status))
-            except NotOwner as e:  # its owner's resume() starts it
-                log.info("%s: not started here: %s", new.request.name, e)
+                outcomes = self.create_many(runs, now)
+            except NotOwner as e:  # its owner's resume() starts them
+                log.info("%d run(s) of %s not started here: %s", len(runs), repo, e)
+                continue
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):
+                    raise outcome  # the item is retried; what was recorded is found again
         for name in work.stops:
             self.stop(name)
 
@@ -468,9 +655,11 @@ class Applier:
         self.check_fence(desired.repo)
         if self.orchestration is not None:
             self.apply_work(self.orchestration.sync(actions, desired, now), now)
-        for action in actions:
-            if not action.changes_something:
+        for group in _batches(a for a in actions if a.changes_something):
+            if len(group) > 1:
+                self._apply_creates(group, now, result)
                 continue
+            [action] = group
             try:
                 self._apply_one(action, desired, now)
             except (TransientBackendError, NotOwner):
@@ -485,6 +674,23 @@ class Applier:
                 continue
             result.counts[action.action.value] += 1
         return result
+
+    def _apply_creates(self, actions: Sequence[Action], now: datetime, result: ApplyResult) -> None:
+        """A run of consecutive CREATE actions, as one batch (`create_many`)."""
+        runs = [action.run for action in actions if action.run is not None]
+        for repo in dict.fromkeys(run.op.repo for run in runs):
+            self.check_fence(repo)
+        outcomes = self.create_many([NewRun(run) for run in runs], now)  # transient: the reconcile is retried
+        for action, run, outcome in zip(actions, runs, outcomes, strict=True):
+            what = f"{action.action.value} {action.op}"
+            if outcome is None:
+                result.counts[action.action.value] += 1
+            elif isinstance(outcome, str):
+                log.warning("applying %s failed: %s %s", what, run.name, outcome)
+                result.failures.append((what, f"{run.name} {outcome}"))
+            else:
+                log.error("applying %s failed", what, exc_info=outcome)
+                result.failures.append((what, f"{type(outcome).__name__}: {outcome}"))
 
     def _apply_one(self, action: Action, desired: DesiredState, now: datetime) -> None:
         self.check_fence(action.op.repo)
@@ -558,6 +764,29 @@ class Applier:
                 spec_known=spec is not None,
             )
         self.store.set_backend_ref(run.name, obj.run, now)
+
+
+def _batches(actions: Iterable[Action]) -> Iterator[list[Action]]:
+    """The actions in order, consecutive CREATEs of the same rank (long-running kinds come first,
+    services before what uses them) in one batch, every other action alone."""
+
+    def batchable(action: Action) -> tuple[bool, bool] | None:
+        if action.action is not ActionKind.CREATE or action.run is None:
+            return None
+        return True, action.kind in LONG_RUNNING_KINDS
+
+    group: list[Action] = []
+    for action in actions:
+        key = batchable(action)
+        if group and (key is None or key != batchable(group[0])):
+            yield group
+            group = []
+        group.append(action)
+        if key is None:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 __all__ = ["ORCHESTRATED", "Applier", "ApplyResult", "Fence", "Orchestration", "StatusReporter", "is_orchestrated"]

@@ -54,7 +54,7 @@ from reconciler.sharding import NotOwner
 from reconciler.snapshot import planner_rows, tracked_state
 from reconciler.source import Backoff, GitSource, SourceError
 from reconciler.statuses import Status, is_done
-from reconciler.tracking import Point, Run, Store
+from reconciler.tracking import OperationRow, Point, Run, Store
 from reconciler.workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger("reconciler")
@@ -267,7 +267,7 @@ class Daemon:
         committed_at = revision.committed_at if sha == revision.sha else (last.committed_at if last else now)
         self.store.record_commit(
             name, sha, state.config.branch, committed_at, now, valid=not result.invalid,
-            errors=[_error_row(e) for e in result.invalid], plan=[_plan_row(a) for a in actions],
+            errors=[_error_row(e) for e in result.invalid], plan=(_plan_row(a) for a in actions),
         )  # fmt: skip
         self.metrics.last_applied_commit.labels(repo=name).set(committed_at.timestamp())
         self.metrics.reconcile_duration.labels(repo=name).observe(time.monotonic() - started)
@@ -286,31 +286,34 @@ class Daemon:
         )
 
     def _record_operations(self, repo: str, loaded: LoadedCommit, previous: LoadedCommit | None, now: datetime) -> None:
-        """Record the operations whose spec, mode or validity changed since the last load (all of
-        them after a start): a reconcile of an unchanged repo writes nothing here."""
+        """Record the operations whose spec, mode or validity changed: those unchanged since the
+        last load are skipped here, and of the others (all of them after a start or on taking a
+        repo over) `Store.record_operations` writes, in a batch, only those that differ from what
+        the database holds. A reconcile of an unchanged repo writes nothing here."""
         desired = loaded.desired
         before = previous.desired if previous is not None else None
-        with self.store.unit_of_work() as session:
-            self.applier.check_fence(repo, session)
-            for key, op in desired.ops.items():
-                valid = key not in desired.kept
-                old = before.ops.get(key) if before is not None else None
-                if (
-                    old is not None
-                    and before is not None
-                    and (old.spec_hash, old.mode, key not in before.kept) == (op.spec_hash, op.mode, valid)
-                ):
-                    continue
-                self.store.upsert_operation(
+        rows = []
+        for key, op in desired.ops.items():
+            valid = key not in desired.kept
+            old = before.ops.get(key) if before is not None else None
+            if (
+                old is not None
+                and before is not None
+                and (old.spec_hash, old.mode, key not in before.kept) == (op.spec_hash, op.mode, valid)
+            ):
+                continue
+            rows.append(
+                OperationRow(
                     str(key),
-                    repo,
                     op.mode.value,
-                    now,
                     spec_hash=op.spec_hash if valid else None,
                     commit_sha=desired.commit,
                     valid=valid,
-                    session=session,
                 )
+            )
+        with self.store.unit_of_work() as session:
+            self.applier.check_fence(repo, session)
+            self.store.record_operations(repo, rows, now, session=session)
             # Only a fully valid commit says which operations are gone: an invalid file's
             # operations may be missing from it without being removed (safety rule 1).
             if desired.fully_valid:

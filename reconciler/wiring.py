@@ -63,7 +63,15 @@ def build_daemon(
     queue = WorkQueue()
     # The daemon is made last; these callbacks reach it once it exists.
     holder: list[Daemon] = []
-    applier = Applier(store, backend, metrics=metrics, clock=clock, project_of=lambda repo: holder[0].project_of(repo))
+    applier = Applier(
+        store,
+        backend,
+        metrics=metrics,
+        clock=clock,
+        project_of=lambda repo: holder[0].project_of(repo),
+        # A backend whose submit waits on the network (Kubernetes) says how many it takes at once.
+        submit_concurrency=int(getattr(backend, "submit_concurrency", 1)),
+    )
     if hasattr(backend, "self_heal"):
         # The Kubernetes backend re-applies drift as it sees it: ask the run's repo config.
         backend.self_heal = lambda run: (

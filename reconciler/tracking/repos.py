@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Boolean, String, and_, bindparam, case, func, null, or_, select, update
+from sqlalchemy.orm import Session, defer
 
 from reconciler.model import OpKey
+from reconciler.tracking.coltypes import UTCDateTime
 from reconciler.tracking.db import Database, table
 from reconciler.tracking.errors import NotFound
 from reconciler.tracking.tables import (
@@ -19,6 +21,54 @@ from reconciler.tracking.tables import (
 )
 
 _t = table
+
+
+@dataclass(frozen=True)
+class OperationRow:
+    """An operation as compiled at a commit (`record_operations`): valid with its spec hash, or
+    invalid (its last good spec is kept, safety rule 1)."""
+
+    op_key: str
+    mode: str
+    spec_hash: str | None = None
+    commit_sha: str | None = None
+    valid: bool = True
+
+
+def _changed(row: OperationRow, held: Any) -> bool:
+    """Whether recording `row` changes what the database holds (`held`: its row, or None)."""
+    if held is None or held.mode != row.mode or held.removed_at is not None:
+        return True
+    if not row.valid:
+        return held.invalid_since is None
+    return held.invalid_since is not None or (row.spec_hash is not None and held.last_good_spec_hash != row.spec_hash)
+
+
+def _record_operation_statement() -> Any:
+    """One operation's row as `upsert_operation` describes it, in SQL (so a batch is one
+    executemany): valid sets the last good spec (when given) and clears the invalid mark;
+    invalid keeps the last good spec, sets `invalid_since` once and names the commit."""
+    o = _t(Operation).c
+    valid = bindparam("b_valid", type_=Boolean())
+    good = bindparam("b_good", type_=Boolean())
+    at = bindparam("b_at", type_=UTCDateTime())
+    commit = bindparam("b_commit", type_=String())
+    return (
+        update(_t(Operation))
+        .where(o.op_key == bindparam("b_key"))
+        .values(
+            mode=bindparam("b_mode"),
+            updated_at=at,
+            removed_at=None,
+            last_good_spec_hash=case((good, bindparam("b_spec", type_=String())), else_=o.last_good_spec_hash),
+            last_good_commit_sha=case((good, commit), else_=o.last_good_commit_sha),
+            invalid_since=case((valid, null()), else_=func.coalesce(o.invalid_since, at)),
+            invalid_commit_sha=case((valid, null()), else_=commit),
+        )
+    )
+
+
+_RECORD_OPERATION = _record_operation_statement()
 
 
 class ReposMixin(Database):
@@ -54,7 +104,10 @@ class ReposMixin(Database):
 
         `errors` are located errors, `{"file": ..., "line": ..., "message": ...}` each. `plan` is
         what the reconcile that applied the commit decided: kept from the first reconcile that
-        gives one (later reconciles of the same commit change little and would hide it).
+        gives one (later reconciles of the same commit change little and would hide it). The plan
+        held is never read here, and `plan` is iterated only when it is kept (one row per
+        operation: 10,000 of them would be read and built at every reconcile otherwise); the
+        commit returned has its plan deferred.
         """
         error_list = [dict(e) for e in errors]
         with self._tx(session) as s:
@@ -73,15 +126,18 @@ class ReposMixin(Database):
                 },
                 ["repo_id", "sha"],
             )
-            commit = s.execute(
-                select(GitCommit)
-                .where(_t(GitCommit).c.repo_id == repo_id, _t(GitCommit).c.sha == sha)
+            c = _t(GitCommit).c
+            commit: GitCommit
+            commit, planless = s.execute(
+                select(GitCommit, c.plan.is_(None))
+                .options(defer(GitCommit.plan))  # type: ignore[arg-type]
+                .where(c.repo_id == repo_id, c.sha == sha)
                 .with_for_update()
-            ).scalar_one()
+            ).one()
             if valid is not None:
                 # Applying a commit again (a force-push back to it) makes it the last applied.
                 commit.valid, commit.errors, commit.recorded_at = valid, error_list, now
-                if plan is not None and commit.plan is None:
+                if plan is not None and planless:
                     commit.plan = [dict(p) for p in plan]
                 s.add(commit)
                 s.flush()
@@ -140,10 +196,12 @@ class ReposMixin(Database):
             ).scalar_one_or_none()
 
     def last_commit(self, repo: str, session: Session | None = None) -> GitCommit | None:
-        """The commit most recently recorded for `repo`: the last one the daemon applied."""
+        """The commit most recently recorded for `repo`: the last one the daemon applied (its plan
+        deferred: `commit` reads it)."""
         c = _t(GitCommit).c
         stmt = (
             select(GitCommit)
+            .options(defer(GitCommit.plan))  # type: ignore[arg-type]
             .join(Repo)
             .where(_t(Repo).c.name == repo)
             .order_by(c.recorded_at.desc(), c.id.desc())
@@ -164,33 +222,70 @@ class ReposMixin(Database):
         valid: bool = True,
         session: Session | None = None,
     ) -> Operation:
-        """Record an operation as compiled at `commit_sha`.
+        """Record an operation as compiled at `commit_sha` (one row of `record_operations`, written
+        whether or not it changed).
 
         Valid: `spec_hash` becomes the last good hash and the invalid mark is cleared. Invalid:
         the last good hash is kept (safety rule 1) and `invalid_since` is set, once, to `now`.
         """
+        row = OperationRow(op_key, mode, spec_hash=spec_hash, commit_sha=commit_sha, valid=valid)
+        with self._tx(session) as s:
+            self.record_operations(repo, [row], now, only_changed=False, session=s)
+            # Copies of the row in the session were expired by the write: this reads it afresh.
+            return s.execute(select(Operation).where(_t(Operation).c.op_key == op_key)).scalar_one()
+
+    def record_operations(
+        self,
+        repo: str,
+        rows: Sequence[OperationRow],
+        now: dt.datetime,
+        *,
+        only_changed: bool = True,
+        session: Session | None = None,
+    ) -> list[str]:
+        """Record operations as compiled (see `upsert_operation` for what a row sets); returns the
+        keys written. With `only_changed`, a row whose mode, last good spec hash, validity and
+        presence are what the database holds is not written (its `updated_at` and commits stay),
+        so recording an unchanged repo writes nothing. Three statements for the batch: a read,
+        the new rows, the changed rows."""
+        if not rows:
+            return []
+        o = _t(Operation).c
         with self._tx(session) as s:
             repo_id = self._repo_id(s, repo)
-            self.insert_ignore(
-                s,
-                Operation,
-                {"op_key": op_key, "repo_id": repo_id, "mode": mode, "updated_at": now},
-                ["op_key"],
-            )
-            op = s.execute(select(Operation).where(_t(Operation).c.op_key == op_key).with_for_update()).scalar_one()
-            op.mode, op.updated_at, op.removed_at = mode, now, None
-            if valid:
-                if spec_hash is not None:
-                    op.last_good_spec_hash = spec_hash
-                    op.last_good_commit_sha = commit_sha
-                op.invalid_since, op.invalid_commit_sha = None, None
-            else:
-                if op.invalid_since is None:
-                    op.invalid_since = now
-                op.invalid_commit_sha = commit_sha
-            s.add(op)
-            s.flush()
-            return op
+            held: dict[str, Any] = {}
+            if only_changed:
+                keys = sorted({row.op_key for row in rows})
+                for start in range(0, len(keys), 500):
+                    stmt = select(o.op_key, o.mode, o.last_good_spec_hash, o.invalid_since, o.removed_at).where(
+                        o.op_key.in_(keys[start : start + 500])
+                    )
+                    held.update({str(r.op_key): r for r in s.execute(stmt)})
+            writes = [row for row in rows if not only_changed or _changed(row, held.get(row.op_key))]
+            if not writes:
+                return []
+            conn = s.connection()
+            new = [{"op_key": r.op_key, "repo_id": repo_id, "mode": r.mode, "updated_at": now} for r in writes]
+            self.insert_ignore_rows(s, Operation, new, ["op_key"])
+            params = [
+                {
+                    "b_key": r.op_key,
+                    "b_mode": r.mode,
+                    "b_at": now,
+                    "b_valid": r.valid,
+                    "b_good": r.valid and r.spec_hash is not None,
+                    "b_spec": r.spec_hash,
+                    "b_commit": r.commit_sha,
+                }
+                for r in writes
+            ]
+            for start in range(0, len(params), 500):
+                conn.execute(_RECORD_OPERATION, params[start : start + 500])
+            # ORM copies in the session would now be stale.
+            for obj in list(s.identity_map.values()):
+                if isinstance(obj, Operation):
+                    s.expire(obj)
+            return [r.op_key for r in writes]
 
     def operation(self, op_key: str, session: Session | None = None) -> Operation | None:
         with self._read(session) as s:
@@ -212,6 +307,16 @@ class ReposMixin(Database):
         if op_id is None:
             raise NotFound(f"operation {op_key!r} is not tracked")
         return int(op_id)
+
+    def _op_ids(self, s: Session, op_keys: Iterable[str]) -> dict[str, int]:
+        """{op key: id} of the tracked operations among `op_keys` (a query per 500 keys)."""
+        keys = sorted(set(op_keys))
+        o = _t(Operation).c
+        found: dict[str, int] = {}
+        for start in range(0, len(keys), 500):
+            rows = s.execute(select(o.op_key, o.id).where(o.op_key.in_(keys[start : start + 500]))).all()
+            found.update({str(k): int(i) for k, i in rows})
+        return found
 
     def op_id(self, op_key: str | OpKey, session: Session | None = None) -> int | None:
         with self._read(session) as s:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid as uuidlib
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Select, and_, bindparam, delete, func, insert, or_, select, true, update
 from sqlalchemy.engine import CursorResult
@@ -24,7 +25,7 @@ from reconciler.statuses import (
 )
 from reconciler.tracking.coltypes import EnumText, UTCDateTime
 from reconciler.tracking.db import table
-from reconciler.tracking.errors import IllegalTransition, NotFound, RunNameConflict
+from reconciler.tracking.errors import IllegalTransition, NotFound, RunNameConflict, TrackingError
 from reconciler.tracking.repos import ReposMixin
 from reconciler.tracking.tables import (
     ConsumedTransition,
@@ -49,11 +50,47 @@ class CreatedRun(NamedTuple):
     created: bool  # False: the run already existed for this (operation, cause)
 
 
+@dataclass(frozen=True)
+class NewRunRow:
+    """A run to create (`create_runs`): its identity, cause, first status and detail row."""
+
+    op_key: str
+    cause: Cause
+    cause_id: str
+    name: str
+    spec_hash: str
+    backend: str
+    commit_sha: str | None = None
+    run_uuid: str | None = None
+    status: Status = Status.CREATED
+    reason: str | None = None
+    message: str | None = None
+    kind: str | None = None
+    spec: Mapping[str, Any] | None = None
+    parent: str | None = None
+    namespace: str = "default"
+    params: Mapping[str, Any] | None = None
+    node: str | None = None
+    trial_index: int | None = None
+    meta: Mapping[str, Any] | None = None
+
+
 class LatestStatus(NamedTuple):
     op_key: str
     run_name: str
     status: Status
     updated_at: dt.datetime
+
+
+# Rows per statement in batch writes: under SQLite's bound-parameter limit with every column bound.
+BATCH = 500
+
+_T = TypeVar("_T")
+
+
+def _chunks(items: Sequence[_T], size: int = BATCH) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def run_uuid(name: str) -> str:
@@ -128,60 +165,116 @@ class RunsMixin(ReposMixin):
     ) -> CreatedRun:
         """The run of `op_key` for this cause, created (with its first history row) if new.
 
-        Calling it again for the same (operation, cause) returns the existing run untouched, so
-        a retry after a crash never makes a second run. What a backend needs beyond the row (the
-        namespace, the params; a DAG op's node or a trial's index) goes into its detail row, so
-        `request_of` rebuilds the request from the database alone.
+        One row of `create_runs`, which says what happens; this raises what it returns
+        (`RunNameConflict`, `NotFound`)."""
+        row = NewRunRow(
+            op_key=op_key, cause=cause, cause_id=cause_id, name=name, spec_hash=spec_hash, backend=backend,
+            commit_sha=commit_sha, run_uuid=run_uuid_, status=status, reason=reason, message=message, kind=kind,
+            spec=spec, parent=parent, namespace=namespace, params=params, node=node, trial_index=trial_index,
+            meta=meta,
+        )  # fmt: skip
+        [result] = self.create_runs([row], now, session=session)
+        if isinstance(result, TrackingError):
+            raise result
+        return result
+
+    def create_runs(
+        self, rows: Sequence[NewRunRow], now: dt.datetime, session: Session | None = None
+    ) -> list[CreatedRun | RunNameConflict | NotFound]:
+        """Each row's run of its operation for its cause, created (with its first history row
+        and its detail row) if new; in `rows`' order, a statement per kind of row for the batch.
+
+        Asking again for the same (operation, cause) returns the existing run untouched, so a
+        retry after a crash never makes a second run. What a backend needs beyond the row (the
+        namespace, the params; a DAG op's node or a trial's index) goes into the detail row, so
+        `request_of` rebuilds the request from the database alone. A row whose operation is not
+        tracked gets `NotFound`, a row whose name (or uuid) belongs to another (operation, cause)
+        `RunNameConflict`: values, not raised, so one bad row leaves the others recorded.
         """
-        if status not in (Status.CREATED, Status.RESUMING, Status.ON_SCHEDULE):
-            raise ValueError(f"a run starts as created, resuming or on_schedule, not {status}")
+        for row in rows:
+            if row.status not in (Status.CREATED, Status.RESUMING, Status.ON_SCHEDULE):
+                raise ValueError(f"a run starts as created, resuming or on_schedule, not {row.status}")
+        if not rows:
+            return []
+        r = _t(Run)
         with self._tx(session) as s:
-            op_id = self._op_id(s, op_key)
-            inserted = self.insert_ignore(
-                s,
-                Run,
+            conn = s.connection()
+            op_ids = self._op_ids(s, {row.op_key for row in rows})
+            values = [
                 {
-                    "name": name,
-                    "uuid": run_uuid_ or run_uuid(name),
-                    "operation_id": op_id,
-                    "cause": cause,
-                    "cause_id": cause_id,
-                    "commit_sha": commit_sha,
-                    "spec_hash": spec_hash,
-                    "backend": backend,
-                    "status": status,
+                    "name": row.name,
+                    "uuid": row.run_uuid or run_uuid(row.name),
+                    "operation_id": op_ids[row.op_key],
+                    "cause": row.cause,
+                    "cause_id": row.cause_id,
+                    "commit_sha": row.commit_sha,
+                    "spec_hash": row.spec_hash,
+                    "backend": row.backend,
+                    "status": row.status,
                     "created_at": now,
                     "updated_at": now,
-                    "kind": kind,
-                    "spec": dict(spec) if spec is not None else None,
-                    "parent": parent,
-                },
-            )
-            c = _t(Run).c
-            run = s.execute(
-                select(Run).where(c.operation_id == op_id, c.cause == cause, c.cause_id == cause_id)
-            ).scalar_one_or_none()
-            if run is None:
-                raise RunNameConflict(
-                    f"run name {name!r} (or its uuid) already belongs to another operation or cause; "
-                    f"cannot create it for {op_key} {cause}:{cause_id}"
+                    "kind": row.kind,
+                    "spec": dict(row.spec) if row.spec is not None else None,
+                    "parent": row.parent,
+                }
+                for row in rows
+                if row.op_key in op_ids
+            ]
+            # RETURNING names what went in: a conflicting row returns nothing.
+            inserted = {str(row.name) for row in self.insert_ignore_rows(s, Run, values, returning=["name"])}
+            # Read back by (operation, cause, cause id): the run a row asked for, whoever made it.
+            found: dict[tuple[int, str, str], Run] = {}
+            wanted = {(v["operation_id"], v["cause_id"]) for v in values}
+            for pairs in _chunks(sorted(wanted)):
+                stmt = select(Run).where(
+                    r.c.operation_id.in_({op for op, _ in pairs}), r.c.cause_id.in_({cid for _, cid in pairs})
                 )
-            if inserted:
-                assert run.id is not None
-                s.add(StatusChange(run_id=run.id, seq=0, status=status, reason=reason, message=message, at=now))
-                s.add(
-                    OrchestratedRun(
-                        run_id=run.id,
-                        node=node,
-                        trial_index=trial_index,
-                        params=dict(params or {}),
-                        meta=dict(meta or {}),
-                        namespace=namespace,
-                        created_at=now,
+                for run in s.execute(stmt).scalars():
+                    found[(run.operation_id, str(run.cause), run.cause_id)] = run
+            results: list[CreatedRun | RunNameConflict | NotFound] = []
+            first_rows: list[NewRunRow] = []
+            for row in rows:
+                op_id = op_ids.get(row.op_key)
+                if op_id is None:
+                    results.append(NotFound(f"operation {row.op_key!r} is not tracked"))
+                    continue
+                run_ = found.get((op_id, str(row.cause), row.cause_id))
+                if run_ is None:
+                    results.append(
+                        RunNameConflict(
+                            f"run name {row.name!r} (or its uuid) already belongs to another operation or cause; "
+                            f"cannot create it for {row.op_key} {row.cause}:{row.cause_id}"
+                        )
                     )
-                )
-                s.flush()
-            return CreatedRun(run, inserted)
+                    continue
+                created = run_.name == row.name and run_.name in inserted
+                inserted.discard(run_.name)  # the same (operation, cause) twice in one batch: created once
+                if created:
+                    first_rows.append(row)
+                results.append(CreatedRun(run_, created))
+            self._first_rows(conn, [(found[(op_ids[w.op_key], str(w.cause), w.cause_id)], w) for w in first_rows], now)
+            return results
+
+    @staticmethod
+    def _first_rows(conn: Any, created: Sequence[tuple[Run, NewRunRow]], now: dt.datetime) -> None:
+        """A new run's first history row and its detail row, for a batch of new runs."""
+        if not created:
+            return
+        history = [
+            {"run_id": run.id, "seq": 0, "status": row.status, "previous": None, "reason": row.reason,
+             "message": row.message, "at": now}
+            for run, row in created
+        ]  # fmt: skip
+        details = [
+            {"run_id": run.id, "container": None, "node": row.node, "trial_index": row.trial_index,
+             "params": dict(row.params or {}), "meta": dict(row.meta or {}), "namespace": row.namespace,
+             "created_at": now}
+            for run, row in created
+        ]  # fmt: skip
+        for rows in (history, details):
+            target = _t(StatusChange) if rows is history else _t(OrchestratedRun)
+            for batch in _chunks(rows):
+                conn.execute(insert(target), batch)
 
     def _lock_run(self, s: Session, run: Run | str) -> Run:
         name = run if isinstance(run, str) else run.name
@@ -197,12 +290,36 @@ class RunsMixin(ReposMixin):
     def set_backend_ref(
         self, run: Run | str, backend_ref: str, now: dt.datetime, session: Session | None = None
     ) -> Run:
+        name = run if isinstance(run, str) else run.name
         with self._tx(session) as s:
-            found = self._lock_run(s, run)
-            found.backend_ref, found.updated_at = backend_ref, now
-            s.add(found)
-            s.flush()
+            if not self.set_backend_refs({name: backend_ref}, now, session=s):
+                raise NotFound(f"run {name!r} is not tracked")
+            found = self.run(name, session=s)
+            assert found is not None
             return found
+
+    def set_backend_refs(self, refs: Mapping[str, str], now: dt.datetime, session: Session | None = None) -> int:
+        """Record where each run lives in its backend ({run name: reference}), one statement for
+        the batch; returns how many runs were found. ORM copies in the session follow."""
+        if not refs:
+            return 0
+        r = _t(Run)
+        stmt = (
+            update(r)
+            .where(r.c.name == bindparam("b_name"))
+            .values(backend_ref=bindparam("b_ref"), updated_at=bindparam("b_at", type_=UTCDateTime()))
+        )
+        with self._tx(session) as s:
+            params = [{"b_name": name, "b_ref": ref, "b_at": now} for name, ref in refs.items()]
+            changed = 0
+            for chunk in _chunks(params):
+                result: CursorResult[Any] = s.connection().execute(stmt, chunk)
+                changed += max(0, int(result.rowcount))
+            for obj in list(s.identity_map.values()):
+                if isinstance(obj, Run) and obj.name in refs:
+                    set_committed_value(obj, "backend_ref", refs[obj.name])
+                    set_committed_value(obj, "updated_at", now)
+            return changed
 
     def transition(
         self,

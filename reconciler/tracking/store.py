@@ -28,7 +28,15 @@ from reconciler.tracking.instance import InstanceMixin
 from reconciler.tracking.leases import LeasesMixin
 from reconciler.tracking.outbox import OutboxMixin
 from reconciler.tracking.reports import MAX_POINTS_PER_RUN, Point, ReportLimit, ReportsMixin, SeriesPoint
-from reconciler.tracking.runs import CreatedRun, LatestStatus, preview_cause, preview_cause_prefix, run_uuid
+from reconciler.tracking.repos import OperationRow
+from reconciler.tracking.runs import (
+    CreatedRun,
+    LatestStatus,
+    NewRunRow,
+    preview_cause,
+    preview_cause_prefix,
+    run_uuid,
+)
 from reconciler.tracking.schedules import DueTick, ScheduleMove, SchedulesMixin, TickRow
 from reconciler.tracking.subscriptions import PendingEvent, SubscriptionsMixin
 from reconciler.tracking.webhooks import WebhooksMixin
@@ -52,6 +60,8 @@ __all__ = [
     "CreatedRun",
     "DueTick",
     "LatestStatus",
+    "NewRunRow",
+    "OperationRow",
     "PendingEvent",
     "Point",
     "ReportLimit",

@@ -104,6 +104,10 @@ def _conflicts(error: ApiError) -> str:
 
 class KubernetesBackend:
     name = "kubernetes"
+    # Runs the applier submits at once (`Applier.submit_concurrency`): a submit is mostly an API
+    # round trip, which the client's connection pool serves in parallel (it is sized for these
+    # and the informers' watches); more than this gained nothing against a 2-core API server.
+    submit_concurrency = 16
 
     def __init__(
         self,
@@ -129,11 +133,13 @@ class KubernetesBackend:
         made by releases before it, count as this daemon's). `request_timeout` bounds each API
         call, its retries included. `log_dir` keeps each run's logs (all its pods') once it ends
         (`logs.PodLogs`)."""
-        self.client = Client(api_client, timeout=request_timeout)
         if namespace is None:
             self.namespaces: tuple[str, ...] | None = None
         else:
             self.namespaces = (namespace,) if isinstance(namespace, str) else tuple(dict.fromkeys(namespace))
+        # A connection per watch (one per kind and namespace), per concurrent submit, and a few more.
+        watches = len(RESOURCES) * len(self.namespaces or (None,))
+        self.client = Client(api_client, timeout=request_timeout, pool_size=watches + self.submit_concurrency + 4)
         self.pod_logs = PodLogs(self.client, log_dir)
         self._archiving: queue.Queue[tuple[str, list[str]] | None] = queue.Queue()
         self._archiver: threading.Thread | None = None

@@ -56,9 +56,15 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, api_client: ApiClient, timeout: float = 30.0, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        api_client: ApiClient,
+        timeout: float = 30.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        pool_size: int = POOL_SIZE,
+    ) -> None:
         """`timeout`: seconds one call may take, its retries included; `connect_timeout`: per
-        connection attempt."""
+        connection attempt; `pool_size`: connections kept open (at least `POOL_SIZE`)."""
         self.api_client = api_client
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout, timeout)
@@ -67,8 +73,9 @@ class Client:
         # One long-lived connection per watch (a dozen kinds) plus the writes: the default pool of
         # ten would drop connections and pay a TLS handshake on most requests.
         pool = api_client.rest_client.pool_manager
-        if (pool.connection_pool_kw.get("maxsize") or 1) < POOL_SIZE:
-            pool.connection_pool_kw["maxsize"] = POOL_SIZE
+        size = max(POOL_SIZE, pool_size)
+        if (pool.connection_pool_kw.get("maxsize") or 1) < size:
+            pool.connection_pool_kw["maxsize"] = size
             pool.clear()
 
     @property
