@@ -202,7 +202,16 @@ def forge_down_then_back(harness: DaemonHarness, forge_server: Any) -> None:
         except TimeoutError as e:
             raise AssertionError(f"{e}\n{state()}") from e
 
-    wait(lambda: latest(forge_server, PROJECT, shas[0]) == done(shas[0]), timeout=60, what="first statuses")
+    def drained() -> bool:
+        return not [r for r in store.outbox() if r.posted_at is None and r.superseded_at is None]
+
+    # The daemon's own record too, not just the forge's: a forge stopped between recording a
+    # status and answering leaves that row waiting (the count below would be one more).
+    wait(
+        lambda: latest(forge_server, PROJECT, shas[0]) == done(shas[0]) and drained(),
+        timeout=60,
+        what="first statuses, posted and recorded as posted",
+    )
 
     forge_server.stop()
 
