@@ -54,7 +54,7 @@ from reconciler.sharding import NotOwner
 from reconciler.snapshot import planner_rows, tracked_state
 from reconciler.source import Backoff, GitSource, SourceError
 from reconciler.statuses import Status, is_done
-from reconciler.tracking import OperationRow, Point, Run, Store
+from reconciler.tracking import OperationRow, PlannerRun, Point, Store
 from reconciler.workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger("reconciler")
@@ -323,20 +323,20 @@ class Daemon:
     def tracked_state(self, repo: str) -> TrackedState:
         return tracked_state(self.store, repo, self.orchestration.tracked)
 
-    def _observed(self, repo: str, owned: list[ObservedObject], rows: list[tuple[Run, str]]) -> list[ObservedObject]:
+    def _observed(self, repo: str, owned: list[ObservedObject], rows: list[PlannerRun]) -> list[ObservedObject]:
         """What the backend holds of the repo's top-level runs, plus the runs no backend holds by
         design (DAGs, matrices, unschedulable runs), so neither looks like drift."""
         mine = [o for o in owned if o.annotations.get(ANNOTATION_REPO) in (repo, None)]
-        names = {run.name for run, _ in rows}
+        names = {run.name for run in rows}
         known = {run.name for run in self.store.runs_named([o.run for o in mine])}
         # The planner adopts what the database lacks and decides on the runs it reads (each op's
         # newest and active ones). The objects of other known runs (older finished runs, children
         # of DAGs and matrices, pull-request previews) are not its business: shown to it, they
         # would look untracked and be adopted again under a name already taken.
         observed = [o for o in mine if o.run not in known or o.run in names]
-        for run, op_key in rows:
+        for run in rows:
             if run.backend_ref == ORCHESTRATED or run.status == Status.UNSCHEDULABLE:
-                key = OpKey.parse(op_key)
+                key = OpKey.parse(run.op_key)
                 observed.append(
                     ObservedObject(
                         run.name,
@@ -344,7 +344,7 @@ class Daemon:
                         run.kind or "job",
                         run.spec_hash,
                         str(run.status),
-                        {ANNOTATION_REPO: repo, ANNOTATION_OP_KEY: op_key},
+                        {ANNOTATION_REPO: repo, ANNOTATION_OP_KEY: run.op_key},
                     )
                 )
         return observed

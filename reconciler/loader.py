@@ -13,7 +13,7 @@ recorded: a commit held back by a bad repo config is compiled into the next good
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,7 +40,8 @@ class CommitReader(Protocol):
 class LoadedCommit:
     sha: str
     config: rc.RepoFileConfig
-    files: Mapping[str, bytes]
+    # Not the files' bytes: the daemon keeps the last commit between reconciles, and what the
+    # next compile reuses is in `compiled` (each file's digest and result).
     compiled: CompileResult
     skipped: tuple[SkippedFile, ...] = field(default=())
 
@@ -96,7 +97,7 @@ def load_commit(
     if reuse is not None:
         changed = set() if reuse.sha == sha else set(reader.changed_files(reuse.sha, sha).paths)
     compiled = compile_repo(files.files, options, sha, previous=reuse.compiled if reuse else None, changed=changed)
-    return LoadedCommit(sha, config, files.files, compiled, files.skipped)
+    return LoadedCommit(sha, config, compiled, files.skipped)
 
 
 __all__ = ["BadRepoConfig", "CommitReader", "LoadedCommit", "compile_options", "load_commit", "watched_patterns"]
