@@ -50,7 +50,7 @@ from reconciler.model import (
 )
 from reconciler.model import run_name as run_name_of
 from reconciler.orchestration import Work
-from reconciler.orchestration.specs import container_of
+from reconciler.orchestration.specs import Recording, container_of
 from reconciler.orchestration.tree import ORCHESTRATED
 from reconciler.orchestration.work import NewRun
 from reconciler.plan.actions import Action, ActionKind
@@ -129,23 +129,6 @@ class ApplyResult:
     @property
     def ok(self) -> bool:
         return not self.failures
-
-
-@dataclass(frozen=True)
-class Recording:
-    """One run for `record_many`: the request, and how it starts (see `Applier.record`)."""
-
-    request: RunRequest
-    parent: str | None = None
-    status: Status = Status.CREATED
-    final: tuple[Status, str, str] | None = None
-    node: str | None = None
-    trial_index: int | None = None
-    meta: Mapping[str, Any] | None = None
-    child_mode: str | None = None
-    reason: str | None = None
-    message: str | None = None
-    spec_known: bool = True
 
 
 class _NotSubmitted(Exception):

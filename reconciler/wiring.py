@@ -81,6 +81,7 @@ def build_daemon(
     orchestrator = Orchestrator(
         store,
         record=applier.record,
+        record_many=applier.record_many,
         options_for=lambda op: holder[0].schedule_options(op),
         outputs_of=lambda run: holder[0].outputs_of(run),
         resolve_hub=lambda op, ref, params: holder[0].resolve_hub(op, ref, params),

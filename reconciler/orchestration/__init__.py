@@ -6,7 +6,7 @@ wake-up timer whose job store lives in the tracking DB.
 """
 
 from reconciler.orchestration.orchestrator import Orchestrator
-from reconciler.orchestration.specs import RecordRun, ScheduleOptions
+from reconciler.orchestration.specs import Recording, RecordRun, RecordRuns, ScheduleOptions
 from reconciler.orchestration.timer import Timer
 from reconciler.orchestration.work import NewRun, Notice, StatusUpdate, Work
 
@@ -15,6 +15,8 @@ __all__ = [
     "Notice",
     "Orchestrator",
     "RecordRun",
+    "RecordRuns",
+    "Recording",
     "ScheduleOptions",
     "StatusUpdate",
     "Timer",

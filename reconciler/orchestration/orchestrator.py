@@ -30,7 +30,7 @@ from typing import Any
 
 from reconciler.model import DesiredState, OpKey, RunRequest, StatusTransition
 from reconciler.orchestration import events, hooks, registry, ticking, tree
-from reconciler.orchestration.specs import RecordRun, ScheduleOptions, container_of, default_options
+from reconciler.orchestration.specs import RecordRun, RecordRuns, ScheduleOptions, container_of, default_options
 from reconciler.orchestration.timer import Timer
 from reconciler.orchestration.work import NewRun, Work
 from reconciler.plan.actions import Action
@@ -49,12 +49,13 @@ class Orchestrator:
         store: Store,
         *,
         record: RecordRun,
+        record_many: RecordRuns,
         options_for: Callable[[OpKey], ScheduleOptions] = default_options,
         outputs_of: Callable[[str], Mapping[str, Any]] = _no_outputs,
         resolve_hub: Callable[[OpKey, str, Mapping[str, Any]], dict[str, Any] | None] | None = None,
         timer: Timer | None = None,
     ) -> None:
-        self.ctx = tree.Context(store, record, options_for, outputs_of, resolve_hub)
+        self.ctx = tree.Context(store, record, record_many, options_for, outputs_of, resolve_hub)
         self.timer = timer
 
     # -- schedules and subscriptions -------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from reconciler.spec.compose import compose
 from reconciler.spec.polyaxonfile import Polyaxonfile
 from reconciler.spec.schedules import Schedule
 from reconciler.statuses import Status
-from reconciler.tracking import Run, Tx
+from reconciler.tracking import Run, TrackingError, Tx
 
 _SCHEDULE: TypeAdapter[Any] = TypeAdapter(Schedule)
 
@@ -52,6 +52,34 @@ class RecordRun(Protocol):
         meta: Mapping[str, Any] | None = None,
         child_mode: str | None = None,
     ) -> tuple[Run, bool]: ...
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One run for `RecordRuns` (`Applier.record_many`): the request, and how it starts (see
+    `RecordRun`; `final` records a run that never starts straight into that status)."""
+
+    request: RunRequest
+    parent: str | None = None
+    status: Status = Status.CREATED
+    final: tuple[Status, str, str] | None = None
+    node: str | None = None
+    trial_index: int | None = None
+    meta: Mapping[str, Any] | None = None
+    child_mode: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    spec_known: bool = True
+
+
+class RecordRuns(Protocol):
+    """`RecordRun` for a batch (`reconciler.apply.Applier.record_many`), in the caller's
+    transaction, in a few statements whatever its size (the fence asked once per repo): for each
+    run, in order, (the run, whether it is new) or why it could not be recorded."""
+
+    def __call__(
+        self, items: Sequence[Recording], now: dt.datetime, *, session: Tx
+    ) -> list[tuple[Run, bool] | TrackingError]: ...
 
 
 @dataclass(frozen=True)
@@ -164,6 +192,8 @@ __all__ = [
     "DAG",
     "MATRIX",
     "RecordRun",
+    "RecordRuns",
+    "Recording",
     "ScheduleOptions",
     "child_key",
     "container_of",

@@ -15,10 +15,12 @@ minute's first runs while the rest of the minute is still to be decided: a tick 
 batch, not for every schedule due with it. A run recorded and not submitted (the daemon died in
 between, or a submit failed) is returned again by `resume` (submission is idempotent by run name).
 
-The statements per batch do not grow with its size, apart from recording each run (the applier's
-`record`, one run at a time): the locks, the runs read, the ticks claimed, their runs attached
-and the schedules moved are one statement each (`tests/integration/orchestration/test_tick_batches.py`
-counts them).
+The statements per batch do not grow with its size: the locks, the runs read, the ticks claimed,
+their runs recorded (the applier's `record_many`, a few statements for the batch), their runs
+attached and the schedules moved are one statement (or a few) each
+(`tests/integration/orchestration/test_tick_batches.py` counts them). A skipped tick's run, which
+never starts, is still moved to skipped one run at a time, as are the commit statuses queued for
+the runs of a repo with a forge.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ from dataclasses import dataclass
 from reconciler.model import Cause, OpKey, RunRequest
 from reconciler.orchestration import tree
 from reconciler.orchestration.registry import options_of, registered_at
-from reconciler.orchestration.specs import ScheduleOptions, request_for, schedule_spec
+from reconciler.orchestration.specs import Recording, ScheduleOptions, request_for, schedule_spec
 from reconciler.orchestration.tree import Context
 from reconciler.orchestration.work import Notice, Work
 from reconciler.scheduling.ticks import PastRun, ScheduleSpec, TickDecision, decide, reads_runs, tick_cause_id
 from reconciler.statuses import Status
-from reconciler.tracking import ScheduleMove, ScheduleState, TickRow
+from reconciler.tracking import Run, ScheduleMove, ScheduleState, TickRow, TrackingError
 
 # Schedules decided per transaction. Small enough that a batch's runs reach the backend soon
 # after their tick (a batch of schedules every minute takes tens of milliseconds to decide),
@@ -137,6 +139,24 @@ def fire(ctx: Context, operation_ids: Sequence[int], now: dt.datetime) -> Batch:
             for key, state, options, spec in pending
         ]
         claimed = ctx.store.claim_ticks([row for d in decided for row in _tick_rows(d)], now, s)
+        # The runs of the claimed ticks, recorded together (the applier's `record_many`: a few
+        # statements for the batch, the fence asked once per repo), in the claims' transaction.
+        recordings: list[tuple[_Decided, dt.datetime, Recording]] = []
+        for d in decided:
+            oid, decision = d.state.operation_id, d.decision
+            if (skipped := decision.skipped) is not None and (oid, skipped.at) in claimed:
+                request = tick_request(d.key, d.state, skipped.at, d.options)
+                final = (Status.SKIPPED, skipped.reason, skipped.message)
+                recordings.append((d, skipped.at, Recording(request, final=final)))
+            if decision.fire is not None and (oid, decision.fire) in claimed:
+                request = tick_request(d.key, d.state, decision.fire, d.options)
+                recordings.append((d, decision.fire, Recording(request)))
+        recorded: dict[tuple[int, dt.datetime], tuple[Recording, Run, bool]] = {}
+        results = ctx.record_many([item for _, _, item in recordings], now, session=s)
+        for (d, at, item), result in zip(recordings, results, strict=True):
+            if isinstance(result, TrackingError):
+                raise result  # the whole batch rolls back; the next pass decides it again
+            recorded[(d.state.operation_id, at)] = (item, *result)
         links: list[tuple[int, dt.datetime, int]] = []
         for d in decided:
             oid, decision = d.state.operation_id, d.decision
@@ -146,17 +166,15 @@ def fire(ctx: Context, operation_ids: Sequence[int], now: dt.datetime) -> Batch:
                 text = f"{missed.count} tick(s) {span} {missed.reason}"
                 parts.append(Work(notices=(Notice(str(d.key), "MissedTicks", text),)))
             if skipped is not None and (oid, skipped.at) in claimed:
-                request = tick_request(d.key, d.state, skipped.at, d.options)
-                run, _ = ctx.record(request, now, session=s, final=(Status.SKIPPED, skipped.reason, skipped.message))
+                _, run, _ = recorded[(oid, skipped.at)]
                 assert run.id is not None
                 links.append((oid, skipped.at, run.id))
             fired = decision.fire is not None and (oid, decision.fire) in claimed
             if decision.fire is not None and fired:
-                request = tick_request(d.key, d.state, decision.fire, d.options)
-                run, launched = tree.launch(ctx, s, request, now=now)
+                item, run, new = recorded[(oid, decision.fire)]
                 assert run.id is not None
                 links.append((oid, decision.fire, run.id))
-                parts += (launched, Work(stops=decision.stop))
+                parts += (tree.launched(ctx, s, item.request, run, new, now=now), Work(stops=decision.stop))
             nxt = None if decision.finished else decision.next_wakeup
             last = decision.handled_until if decision.handled_until is not None else d.state.last_tick_at
             moves.append(ScheduleMove(oid, last, nxt, 1 if fired else 0))

@@ -28,6 +28,7 @@ from reconciler.model import Cause, OpKey, RunRequest
 from reconciler.orchestration.specs import (
     DAG,
     RecordRun,
+    RecordRuns,
     ScheduleOptions,
     child_key,
     container_of,
@@ -57,11 +58,12 @@ _SPEC_ERRORS = (DagError, MatrixError, ComposeError, ValidationError, RefError, 
 
 @dataclass(frozen=True)
 class Context:
-    """What every orchestration step needs: the DB, the one way to record a run (the applier's),
-    and the daemon's callbacks."""
+    """What every orchestration step needs: the DB, the one way to record a run (the applier's,
+    one run or a batch of them), and the daemon's callbacks."""
 
     store: Store
     record: RecordRun
+    record_many: RecordRuns
     options_for: Callable[[OpKey], ScheduleOptions]
     outputs_of: Callable[[str], Mapping[str, Any]]
     resolve_hub: Callable[[OpKey, str, Mapping[str, Any]], dict[str, Any] | None] | None = None
@@ -91,12 +93,20 @@ def launch(
     run, new = ctx.record(
         request, now, session=s, parent=parent, node=node, trial_index=trial_index, meta=meta, child_mode=child_mode
     )
+    return run, launched(ctx, s, request, run, new, now=now, parent=parent)
+
+
+def launched(
+    ctx: Context, s: Tx, request: RunRequest, run: Run, new: bool, *, now: dt.datetime, parent: str | None = None
+) -> Work:
+    """What follows recording `request` as `run` (`new`: it was not there before): a new leaf is
+    returned for submission, a new container is expanded; a run recorded before, nothing."""
     if not new:
-        return run, Work()
+        return Work()
     container = container_of(request.effective)
     if container is None:
-        return run, Work(new_runs=(NewRun(request, str(run.status), parent),))
-    return run, begin(ctx, s, run, request, container, now)
+        return Work(new_runs=(NewRun(request, str(run.status), parent),))
+    return begin(ctx, s, run, request, container, now)
 
 
 def begin(ctx: Context, s: Tx, run: Run, request: RunRequest, container: str, now: dt.datetime) -> Work:

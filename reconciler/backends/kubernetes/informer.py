@@ -6,6 +6,12 @@ when our objects do not) is resumed from the last version when the server closes
 410 Gone (the version was compacted away) costs another LIST, and the differences to the cache
 are replayed as events, so no deletion is missed while the watch was down.
 
+The cache holds every object of ours of its kind (a Job per run until it is deleted), so it keeps
+what the backend reads and not the field-by-field sets of `metadata.managedFields`: each entry
+keeps its manager, operation, time, subresource and the top-level keys of its field set (`f:spec`,
+`f:status`), which is what drift detection asks (who last wrote the spec, and when). The sets were
+about half of a cached Job's memory (`slim`).
+
 A kind whose API is not served (operator not installed) is parked, not polled: `wake()` makes
 it look again, which the backend does when a run of that kind is submitted.
 """
@@ -33,6 +39,19 @@ Handler = Callable[[str, dict[str, Any], "dict[str, Any] | None"], None]
 
 class Gone(Exception):
     """The watch's resourceVersion is too old (410): relist."""
+
+
+def slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` as the cache keeps it (changed in place): each managedFields entry's field set cut
+    to its top-level keys (`{"f:spec": {}, ...}`); everything else as the API server sent it."""
+    meta = obj.get("metadata")
+    entries = meta.get("managedFields") if isinstance(meta, dict) else None
+    if isinstance(entries, list):
+        for entry in entries:
+            fields = entry.get("fieldsV1") if isinstance(entry, dict) else None
+            if isinstance(fields, dict):
+                entry["fieldsV1"] = {key: {} for key in fields}
+    return obj
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -104,6 +123,7 @@ class Informer:
 
     def upsert(self, obj: dict[str, Any]) -> None:
         """Record what a write returned, so a read right after the write sees it."""
+        obj = slim(obj)
         with self._lock:
             current = self.store.get(_key(obj))
             if current is None or _rv(current) < _rv(obj):
@@ -162,7 +182,7 @@ class Informer:
         for item in data.get("items") or []:
             item.setdefault("apiVersion", self.resource.api_version)
             item.setdefault("kind", self.resource.kind)
-            fresh[_key(item)] = item
+            fresh[_key(item)] = slim(item)
         with self._lock:
             old = self.store
             self.store = fresh
@@ -201,6 +221,7 @@ class Informer:
                 continue
             obj.setdefault("apiVersion", self.resource.api_version)
             obj.setdefault("kind", self.resource.kind)
+            slim(obj)
             with self._lock:
                 before = self.store.get(_key(obj))
                 stale = kind != "DELETED" and before is not None and _rv(before) > _rv(obj)

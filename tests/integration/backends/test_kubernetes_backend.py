@@ -340,6 +340,37 @@ def test_the_ops_service_keeps_its_name_and_follows_the_ops_current_run(
     wait_for(lambda: get(api, service) is None, timeout=DEADLINE, what="the Service to go with its run")
 
 
+def test_the_cache_keeps_who_wrote_each_part_not_the_field_sets(
+    backend: KubernetesBackend, api: ApiClient, k8s_namespace: str
+) -> None:
+    """The informer's cache holds every object of ours (a Job per run), so it drops the
+    field-by-field sets of managedFields (about half of a cached Job's memory) and keeps, per
+    entry, the manager, its time and the top-level keys: what drift detection reads (the
+    kubectl scale and hand-edit tests above show it still sees edits)."""
+    run = job_run(k8s_namespace, "slim")
+    [job] = render(run)
+    backend.submit(run)
+    informer = backend.informer(resource_for(job).key, k8s_namespace)
+    name = job["metadata"]["name"]
+
+    def same_version() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The cached Job and the API server's, once the cache has the server's version (the Job
+        controller and kwok keep writing its status meanwhile)."""
+        list(backend.observe(timeout=0.2))
+        cached, live = informer.get(k8s_namespace, name), get(api, job)
+        if cached is None or live is None:
+            return None
+        version = cached["metadata"].get("resourceVersion")
+        return (cached, live) if version == live["metadata"]["resourceVersion"] else None
+
+    cached, live = wait_for(same_version, timeout=DEADLINE, what="the cache to hold the server's Job")
+    kept = [(e["manager"], e.get("time"), e["fieldsV1"]) for e in cached["metadata"]["managedFields"]]
+    sent = [(e["manager"], e.get("time"), e["fieldsV1"]) for e in live["metadata"]["managedFields"]]
+    assert any(fields["f:spec"] for _, _, fields in sent if "f:spec" in fields), "the server keeps the sets"
+    assert kept == [(m, t, {key: {} for key in fields}) for m, t, fields in sent]
+    assert cached["spec"]["template"] == live["spec"]["template"]
+
+
 def test_drift_is_reported_when_self_heal_is_off(api: ApiClient, k8s_namespace: str) -> None:
     backend = KubernetesBackend(api, namespace=k8s_namespace, self_heal=False)
     try:

@@ -122,6 +122,47 @@ def test_the_schedule_statements_of_a_batch_do_not_grow_with_it(h: DaemonHarness
         assert [t.outcome for t in ticks] == ["fired", "fired", "fired"]
 
 
+class AllStatements:
+    """Counts every statement run on the store's engine while `counting` is on."""
+
+    def __init__(self, store: Store) -> None:
+        self.on = False
+        self.statements: list[str] = []
+        event.listen(store.engine, "before_cursor_execute", self._statement)
+
+    def _statement(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if self.on:
+            self.statements.append(statement.split()[0].upper())
+
+
+def test_every_statement_of_a_batch_stays_flat_as_it_grows(h: DaemonHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runs of a batch's ticks are recorded together (the applier's `record_many`), so the
+    whole transaction, runs included, takes as many statements for 40 ticks as for 4."""
+    counter = AllStatements(h.store)
+    counted: list[list[str]] = []
+    real = ticking.fire
+
+    def fire(*args: Any, **kwargs: Any) -> ticking.Batch:
+        counter.statements, counter.on = [], True
+        try:
+            return real(*args, **kwargs)
+        finally:
+            counter.on = False
+            counted.append(counter.statements)
+
+    monkeypatch.setattr(ticking, "fire", fire)
+    h.apply_git(every_minute(4), T0)
+    h.fire_ticks(T0 + M)
+    h.fire_ticks(T0 + 2 * M)
+    h.apply_git(every_minute(40), T0 + 2 * M + dt.timedelta(seconds=30))
+    h.fire_ticks(T0 + 3 * M)
+    h.fire_ticks(T0 + 4 * M)
+    assert len(h.submitted) == 2 * 4 + 2 * 40
+    small, large = counted[1], counted[3]
+    assert small == large, f"statements grow with the batch: {len(small)} for 4 ticks, {len(large)} for 40"
+    assert len(small) <= 16, small
+
+
 def test_a_batch_is_one_transaction(h: DaemonHarness, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ticking, "TICK_BATCH", 5)
     h.apply_git(every_minute(12), T0)
