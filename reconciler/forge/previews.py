@@ -117,8 +117,9 @@ class PreviewManager:
 
     def _retire_one(self, repo: str, run: Run, now: dt.datetime, reason: str, message: str | None) -> None:
         if not is_done(run.status):
+            # Recorded before the backend is asked: the process's end, observed first, would
+            # otherwise record the stop without its reason (the PR's status would say "stopped").
+            self.runs.transition(StatusTransition(run.name, Status.STOPPED, now, reason, message or ""))
             self.runs.stop(run.name)
         self.runs.delete(run.name)
-        if not is_done(run.status):
-            self.runs.transition(StatusTransition(run.name, Status.STOPPED, now, reason, message or ""))
         log.info("preview retired", extra={"repo": repo, "run": run.name, "reason": reason})
