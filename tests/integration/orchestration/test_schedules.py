@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from reconciler.plan import ActionKind, changes
 from reconciler.tracking import Store
 from tests.infra.daemon import Clock, DaemonHarness
 from tests.infra.scripted_backend import ScriptedBackend
-from tests.integration.orchestration.conftest import T0
+from tests.integration.orchestration.conftest import T0, race_two_daemons
 from tests.integration.orchestration.due_worker import fire_hours
 
 KEY = OpKey("r", "ops/n.yaml", "n")
@@ -101,28 +100,7 @@ def test_a_tick_fires_once_however_often_it_is_looked_at(h: DaemonHarness) -> No
 
 def test_two_daemons_racing_for_the_same_ticks_fire_each_once(h: DaemonHarness) -> None:
     h.apply_git(scheduled(HOURLY), T0)
-    backends = [ScriptedBackend() for _ in range(2)]
-    clocks = [Clock(T0) for _ in range(2)]
-    daemons = [h.build(store=h.open_store(), backend=b, clock=c) for b, c in zip(backends, clocks, strict=True)]
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            for hour in range(1, 6):
-                clocks[i].set(T0 + hour * H)
-                daemons[i].fire_ticks()
-        except BaseException as e:  # reported below: a thread's exception would be lost
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads) and errors == []
-    names = [r.name for b in backends for r in b.submits]
+    names = race_two_daemons(h, [T0 + hour * H for hour in range(1, 6)], timeout=120)
     assert len(names) == len(set(names)) == 5
     assert sorted(names) == sorted(r.name for r in h.store.runs_by_op(str(KEY)))
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,9 +18,8 @@ from sqlalchemy import event
 from reconciler.model import OpKey
 from reconciler.orchestration import NewRun, Notice, StatusUpdate, Work, registry, ticking
 from reconciler.tracking import Store
-from tests.infra.daemon import Clock, DaemonHarness
-from tests.infra.scripted_backend import ScriptedBackend
-from tests.integration.orchestration.conftest import T0
+from tests.infra.daemon import DaemonHarness
+from tests.integration.orchestration.conftest import T0, race_two_daemons
 
 M = dt.timedelta(minutes=1)
 SCHEDULE_TABLES = re.compile(r"\bschedule_(state|tick)\b")
@@ -276,28 +274,7 @@ def test_a_repo_lost_during_a_pass_is_left_from_the_next_batch_on(
 def test_two_daemons_racing_in_batches_fire_each_tick_once(h: DaemonHarness, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ticking, "TICK_BATCH", 3)
     h.apply_git(every_minute(20), T0)
-    backends = [ScriptedBackend() for _ in range(2)]
-    clocks = [Clock(T0) for _ in range(2)]
-    daemons = [h.build(store=h.open_store(), backend=b, clock=c) for b, c in zip(backends, clocks, strict=True)]
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            for minute in range(1, 4):
-                clocks[i].set(T0 + minute * M)
-                daemons[i].fire_ticks()
-        except BaseException as e:  # reported below: a thread's exception would be lost
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not any(t.is_alive() for t in threads) and errors == []
-    names = [r.name for b in backends for r in b.submits]
+    names = race_two_daemons(h, [T0 + minute * M for minute in range(1, 4)], timeout=300)
     assert len(names) == len(set(names)) == 60, "a tick fired twice or not at all"
 
 
