@@ -12,8 +12,18 @@ import json
 import re
 from typing import Annotated, Any, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    GetCoreSchemaHandler,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import CoreSchema, core_schema
 
 # A value that is a template reference, e.g. "{{ params.lr }}" or "{{ globals.uuid }}".
 PARAM_REGEX = re.compile(r"{{\s*(.+)\s*}}")
@@ -62,3 +72,29 @@ class SpecModel(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The model as written: camelCase keys, unset fields left out."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class ByKind:
+    """`Annotated[A | B | ..., ByKind(A, B, ...)]`: a union told apart by its `kind` field, whose
+    members are validated by their own validators, each built when the first value of its kind
+    arrives.
+
+    Pydantic's `Field(discriminator="kind")` builds every member's validator into the parent's:
+    a polyaxonfile would pay for all sixteen run kinds and seven matrix kinds (and everything
+    under them) to validate one job. This is the same tagged union (same error types, messages
+    and paths: an unknown or missing kind, a value that is not a mapping, the member's errors
+    under its kind), with each member a call to its model's own validator.
+    """
+
+    def __init__(self, *models: type[BaseModel]) -> None:
+        self.models = {model.model_fields["kind"].default: model for model in models}
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        # `handler(source)` would build the members' schemas: that is what this avoids.
+        plain = core_schema.no_info_plain_validator_function
+        return core_schema.tagged_union_schema(
+            {kind: plain(model.model_validate) for kind, model in self.models.items()},
+            discriminator="kind",
+            strict=False,
+            from_attributes=True,
+        )

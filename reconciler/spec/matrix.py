@@ -19,7 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from reconciler.spec.base import BoolOrRef, FloatOrRef, IntOrRef, Ref, SpecModel, StrictIntOrFloat
+from reconciler.spec.base import BoolOrRef, ByKind, FloatOrRef, IntOrRef, Ref, SpecModel, StrictIntOrFloat
 from reconciler.spec.io import Param
 
 Optimization = Literal["maximize", "minimize"]
@@ -477,8 +477,10 @@ def _renamed_kinds(value: Any) -> Any:
     return value
 
 
+# Each kind's validator is built when a matrix of that kind is first validated (see `ByKind`).
 Matrix = Annotated[
-    Bayes | GridSearch | Hyperband | TPE | Iterative | Mapping | RandomSearch, Field(discriminator="kind")
+    Bayes | GridSearch | Hyperband | TPE | Iterative | Mapping | RandomSearch,
+    ByKind(Bayes, GridSearch, Hyperband, TPE, Iterative, Mapping, RandomSearch),
 ]
 
 MATRIX_KINDS = ("grid", "random", "mapping", "hyperband", "bayes", "tpe", "iterative")

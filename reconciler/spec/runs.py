@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 from pydantic import Field, PositiveInt, StrictInt, StrictStr
 
 from reconciler.spec import k8s
-from reconciler.spec.base import BoolOrRef, GenericStr, IntOrRef, Ref, SpecModel
+from reconciler.spec.base import BoolOrRef, ByKind, GenericStr, IntOrRef, Ref, SpecModel
 from reconciler.spec.matrix import EarlyStoppingList
 from reconciler.spec.sections import Environment, Init
 
@@ -262,6 +262,25 @@ class Dag(_Run):
     early_stopping: EarlyStoppingList | None = None
 
 
+_RUN_CLASSES: tuple[type[_Run], ...] = (
+    Job,
+    Service,
+    Dag,
+    MPIJob,
+    PytorchJob,
+    TFJob,
+    MXJob,
+    XGBoostJob,
+    DaskCluster,
+    DaskJob,
+    RayCluster,
+    RayJob,
+    SparkJob,
+    NotifierJob,
+    CleanerJob,
+    TunerJob,
+)
+# Each kind's validator is built when a run of that kind is first validated (see `ByKind`).
 Runtime = Annotated[
     Job
     | Service
@@ -279,30 +298,10 @@ Runtime = Annotated[
     | NotifierJob
     | CleanerJob
     | TunerJob,
-    Field(discriminator="kind"),
+    ByKind(*_RUN_CLASSES),
 ]
 
-RUN_MODELS: dict[str, type[_Run]] = {
-    m.model_fields["kind"].default: m
-    for m in (
-        Job,
-        Service,
-        Dag,
-        MPIJob,
-        PytorchJob,
-        TFJob,
-        MXJob,
-        XGBoostJob,
-        DaskCluster,
-        DaskJob,
-        RayCluster,
-        RayJob,
-        SparkJob,
-        NotifierJob,
-        CleanerJob,
-        TunerJob,
-    )
-}
+RUN_MODELS: dict[str, type[_Run]] = {m.model_fields["kind"].default: m for m in _RUN_CLASSES}
 RUN_KINDS = tuple(RUN_MODELS)
 DISTRIBUTED_KINDS = ("tfjob", "pytorchjob", "mpijob", "mxjob", "xgbjob", "rayjob", "daskjob", "sparkjob")
 LONG_RUNNING_KINDS = tuple(k for k, m in RUN_MODELS.items() if m.LONG_RUNNING)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal, Union
 
-from croniter import croniter
 from pydantic import Field, StrictInt, model_validator
 
 from reconciler.spec.base import BoolOrRef, Ref, SpecModel
@@ -32,6 +31,8 @@ class CronSchedule(SpecModel):
 
     @model_validator(mode="after")
     def _valid(self) -> CronSchedule:
+        from croniter import croniter  # imported by the files that have a cron schedule only
+
         if "{{" not in self.cron and not croniter.is_valid(self.cron):
             raise ValueError(
                 f"invalid cron expression {self.cron!r} (expected 5 fields: minute hour day month weekday)"
