@@ -8,8 +8,11 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Union
 
 from pydantic import (
@@ -87,14 +90,39 @@ class ByKind:
     """
 
     def __init__(self, *models: type[BaseModel]) -> None:
-        self.models = {model.model_fields["kind"].default: model for model in models}
+        self.members: dict[str, Callable[[], type[BaseModel]]] = {
+            model.model_fields["kind"].default: functools.partial(_same, model) for model in models
+        }
+
+    @classmethod
+    def imported(cls, module: str, names: dict[str, str]) -> ByKind:
+        """Members named in `module` (kind -> class name), which is imported when a value of one
+        of its kinds first arrives."""
+        union = cls()
+        union.members = {
+            kind: functools.cache(functools.partial(_attribute, module, name)) for kind, name in names.items()
+        }
+        return union
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         # `handler(source)` would build the members' schemas: that is what this avoids.
         plain = core_schema.no_info_plain_validator_function
         return core_schema.tagged_union_schema(
-            {kind: plain(model.model_validate) for kind, model in self.models.items()},
+            {kind: plain(functools.partial(_validate, member)) for kind, member in self.members.items()},
             discriminator="kind",
             strict=False,
             from_attributes=True,
         )
+
+
+def _same(model: type[BaseModel]) -> type[BaseModel]:
+    return model
+
+
+def _attribute(module: str, name: str) -> type[BaseModel]:
+    model: type[BaseModel] = getattr(importlib.import_module(module), name)
+    return model
+
+
+def _validate(member: Callable[[], type[BaseModel]], value: Any) -> BaseModel:
+    return member().model_validate(value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BeforeValidator,
@@ -25,9 +25,8 @@ from pydantic_core import PydanticCustomError
 
 from reconciler.spec import k8s
 from reconciler.spec import runs as _runs
-from reconciler.spec.base import NAME_REGEX, BoolOrRef, FloatOrRef, Ref, SpecModel, StrictIntOrFloat
+from reconciler.spec.base import NAME_REGEX, BoolOrRef, ByKind, FloatOrRef, Ref, SpecModel, StrictIntOrFloat
 from reconciler.spec.io import IO, Param
-from reconciler.spec.matrix import Matrix, _renamed_kinds
 from reconciler.spec.runs import RUN_MODELS, Dag, Runtime
 from reconciler.spec.schedules import Schedule
 from reconciler.spec.sections import (
@@ -45,6 +44,21 @@ from reconciler.spec.sections import (
     Termination,
     TriggerPolicy,
 )
+
+# The matrix kinds (and their search spaces) are imported when a file has a matrix: most have none.
+MATRIX_MODELS = {
+    "bayes": "Bayes",
+    "grid": "GridSearch",
+    "hyperband": "Hyperband",
+    "tpe": "TPE",
+    "iterative": "Iterative",
+    "mapping": "Mapping",
+    "random": "RandomSearch",
+}
+if TYPE_CHECKING:
+    from reconciler.spec.matrix import Matrix
+else:
+    Matrix = Annotated[Any, ByKind.imported("reconciler.spec.matrix", MATRIX_MODELS)]
 
 REFERENCE_FIELDS = ("hub_ref", "dag_ref", "url_ref", "path_ref")
 PARAM_KEYS = {
@@ -80,6 +94,14 @@ def _normalize_param(value: Any) -> Any:
     if isinstance(value, dict) and PARAM_KEYS & set(value):
         return value
     return {"value": value}
+
+
+def _renamed_kinds(value: Any) -> Any:
+    if isinstance(value, dict) and value.get("kind") == "hyperopt":
+        raise PydanticCustomError(
+            "renamed", "matrix kind 'hyperopt' was renamed 'tpe' in Polyaxon 2.17; use kind: tpe", {"subpath": ["kind"]}
+        )
+    return value
 
 
 _COUNT_MAX = 2**63

@@ -15,8 +15,8 @@ from pydantic import Field, PositiveInt, StrictInt, StrictStr
 
 from reconciler.spec import k8s
 from reconciler.spec.base import BoolOrRef, ByKind, GenericStr, IntOrRef, Ref, SpecModel
-from reconciler.spec.matrix import EarlyStoppingList
 from reconciler.spec.sections import Environment, Init
+from reconciler.spec.stopping import EarlyStoppingList
 
 if TYPE_CHECKING:
     from reconciler.spec.polyaxonfile import Polyaxonfile

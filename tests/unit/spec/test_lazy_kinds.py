@@ -14,9 +14,8 @@ import pytest
 from reconciler.spec import load
 
 PROBE = """
-import json
-from reconciler.spec import load
-from reconciler.spec import matrix, runs
+import json, sys
+from reconciler.spec import load, runs
 
 def built(models):
     return sorted(m.__name__ for m in models if m.__pydantic_complete__)
@@ -24,12 +23,13 @@ def built(models):
 JOB = "kind: component\\nrun: {kind: job, container: {image: busybox}}\\n"
 GRID = "kind: operation\\nhubRef: a\\nmatrix: {kind: grid, params: {lr: {kind: choice, value: [1, 2]}}}\\n"
 RUNS = list(runs.RUN_MODELS.values())
-MATRICES = [matrix.Bayes, matrix.GridSearch, matrix.Hyperband, matrix.TPE, matrix.Iterative, matrix.Mapping,
-            matrix.RandomSearch]
 steps = {}
 assert load("job.yaml", JOB).ok
-steps["job"] = [built(RUNS), built(MATRICES)]
+steps["job"] = [built(RUNS), "reconciler.spec.matrix" in sys.modules]
 assert load("grid.yaml", GRID).ok
+from reconciler.spec import matrix
+MATRICES = [matrix.Bayes, matrix.GridSearch, matrix.Hyperband, matrix.TPE, matrix.Iterative, matrix.Mapping,
+            matrix.RandomSearch]
 steps["grid"] = [built(RUNS), built(MATRICES)]
 print(json.dumps(steps))
 """
@@ -38,8 +38,17 @@ print(json.dumps(steps))
 def test_a_file_builds_the_validators_of_its_own_kinds_only() -> None:
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, check=True)
     steps = json.loads(done.stdout.strip().splitlines()[-1])
-    assert steps["job"] == [["Job"], []]
+    assert steps["job"] == [["Job"], False]  # not even the matrix module is imported
     assert steps["grid"] == [["Job"], ["GridSearch"]]
+
+
+def test_the_lazy_matrix_union_names_each_kinds_own_model() -> None:
+    from reconciler.spec import matrix
+    from reconciler.spec.polyaxonfile import MATRIX_MODELS
+
+    for kind, name in MATRIX_MODELS.items():
+        assert getattr(matrix, name).model_fields["kind"].default == kind
+    assert set(MATRIX_MODELS) == set(matrix.MATRIX_KINDS)
 
 
 @pytest.mark.parametrize(
