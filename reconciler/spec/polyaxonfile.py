@@ -6,11 +6,9 @@ operation is compiled. A reference (`hubRef`, `pathRef`, `urlRef`, `dagRef`) or 
 `component` supplies the run when the file has none.
 """
 
-from __future__ import annotations
-
 import math
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
     BeforeValidator,
@@ -179,7 +177,7 @@ class Polyaxonfile(SpecModel):
     dag_ref: StrictStr | None = None
     url_ref: StrictStr | None = None
     path_ref: StrictStr | None = None
-    component: Polyaxonfile | None = None
+    component: "Polyaxonfile | None" = None
     patch_strategy: PatchStrategy | None = None
     is_preset: bool | None = None
     run_patch: dict[str, Any] | None = None
@@ -254,7 +252,7 @@ class Polyaxonfile(SpecModel):
         return params
 
     @model_validator(mode="after")
-    def _references(self) -> Polyaxonfile:
+    def _references(self) -> Self:
         if self.is_preset:
             return self
         given = [f for f in REFERENCE_FIELDS if getattr(self, f)]

@@ -7,8 +7,6 @@ XGBoost, the RayCluster shape plus an entrypoint for RayJob, the DaskCluster sha
 replica for DaskJob, and driver/executor replicas for Spark.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, PositiveInt, StrictInt, StrictStr
@@ -253,8 +251,8 @@ class SparkJob(_Run):
 
 class Dag(_Run):
     kind: Literal["dag"] = "dag"
-    operations: list[Polyaxonfile] | Ref | None = None
-    components: list[Polyaxonfile] | Ref | None = None
+    operations: list["Polyaxonfile"] | Ref | None = None
+    components: list["Polyaxonfile"] | Ref | None = None
     environment: Environment | Ref | None = None
     connections: list[StrictStr] | Ref | None = None
     volumes: list[k8s.Volume] | Ref | None = None

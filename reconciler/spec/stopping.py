@@ -3,8 +3,6 @@
 Its own module because a DAG has it too: validating a DAG does not import the matrix kinds.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Field, StrictFloat
