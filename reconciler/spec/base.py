@@ -12,8 +12,8 @@ import functools
 import importlib
 import json
 import re
-from collections.abc import Callable
-from typing import Annotated, Any, Union
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, TypeVar, Union
 
 from pydantic import (
     AfterValidator,
@@ -77,10 +77,37 @@ class SpecModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+class KindModels(Mapping[str, type[M]]):
+    """kind -> model, in a fixed order. A model given as "module:Class" is imported when its kind
+    is first looked up (`in` and iterating import nothing)."""
+
+    def __init__(self, models: dict[str, type[M] | str]) -> None:
+        self._models = dict(models)
+
+    def __getitem__(self, kind: str) -> type[M]:
+        model = self._models[kind]
+        if isinstance(model, str):
+            module, _, name = model.partition(":")
+            model = self._models[kind] = getattr(importlib.import_module(module), name)
+        return model
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._models
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._models)
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
 class ByKind:
-    """`Annotated[A | B | ..., ByKind(A, B, ...)]`: a union told apart by its `kind` field, whose
-    members are validated by their own validators, each built when the first value of its kind
-    arrives.
+    """`Annotated[A | B | ..., ByKind(models)]`: a union told apart by its `kind` field, whose
+    members are validated by their own validators, each built (and, for a `KindModels` entry
+    named by module, imported) when the first value of its kind arrives.
 
     Pydantic's `Field(discriminator="kind")` builds every member's validator into the parent's:
     a polyaxonfile would pay for all sixteen run kinds and seven matrix kinds (and everything
@@ -89,40 +116,23 @@ class ByKind:
     under its kind), with each member a call to its model's own validator.
     """
 
-    def __init__(self, *models: type[BaseModel]) -> None:
-        self.members: dict[str, Callable[[], type[BaseModel]]] = {
-            model.model_fields["kind"].default: functools.partial(_same, model) for model in models
-        }
+    def __init__(self, models: Mapping[str, type[BaseModel]]) -> None:
+        self.models = models
 
     @classmethod
-    def imported(cls, module: str, names: dict[str, str]) -> ByKind:
-        """Members named in `module` (kind -> class name), which is imported when a value of one
-        of its kinds first arrives."""
-        union = cls()
-        union.members = {
-            kind: functools.cache(functools.partial(_attribute, module, name)) for kind, name in names.items()
-        }
-        return union
+    def of(cls, *models: type[BaseModel]) -> ByKind:
+        return cls({model.model_fields["kind"].default: model for model in models})
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         # `handler(source)` would build the members' schemas: that is what this avoids.
         plain = core_schema.no_info_plain_validator_function
         return core_schema.tagged_union_schema(
-            {kind: plain(functools.partial(_validate, member)) for kind, member in self.members.items()},
+            {kind: plain(functools.partial(_validate, self.models, kind)) for kind in self.models},
             discriminator="kind",
             strict=False,
             from_attributes=True,
         )
 
 
-def _same(model: type[BaseModel]) -> type[BaseModel]:
-    return model
-
-
-def _attribute(module: str, name: str) -> type[BaseModel]:
-    model: type[BaseModel] = getattr(importlib.import_module(module), name)
-    return model
-
-
-def _validate(member: Callable[[], type[BaseModel]], value: Any) -> BaseModel:
-    return member().model_validate(value)
+def _validate(models: Mapping[str, type[BaseModel]], kind: str, value: Any) -> BaseModel:
+    return models[kind].model_validate(value)

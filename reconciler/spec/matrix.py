@@ -435,7 +435,7 @@ class Iterative(SpecModel):
 # Each kind's validator is built when a matrix of that kind is first validated (see `ByKind`).
 Matrix = Annotated[
     Bayes | GridSearch | Hyperband | TPE | Iterative | Mapping | RandomSearch,
-    ByKind(Bayes, GridSearch, Hyperband, TPE, Iterative, Mapping, RandomSearch),
+    ByKind.of(Bayes, GridSearch, Hyperband, TPE, Iterative, Mapping, RandomSearch),
 ]
 
 MATRIX_KINDS = ("grid", "random", "mapping", "hyperband", "bayes", "tpe", "iterative")

@@ -23,7 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from reconciler.spec import k8s
 from reconciler.spec import runs as _runs
-from reconciler.spec.base import NAME_REGEX, BoolOrRef, ByKind, FloatOrRef, Ref, SpecModel, StrictIntOrFloat
+from reconciler.spec.base import NAME_REGEX, BoolOrRef, ByKind, FloatOrRef, KindModels, Ref, SpecModel, StrictIntOrFloat
 from reconciler.spec.io import IO, Param
 from reconciler.spec.runs import RUN_MODELS, Dag, Runtime
 from reconciler.spec.schedules import Schedule
@@ -44,19 +44,21 @@ from reconciler.spec.sections import (
 )
 
 # The matrix kinds (and their search spaces) are imported when a file has a matrix: most have none.
-MATRIX_MODELS = {
-    "bayes": "Bayes",
-    "grid": "GridSearch",
-    "hyperband": "Hyperband",
-    "tpe": "TPE",
-    "iterative": "Iterative",
-    "mapping": "Mapping",
-    "random": "RandomSearch",
-}
+MATRIX_MODELS: KindModels[SpecModel] = KindModels(
+    {
+        "bayes": "reconciler.spec.matrix:Bayes",
+        "grid": "reconciler.spec.matrix:GridSearch",
+        "hyperband": "reconciler.spec.matrix:Hyperband",
+        "tpe": "reconciler.spec.matrix:TPE",
+        "iterative": "reconciler.spec.matrix:Iterative",
+        "mapping": "reconciler.spec.matrix:Mapping",
+        "random": "reconciler.spec.matrix:RandomSearch",
+    }
+)
 if TYPE_CHECKING:
     from reconciler.spec.matrix import Matrix
 else:
-    Matrix = Annotated[Any, ByKind.imported("reconciler.spec.matrix", MATRIX_MODELS)]
+    Matrix = Annotated[Any, ByKind(MATRIX_MODELS)]
 
 REFERENCE_FIELDS = ("hub_ref", "dag_ref", "url_ref", "path_ref")
 PARAM_KEYS = {

@@ -22,10 +22,11 @@ def built(models):
 
 JOB = "kind: component\\nrun: {kind: job, container: {image: busybox}}\\n"
 GRID = "kind: operation\\nhubRef: a\\nmatrix: {kind: grid, params: {lr: {kind: choice, value: [1, 2]}}}\\n"
-RUNS = list(runs.RUN_MODELS.values())
 steps = {}
 assert load("job.yaml", JOB).ok
-steps["job"] = [built(RUNS), "reconciler.spec.matrix" in sys.modules]
+imported = ["reconciler.spec.distributed" in sys.modules, "reconciler.spec.matrix" in sys.modules]
+RUNS = list(runs.RUN_MODELS.values())
+steps["job"] = [built(RUNS), *imported]
 assert load("grid.yaml", GRID).ok
 from reconciler.spec import matrix
 MATRICES = [matrix.Bayes, matrix.GridSearch, matrix.Hyperband, matrix.TPE, matrix.Iterative, matrix.Mapping,
@@ -38,16 +39,26 @@ print(json.dumps(steps))
 def test_a_file_builds_the_validators_of_its_own_kinds_only() -> None:
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, check=True)
     steps = json.loads(done.stdout.strip().splitlines()[-1])
-    assert steps["job"] == [["Job"], False]  # not even the matrix module is imported
+    assert steps["job"] == [["Job"], False, False]  # the other kinds' modules are not even imported
     assert steps["grid"] == [["Job"], ["GridSearch"]]
+
+
+def test_the_lazy_run_kinds_name_each_kinds_own_model() -> None:
+    from reconciler.spec import distributed, runs
+
+    for kind, model in runs.RUN_MODELS.items():
+        assert model.model_fields["kind"].default == kind
+        assert model is getattr(runs, model.__name__, None) or model is getattr(distributed, model.__name__)
+    assert set(runs.LONG_RUNNING_KINDS) == {kind for kind, model in runs.RUN_MODELS.items() if model.LONG_RUNNING}
 
 
 def test_the_lazy_matrix_union_names_each_kinds_own_model() -> None:
     from reconciler.spec import matrix
     from reconciler.spec.polyaxonfile import MATRIX_MODELS
 
-    for kind, name in MATRIX_MODELS.items():
-        assert getattr(matrix, name).model_fields["kind"].default == kind
+    for kind, model in MATRIX_MODELS.items():
+        assert model is getattr(matrix, model.__name__)
+        assert model.model_fields["kind"].default == kind
     assert set(MATRIX_MODELS) == set(matrix.MATRIX_KINDS)
 
 
@@ -89,6 +100,18 @@ def test_the_lazy_matrix_union_names_each_kinds_own_model() -> None:
             ["f.yaml:4:11: run.ports[0]: Input should be a valid integer"],
         ),
         (
+            "kind: component\nrun:\n  kind: tfjob\n  worker: {replicas: x}\n",
+            ["f.yaml:4:22: run.worker.replicas: Input should be a valid integer"],
+        ),
+        (
+            "kind: component\nrun: {kind: nope}\n",
+            [
+                "f.yaml:2:13: run.kind: unsupported run.kind 'nope'; expected one of job, service, dag, mpijob, "
+                "pytorchjob, tfjob, mxjob, xgbjob, daskcluster, daskjob, raycluster, rayjob, sparkjob, notifier, "
+                "cleaner, tuner"
+            ],
+        ),
+        (
             "kind: component\nrun:\n  kind: dag\n  operations:\n  - name: a\n    run: x\n",
             [
                 "f.yaml:6:10: run.operations[0].run: "
@@ -105,6 +128,8 @@ def test_the_lazy_matrix_union_names_each_kinds_own_model() -> None:
         "matrix-member-missing",
         "run-not-a-mapping",
         "run-member-error",
+        "run-distributed-member-error",
+        "run-unknown-kind",
         "dag-op-run-not-a-mapping",
     ],
 )
