@@ -24,6 +24,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    TypeAdapter,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import CoreSchema, core_schema
@@ -132,6 +133,29 @@ class ByKind:
             strict=False,
             from_attributes=True,
         )
+
+
+class _OnFirstUse:
+    """`Annotated[T, ON_FIRST_USE]`: values of the field are validated by a validator of `T` alone,
+    built when the first value arrives, instead of by `T`'s part of the validator of the model
+    that has the field. For the sections most files do not have (hooks, build, plugins, init,
+    ...): the same validator, the same values and errors (with the same paths), only built later."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        # `handler(source)` would build `T`'s schema into the parent's: that is what this avoids.
+        return core_schema.no_info_plain_validator_function(functools.partial(_validate_first_use, source))
+
+
+@functools.cache
+def _adapter(source: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(source)
+
+
+def _validate_first_use(source: Any, value: Any) -> Any:
+    return _adapter(source).validate_python(value)
+
+
+ON_FIRST_USE = _OnFirstUse()
 
 
 def _validate(models: Mapping[str, type[BaseModel]], kind: str, value: Any) -> BaseModel:

@@ -23,7 +23,17 @@ from pydantic_core import PydanticCustomError
 
 from reconciler.spec import k8s
 from reconciler.spec import runs as _runs
-from reconciler.spec.base import NAME_REGEX, BoolOrRef, ByKind, FloatOrRef, KindModels, Ref, SpecModel, StrictIntOrFloat
+from reconciler.spec.base import (
+    NAME_REGEX,
+    ON_FIRST_USE,
+    BoolOrRef,
+    ByKind,
+    FloatOrRef,
+    KindModels,
+    Ref,
+    SpecModel,
+    StrictIntOrFloat,
+)
 from reconciler.spec.io import IO, Param
 from reconciler.spec.runs import RUN_MODELS, Dag, Runtime
 from reconciler.spec.schedules import Schedule
@@ -140,26 +150,28 @@ class Polyaxonfile(SpecModel):
     strict_params: bool | None = None
     queue: StrictStr | None = None
     namespace: StrictStr | None = None
-    cache: Cache | Ref | None = None
-    termination: Termination | Ref | None = None
-    plugins: Plugins | Ref | None = None
-    build: Build | Ref | None = None
-    hooks: list[Hook] | Ref | None = None
+    # The sections most files do not have are validated by their own validators, built on first
+    # use (see `base.ON_FIRST_USE`).
+    cache: Annotated[Cache | Ref, ON_FIRST_USE] | None = None
+    termination: Annotated[Termination | Ref, ON_FIRST_USE] | None = None
+    plugins: Annotated[Plugins | Ref, ON_FIRST_USE] | None = None
+    build: Annotated[Build | Ref, ON_FIRST_USE] | None = None
+    hooks: Annotated[list[Hook] | Ref, ON_FIRST_USE] | None = None
     is_approved: BoolOrRef | None = None
     cost: FloatOrRef | None = None
-    mount: list[StrictStr | Mount] | None = None
+    mount: Annotated[list[StrictStr | Mount], ON_FIRST_USE] | None = None
     # operation fields
     schedule: Schedule | None = None
-    events: list[EventTrigger] | Ref | None = None
+    events: Annotated[list[EventTrigger] | Ref, ON_FIRST_USE] | None = None
     matrix: Annotated[Matrix | None, BeforeValidator(_renamed_kinds)] = None
-    joins: list[Join] | Ref | None = None
+    joins: Annotated[list[Join] | Ref, ON_FIRST_USE] | None = None
     dependencies: list[StrictStr] | Ref | None = None
     trigger: TriggerPolicy | Ref | None = None
     conditions: StrictStr | None = None
     skip_on_upstream_skip: bool | None = None
     # component fields
-    inputs: list[IO] | None = None
-    outputs: list[IO] | None = None
+    inputs: Annotated[list[IO], ON_FIRST_USE] | None = None
+    outputs: Annotated[list[IO], ON_FIRST_USE] | None = None
     run: Runtime | dict[str, Any] | None = None
     # shortcuts, applied to the run at compile time
     ports: list[StrictInt] | None = None
@@ -167,12 +179,12 @@ class Polyaxonfile(SpecModel):
     cmd: StrictStr | list[StrictStr] | None = None
     env: dict[StrictStr, StrictStr] | None = None
     resources: dict[StrictStr, StrictIntOrFloat | StrictStr] | None = None
-    environment: Environment | None = None
-    init: list[Init] | None = None
+    environment: Annotated[Environment, ON_FIRST_USE] | None = None
+    init: Annotated[list[Init], ON_FIRST_USE] | None = None
     connections: list[StrictStr] | None = None
     sidecars: list[k8s.Container] | None = None
     volumes: list[k8s.Volume] | None = None
-    template: Template | None = None
+    template: Annotated[Template, ON_FIRST_USE] | None = None
     params: dict[StrictStr, Param] | None = None
     # references
     hub_ref: StrictStr | None = None

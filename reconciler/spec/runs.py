@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import PositiveInt, StrictInt, StrictStr
 
 from reconciler.spec import k8s
-from reconciler.spec.base import BoolOrRef, ByKind, IntOrRef, KindModels, Ref, SpecModel
+from reconciler.spec.base import ON_FIRST_USE, BoolOrRef, ByKind, IntOrRef, KindModels, Ref, SpecModel
 from reconciler.spec.sections import Environment, Init
 from reconciler.spec.stopping import EarlyStoppingList
 
@@ -35,10 +35,11 @@ if TYPE_CHECKING:
 class _Replica(SpecModel):
     """What every pod-running unit has: environment, connections, volumes, init, sidecars, container."""
 
-    environment: Environment | Ref | None = None
+    # Built on first use (see `base.ON_FIRST_USE`).
+    environment: Annotated[Environment | Ref, ON_FIRST_USE] | None = None
     connections: list[StrictStr] | Ref | None = None
     volumes: list[k8s.Volume] | Ref | None = None
-    init: list[Init] | Ref | None = None
+    init: Annotated[list[Init] | Ref, ON_FIRST_USE] | None = None
     sidecars: list[k8s.Container] | Ref | None = None
     container: k8s.Container | Ref | None = None
 
