@@ -1,8 +1,6 @@
 """Inputs, outputs and params: the typed interface of a component and what an operation passes."""
 
-from __future__ import annotations
-
-from typing import Any
+from typing import Any, Self
 
 from pydantic import Field, StrictBool, StrictStr, field_validator, model_validator
 
@@ -78,7 +76,7 @@ class IO(SpecModel):
         return values
 
     @model_validator(mode="after")
-    def _value_matches_type(self) -> IO:
+    def _value_matches_type(self) -> Self:
         from reconciler.spec.types import TypeCheckError, check_value
 
         if self.is_flag and self.type != "bool":
@@ -110,7 +108,7 @@ class Param(SpecModel):
     to_env: StrictStr | None = None
 
     @model_validator(mode="after")
-    def _ref_has_value(self) -> Param:
+    def _ref_has_value(self) -> Self:
         if self.ref is not None and self.value is None:
             raise ValueError("a param with `ref` needs a `value` naming what to take from it")
         if self.ref is not None and not isinstance(self.value, str):

@@ -11,18 +11,27 @@ from pydantic import (
     BeforeValidator,
     Field,
     PositiveInt,
-    StrictFloat,
     StrictInt,
     StrictStr,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from reconciler.spec.base import BoolOrRef, FloatOrRef, IntOrRef, Ref, SpecModel, StrictIntOrFloat
+from reconciler.spec.base import BoolOrRef, ByKind, Ref, SpecModel, StrictIntOrFloat
 from reconciler.spec.io import Param
 
-Optimization = Literal["maximize", "minimize"]
+# Early stopping lives in its own module (a DAG has it too); matrices' users import it from here.
+from reconciler.spec.stopping import (  # noqa: F401
+    DiffStoppingPolicy,
+    EarlyStopping,
+    EarlyStoppingList,
+    FailureEarlyStopping,
+    MedianStoppingPolicy,
+    MetricEarlyStopping,
+    Optimization,
+    StoppingPolicy,
+    TruncationStoppingPolicy,
+)
 
 
 class OptimizationMetric(SpecModel):
@@ -33,52 +42,6 @@ class OptimizationMetric(SpecModel):
 class OptimizationResource(SpecModel):
     name: str
     type: Literal["int", "float"] | None = None
-
-
-class MedianStoppingPolicy(SpecModel):
-    kind: Literal["median"] = "median"
-    evaluation_interval: IntOrRef
-    min_interval: IntOrRef | None = None
-    min_samples: IntOrRef | None = None
-
-
-class TruncationStoppingPolicy(SpecModel):
-    kind: Literal["truncation"] = "truncation"
-    percent: FloatOrRef
-    evaluation_interval: IntOrRef
-    min_interval: IntOrRef | None = None
-    min_samples: IntOrRef | None = None
-    include_succeeded: BoolOrRef | None = None
-
-
-class DiffStoppingPolicy(SpecModel):
-    kind: Literal["diff"] = "diff"
-    percent: FloatOrRef
-    evaluation_interval: IntOrRef
-    min_interval: IntOrRef | None = None
-    min_samples: IntOrRef | None = None
-
-
-StoppingPolicy = Annotated[
-    MedianStoppingPolicy | TruncationStoppingPolicy | DiffStoppingPolicy, Field(discriminator="kind")
-]
-
-
-class MetricEarlyStopping(SpecModel):
-    kind: Literal["metric_early_stopping"] = "metric_early_stopping"
-    metric: str
-    value: FloatOrRef
-    optimization: StrictFloat | Optimization
-    policy: StoppingPolicy | None = None
-
-
-class FailureEarlyStopping(SpecModel):
-    kind: Literal["failure_early_stopping"] = "failure_early_stopping"
-    percent: FloatOrRef
-
-
-EarlyStopping = Annotated[MetricEarlyStopping | FailureEarlyStopping, Field(discriminator="kind")]
-EarlyStoppingList = Union[list[EarlyStopping], Ref]
 
 
 # --- search spaces ----------------------------------------------------------------------------
@@ -469,16 +432,10 @@ class Iterative(SpecModel):
     early_stopping: EarlyStoppingList | None = None
 
 
-def _renamed_kinds(value: Any) -> Any:
-    if isinstance(value, dict) and value.get("kind") == "hyperopt":
-        raise PydanticCustomError(
-            "renamed", "matrix kind 'hyperopt' was renamed 'tpe' in Polyaxon 2.17; use kind: tpe", {"subpath": ["kind"]}
-        )
-    return value
-
-
+# Each kind's validator is built when a matrix of that kind is first validated (see `ByKind`).
 Matrix = Annotated[
-    Bayes | GridSearch | Hyperband | TPE | Iterative | Mapping | RandomSearch, Field(discriminator="kind")
+    Bayes | GridSearch | Hyperband | TPE | Iterative | Mapping | RandomSearch,
+    ByKind.of(Bayes, GridSearch, Hyperband, TPE, Iterative, Mapping, RandomSearch),
 ]
 
 MATRIX_KINDS = ("grid", "random", "mapping", "hyperband", "bayes", "tpe", "iterative")

@@ -6,11 +6,9 @@ operation is compiled. A reference (`hubRef`, `pathRef`, `urlRef`, `dagRef`) or 
 `component` supplies the run when the file has none.
 """
 
-from __future__ import annotations
-
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
     BeforeValidator,
@@ -25,9 +23,18 @@ from pydantic_core import PydanticCustomError
 
 from reconciler.spec import k8s
 from reconciler.spec import runs as _runs
-from reconciler.spec.base import NAME_REGEX, BoolOrRef, FloatOrRef, Ref, SpecModel, StrictIntOrFloat
+from reconciler.spec.base import (
+    NAME_REGEX,
+    ON_FIRST_USE,
+    BoolOrRef,
+    ByKind,
+    FloatOrRef,
+    KindModels,
+    Ref,
+    SpecModel,
+    StrictIntOrFloat,
+)
 from reconciler.spec.io import IO, Param
-from reconciler.spec.matrix import Matrix, _renamed_kinds
 from reconciler.spec.runs import RUN_MODELS, Dag, Runtime
 from reconciler.spec.schedules import Schedule
 from reconciler.spec.sections import (
@@ -45,6 +52,23 @@ from reconciler.spec.sections import (
     Termination,
     TriggerPolicy,
 )
+
+# The matrix kinds (and their search spaces) are imported when a file has a matrix: most have none.
+MATRIX_MODELS: KindModels[SpecModel] = KindModels(
+    {
+        "bayes": "reconciler.spec.matrix:Bayes",
+        "grid": "reconciler.spec.matrix:GridSearch",
+        "hyperband": "reconciler.spec.matrix:Hyperband",
+        "tpe": "reconciler.spec.matrix:TPE",
+        "iterative": "reconciler.spec.matrix:Iterative",
+        "mapping": "reconciler.spec.matrix:Mapping",
+        "random": "reconciler.spec.matrix:RandomSearch",
+    }
+)
+if TYPE_CHECKING:
+    from reconciler.spec.matrix import Matrix
+else:
+    Matrix = Annotated[Any, ByKind(MATRIX_MODELS)]
 
 REFERENCE_FIELDS = ("hub_ref", "dag_ref", "url_ref", "path_ref")
 PARAM_KEYS = {
@@ -80,6 +104,14 @@ def _normalize_param(value: Any) -> Any:
     if isinstance(value, dict) and PARAM_KEYS & set(value):
         return value
     return {"value": value}
+
+
+def _renamed_kinds(value: Any) -> Any:
+    if isinstance(value, dict) and value.get("kind") == "hyperopt":
+        raise PydanticCustomError(
+            "renamed", "matrix kind 'hyperopt' was renamed 'tpe' in Polyaxon 2.17; use kind: tpe", {"subpath": ["kind"]}
+        )
+    return value
 
 
 _COUNT_MAX = 2**63
@@ -118,26 +150,28 @@ class Polyaxonfile(SpecModel):
     strict_params: bool | None = None
     queue: StrictStr | None = None
     namespace: StrictStr | None = None
-    cache: Cache | Ref | None = None
-    termination: Termination | Ref | None = None
-    plugins: Plugins | Ref | None = None
-    build: Build | Ref | None = None
-    hooks: list[Hook] | Ref | None = None
+    # The sections most files do not have are validated by their own validators, built on first
+    # use (see `base.ON_FIRST_USE`).
+    cache: Annotated[Cache | Ref, ON_FIRST_USE] | None = None
+    termination: Annotated[Termination | Ref, ON_FIRST_USE] | None = None
+    plugins: Annotated[Plugins | Ref, ON_FIRST_USE] | None = None
+    build: Annotated[Build | Ref, ON_FIRST_USE] | None = None
+    hooks: Annotated[list[Hook] | Ref, ON_FIRST_USE] | None = None
     is_approved: BoolOrRef | None = None
     cost: FloatOrRef | None = None
-    mount: list[StrictStr | Mount] | None = None
+    mount: Annotated[list[StrictStr | Mount], ON_FIRST_USE] | None = None
     # operation fields
     schedule: Schedule | None = None
-    events: list[EventTrigger] | Ref | None = None
+    events: Annotated[list[EventTrigger] | Ref, ON_FIRST_USE] | None = None
     matrix: Annotated[Matrix | None, BeforeValidator(_renamed_kinds)] = None
-    joins: list[Join] | Ref | None = None
+    joins: Annotated[list[Join] | Ref, ON_FIRST_USE] | None = None
     dependencies: list[StrictStr] | Ref | None = None
     trigger: TriggerPolicy | Ref | None = None
     conditions: StrictStr | None = None
     skip_on_upstream_skip: bool | None = None
     # component fields
-    inputs: list[IO] | None = None
-    outputs: list[IO] | None = None
+    inputs: Annotated[list[IO], ON_FIRST_USE] | None = None
+    outputs: Annotated[list[IO], ON_FIRST_USE] | None = None
     run: Runtime | dict[str, Any] | None = None
     # shortcuts, applied to the run at compile time
     ports: list[StrictInt] | None = None
@@ -145,19 +179,19 @@ class Polyaxonfile(SpecModel):
     cmd: StrictStr | list[StrictStr] | None = None
     env: dict[StrictStr, StrictStr] | None = None
     resources: dict[StrictStr, StrictIntOrFloat | StrictStr] | None = None
-    environment: Environment | None = None
-    init: list[Init] | None = None
+    environment: Annotated[Environment, ON_FIRST_USE] | None = None
+    init: Annotated[list[Init], ON_FIRST_USE] | None = None
     connections: list[StrictStr] | None = None
     sidecars: list[k8s.Container] | None = None
     volumes: list[k8s.Volume] | None = None
-    template: Template | None = None
+    template: Annotated[Template, ON_FIRST_USE] | None = None
     params: dict[StrictStr, Param] | None = None
     # references
     hub_ref: StrictStr | None = None
     dag_ref: StrictStr | None = None
     url_ref: StrictStr | None = None
     path_ref: StrictStr | None = None
-    component: Polyaxonfile | None = None
+    component: "Polyaxonfile | None" = None
     patch_strategy: PatchStrategy | None = None
     is_preset: bool | None = None
     run_patch: dict[str, Any] | None = None
@@ -232,7 +266,7 @@ class Polyaxonfile(SpecModel):
         return params
 
     @model_validator(mode="after")
-    def _references(self) -> Polyaxonfile:
+    def _references(self) -> Self:
         if self.is_preset:
             return self
         given = [f for f in REFERENCE_FIELDS if getattr(self, f)]

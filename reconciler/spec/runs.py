@@ -7,28 +7,39 @@ XGBoost, the RayCluster shape plus an entrypoint for RayJob, the DaskCluster sha
 replica for DaskJob, and driver/executor replicas for Spark.
 """
 
-from __future__ import annotations
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
-
-from pydantic import Field, PositiveInt, StrictInt, StrictStr
+from pydantic import PositiveInt, StrictInt, StrictStr
 
 from reconciler.spec import k8s
-from reconciler.spec.base import BoolOrRef, GenericStr, IntOrRef, Ref, SpecModel
-from reconciler.spec.matrix import EarlyStoppingList
+from reconciler.spec.base import ON_FIRST_USE, BoolOrRef, ByKind, IntOrRef, KindModels, Ref, SpecModel
 from reconciler.spec.sections import Environment, Init
+from reconciler.spec.stopping import EarlyStoppingList
 
 if TYPE_CHECKING:
+    from reconciler.spec.distributed import (
+        DaskCluster,
+        DaskJob,
+        MPIJob,
+        MXJob,
+        PytorchJob,
+        RayCluster,
+        RayJob,
+        SparkJob,
+        TFJob,
+        XGBoostJob,
+    )
     from reconciler.spec.polyaxonfile import Polyaxonfile
 
 
 class _Replica(SpecModel):
     """What every pod-running unit has: environment, connections, volumes, init, sidecars, container."""
 
-    environment: Environment | Ref | None = None
+    # Built on first use (see `base.ON_FIRST_USE`).
+    environment: Annotated[Environment | Ref, ON_FIRST_USE] | None = None
     connections: list[StrictStr] | Ref | None = None
     volumes: list[k8s.Volume] | Ref | None = None
-    init: list[Init] | Ref | None = None
+    init: Annotated[list[Init] | Ref, ON_FIRST_USE] | None = None
     sidecars: list[k8s.Container] | Ref | None = None
     container: k8s.Container | Ref | None = None
 
@@ -64,197 +75,13 @@ class TunerJob(_Run, _Replica):
     kind: Literal["tuner"] = "tuner"
 
 
-# --- Kubeflow --------------------------------------------------------------------------------
-
-
-class KFReplica(_Replica):
-    replicas: IntOrRef | None = None
-
-
-CleanPodPolicy = Literal["All", "Running", "None"]
-
-
-class SchedulingPolicy(SpecModel):
-    min_available: IntOrRef | None = None
-    queue: StrictStr | None = None
-    min_resources: IntOrRef | None = None
-    priority_class: StrictStr | None = None
-    schedule_timeout_seconds: IntOrRef | None = None
-
-
-KFReplicaOrRef = Union[KFReplica, Ref, None]
-
-
-class TFJob(_Run):
-    REPLICAS = ("chief", "ps", "worker", "evaluator")
-    kind: Literal["tfjob"] = "tfjob"
-    clean_pod_policy: CleanPodPolicy | None = None
-    scheduling_policy: SchedulingPolicy | None = None
-    enable_dynamic_worker: bool | None = None
-    success_policy: StrictStr | None = None
-    chief: KFReplicaOrRef = None
-    ps: KFReplicaOrRef = None
-    worker: KFReplicaOrRef = None
-    evaluator: KFReplicaOrRef = None
-
-
-class PytorchElasticPolicy(SpecModel):
-    min_replicas: IntOrRef | None = None
-    max_replicas: IntOrRef | None = None
-    rdvz_backend: StrictStr | None = None
-    rdvz_port: IntOrRef | None = None
-    rdvz_host: StrictStr | None = None
-    rdvz_id: StrictStr | None = None
-    rdvz_conf: list[dict[str, Any]] | None = None
-    standalone: BoolOrRef | None = None
-    n_proc_per_node: IntOrRef | None = None
-    max_restarts: IntOrRef | None = None
-    metrics: list[dict[str, Any]] | None = Field(default=None, alias="Metrics")
-
-
-class PytorchJob(_Run):
-    REPLICAS = ("master", "worker")
-    kind: Literal["pytorchjob"] = "pytorchjob"
-    clean_pod_policy: CleanPodPolicy | None = None
-    scheduling_policy: SchedulingPolicy | None = None
-    elastic_policy: PytorchElasticPolicy | None = None
-    n_proc_per_node: IntOrRef | None = None
-    master: KFReplicaOrRef = None
-    worker: KFReplicaOrRef = None
-
-
-class MPIJob(_Run):
-    REPLICAS = ("launcher", "worker")
-    kind: Literal["mpijob"] = "mpijob"
-    clean_pod_policy: CleanPodPolicy | None = None
-    scheduling_policy: SchedulingPolicy | None = None
-    slots_per_worker: IntOrRef | None = None
-    launcher: KFReplicaOrRef = None
-    worker: KFReplicaOrRef = None
-
-
-class MXJob(_Run):
-    REPLICAS = ("scheduler", "server", "worker", "tuner", "tuner_tracker", "tuner_server")
-    kind: Literal["mxjob"] = "mxjob"
-    clean_pod_policy: CleanPodPolicy | None = None
-    scheduling_policy: SchedulingPolicy | None = None
-    mode: Literal["MXTrain", "MXTune"] | None = None
-    scheduler: KFReplicaOrRef = None
-    server: KFReplicaOrRef = None
-    worker: KFReplicaOrRef = None
-    tuner: KFReplicaOrRef = None
-    tuner_tracker: KFReplicaOrRef = None
-    tuner_server: KFReplicaOrRef = None
-
-
-class XGBoostJob(_Run):
-    REPLICAS = ("master", "worker")
-    kind: Literal["xgbjob"] = "xgbjob"
-    clean_pod_policy: CleanPodPolicy | None = None
-    scheduling_policy: SchedulingPolicy | None = None
-    master: KFReplicaOrRef = None
-    worker: KFReplicaOrRef = None
-
-
-# --- Ray -------------------------------------------------------------------------------------
-
-
-class RayReplica(_Replica):
-    replicas: IntOrRef | None = None
-    min_replicas: IntOrRef | None = None
-    max_replicas: IntOrRef | None = None
-    ray_start_params: dict[StrictStr, GenericStr] | None = None
-
-
-class RayAutoscalerOptions(SpecModel):
-    upscaling_mode: str | None = None
-    image_pull_policy: str | None = None
-    resources: k8s.ResourceRequirements | Ref | None = None
-
-
-class _RayShape(_Run):
-    REPLICAS = ("head", "workers")
-    entrypoint: str | None = None
-    runtime_env: dict[str, Any] | Ref | None = None
-    metadata: dict[str, str] | Ref | None = None
-    ray_version: str | None = None
-    head: RayReplica | Ref | None = None
-    workers: dict[str, RayReplica | Ref] | None = None
-    enable_in_tree_autoscaling: BoolOrRef | None = None
-    autoscaler_options: RayAutoscalerOptions | Ref | None = None
-
-
-class RayCluster(_RayShape):
-    LONG_RUNNING = True
-    kind: Literal["raycluster"] = "raycluster"
-
-
-class RayJob(_RayShape):
-    kind: Literal["rayjob"] = "rayjob"
-    shutdown_after_job_finishes: BoolOrRef | None = None
-    ttl_seconds_after_finished: IntOrRef | None = None
-    active_deadline_seconds: IntOrRef | None = None
-
-
-# --- Dask ------------------------------------------------------------------------------------
-
-
-class DaskReplica(_Replica):
-    replicas: IntOrRef | None = None
-
-
-class DaskCluster(_Run):
-    LONG_RUNNING = True
-    REPLICAS = ("worker", "scheduler")
-    kind: Literal["daskcluster"] = "daskcluster"
-    worker: DaskReplica | Ref | None = None
-    scheduler: DaskReplica | Ref | None = None
-    min_replicas: IntOrRef | None = None
-    max_replicas: IntOrRef | None = None
-
-
-class DaskJob(_Run):
-    REPLICAS = ("job", "worker", "scheduler")
-    kind: Literal["daskjob"] = "daskjob"
-    job: DaskReplica | Ref | None = None
-    worker: DaskReplica | Ref | None = None
-    scheduler: DaskReplica | Ref | None = None
-
-
-# --- Spark -----------------------------------------------------------------------------------
-
-
-class SparkReplica(_Replica):
-    replicas: IntOrRef | None = None
-
-
-class SparkJob(_Run):
-    REPLICAS = ("driver", "executor")
-    kind: Literal["sparkjob"] = "sparkjob"
-    connections: list[StrictStr] | Ref | None = None
-    volumes: list[k8s.Volume] | Ref | None = None
-    type: Literal["Java", "Scala", "Python", "R"] | None = None
-    spark_version: StrictStr | None = None
-    python_version: Literal["2", "3"] | None = None
-    deploy_mode: Literal["cluster", "client", "in-cluster-client"] | None = None
-    main_class: StrictStr | None = None
-    main_application_file: StrictStr | None = None
-    arguments: list[StrictStr] | Ref | None = None
-    hadoop_conf: dict[StrictStr, GenericStr] | None = None
-    spark_conf: dict[StrictStr, GenericStr] | None = None
-    hadoop_config_map: StrictStr | None = None
-    spark_config_map: StrictStr | None = None
-    executor: SparkReplica | Ref | None = None
-    driver: SparkReplica | Ref | None = None
-
-
 # --- DAG -------------------------------------------------------------------------------------
 
 
 class Dag(_Run):
     kind: Literal["dag"] = "dag"
-    operations: list[Polyaxonfile] | Ref | None = None
-    components: list[Polyaxonfile] | Ref | None = None
+    operations: list["Polyaxonfile"] | Ref | None = None
+    components: list["Polyaxonfile"] | Ref | None = None
     environment: Environment | Ref | None = None
     connections: list[StrictStr] | Ref | None = None
     volumes: list[k8s.Volume] | Ref | None = None
@@ -262,49 +89,55 @@ class Dag(_Run):
     early_stopping: EarlyStoppingList | None = None
 
 
-Runtime = Annotated[
-    Job
-    | Service
-    | Dag
-    | MPIJob
-    | PytorchJob
-    | TFJob
-    | MXJob
-    | XGBoostJob
-    | DaskCluster
-    | DaskJob
-    | RayCluster
-    | RayJob
-    | SparkJob
-    | NotifierJob
-    | CleanerJob
-    | TunerJob,
-    Field(discriminator="kind"),
-]
+# The kinds in the order Polyaxon lists them. The distributed ones are imported when a run of one
+# of their kinds first arrives, and each kind's validator is built then (see `ByKind`).
+_DISTRIBUTED = "reconciler.spec.distributed"
+RUN_MODELS: KindModels[_Run] = KindModels(
+    {
+        "job": Job,
+        "service": Service,
+        "dag": Dag,
+        "mpijob": f"{_DISTRIBUTED}:MPIJob",
+        "pytorchjob": f"{_DISTRIBUTED}:PytorchJob",
+        "tfjob": f"{_DISTRIBUTED}:TFJob",
+        "mxjob": f"{_DISTRIBUTED}:MXJob",
+        "xgbjob": f"{_DISTRIBUTED}:XGBoostJob",
+        "daskcluster": f"{_DISTRIBUTED}:DaskCluster",
+        "daskjob": f"{_DISTRIBUTED}:DaskJob",
+        "raycluster": f"{_DISTRIBUTED}:RayCluster",
+        "rayjob": f"{_DISTRIBUTED}:RayJob",
+        "sparkjob": f"{_DISTRIBUTED}:SparkJob",
+        "notifier": NotifierJob,
+        "cleaner": CleanerJob,
+        "tuner": TunerJob,
+    }
+)
+if TYPE_CHECKING:
+    Runtime = Annotated[
+        Job
+        | Service
+        | Dag
+        | MPIJob
+        | PytorchJob
+        | TFJob
+        | MXJob
+        | XGBoostJob
+        | DaskCluster
+        | DaskJob
+        | RayCluster
+        | RayJob
+        | SparkJob
+        | NotifierJob
+        | CleanerJob
+        | TunerJob,
+        ByKind(RUN_MODELS),
+    ]
+else:
+    Runtime = Annotated[Any, ByKind(RUN_MODELS)]
 
-RUN_MODELS: dict[str, type[_Run]] = {
-    m.model_fields["kind"].default: m
-    for m in (
-        Job,
-        Service,
-        Dag,
-        MPIJob,
-        PytorchJob,
-        TFJob,
-        MXJob,
-        XGBoostJob,
-        DaskCluster,
-        DaskJob,
-        RayCluster,
-        RayJob,
-        SparkJob,
-        NotifierJob,
-        CleanerJob,
-        TunerJob,
-    )
-}
 RUN_KINDS = tuple(RUN_MODELS)
 DISTRIBUTED_KINDS = ("tfjob", "pytorchjob", "mpijob", "mxjob", "xgbjob", "rayjob", "daskjob", "sparkjob")
-LONG_RUNNING_KINDS = tuple(k for k, m in RUN_MODELS.items() if m.LONG_RUNNING)
+# The kinds whose models say LONG_RUNNING (a test holds the two together).
+LONG_RUNNING_KINDS = ("service", "daskcluster", "raycluster")
 
 __all__ = ["RUN_KINDS", "RUN_MODELS", "Dag", "Job", "Runtime", "Service"]

@@ -1,12 +1,9 @@
 """Schedules: cron, interval and datetime. Checked more strictly than Polyaxon, which accepts any
 cron string and any order of `startAt`/`endAt`: a schedule that can never fire is an error here."""
 
-from __future__ import annotations
-
 import datetime as dt
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Self, Union
 
-from croniter import croniter
 from pydantic import Field, StrictInt, model_validator
 
 from reconciler.spec.base import BoolOrRef, Ref, SpecModel
@@ -31,7 +28,9 @@ class CronSchedule(SpecModel):
     depends_on_past: BoolOrRef | None = None
 
     @model_validator(mode="after")
-    def _valid(self) -> CronSchedule:
+    def _valid(self) -> Self:
+        from croniter import croniter  # imported by the files that have a cron schedule only
+
         if "{{" not in self.cron and not croniter.is_valid(self.cron):
             raise ValueError(
                 f"invalid cron expression {self.cron!r} (expected 5 fields: minute hour day month weekday)"
@@ -51,7 +50,7 @@ class IntervalSchedule(SpecModel):
     depends_on_past: BoolOrRef | None = None
 
     @model_validator(mode="after")
-    def _valid(self) -> IntervalSchedule:
+    def _valid(self) -> Self:
         if isinstance(self.frequency, dt.timedelta) and self.frequency.total_seconds() <= 0:
             raise ValueError("interval frequency must be positive")
         _check_window(self.start_at, self.end_at)

@@ -1,10 +1,8 @@
 """The smaller sections of a polyaxonfile: environment, init, cache, termination, plugins,
 hooks, build, joins, events, templates and mounts."""
 
-from __future__ import annotations
-
 from enum import Enum, StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
 
@@ -95,7 +93,7 @@ class Init(SpecModel):
     container: k8s.Container | Ref | None = None
 
     @model_validator(mode="after")
-    def _one_source(self) -> Init:
+    def _one_source(self) -> Self:
         sources = [
             name
             for name in (

@@ -40,7 +40,8 @@ class TypeCheckError(ValueError):
 
 
 class _Lax(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Built when a value of its type is first checked, not at import (see `SpecModel`).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 def _pattern_str(pattern: str, what: str) -> Any:
