@@ -367,6 +367,11 @@ def check(parsed: Parsed) -> tuple[Checked | None, list[Located]]:
     except ComposeError as e:
         return None, [at(e.where, str(e), "compile")]
     if effective.get("run") is None:
+        provided = spec.component is not None or spec.reference is not None
+        if provided and spec.run is None and "run" in spec.model_fields_set:
+            strategy = spec.patch_strategy or "post_merge"
+            message = f"nothing to run: `run: null` replaces the component's run (patchStrategy {strategy})"
+            return None, [at(("run",), message, "compile")]
         return None, [
             at(
                 ("kind",) if spec.kind else (),

@@ -263,7 +263,12 @@ def compose(
     run = effective.get("run")
     if "run" in local:
         local_run = local["run"]
-        if run is None:
+        if local_run is None:
+            # An explicit `run: null` is a value like any other: it wins where the operation's
+            # values win (Polyaxon then finds no run), and is ignored where the component's do.
+            if strategy in ("post_merge", "replace"):
+                run = None
+        elif run is None:
             run = local_run
         elif local_run.get("kind", run.get("kind")) == run.get("kind"):
             run = _patch_run(run, local_run, strategy)
@@ -276,6 +281,8 @@ def compose(
         run = _patch_run(run, local["runPatch"], strategy)
     if run is not None:
         effective["run"] = run
+    else:
+        effective.pop("run", None)
     if is_dag_node:
         for key in _DAG_NODE_FIELDS:
             if key in local:

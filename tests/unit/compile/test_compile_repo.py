@@ -303,3 +303,44 @@ def test_incremental_equals_cold_over_random_edits(edits: list[tuple[str, int]],
         assert result.desired.invalid == cold.desired.invalid
         assert {k: v for k, v in result.desired.ops.items() if k not in result.desired.kept} == cold.desired.ops
         assert result.dependents == cold.dependents
+
+
+
+# `run: null` next to a component's run: this crashed compose with an AttributeError (found by
+# comparing trees on mutated corpus files). Polyaxon 2.18's verdicts, strategy by strategy: the
+# null wins where the operation's values win ("the resolved Polyaxonfile has no run"), and is
+# ignored where the component's do.
+RUN_NULL = b"""\
+kind: operation
+name: web
+run: null
+component:
+  run: {kind: job, container: {image: busybox}}
+"""
+
+
+@pytest.mark.parametrize("strategy", [None, "replace", "post_merge"])
+def test_null_run_over_a_component_is_a_located_error_not_a_crash(strategy: str | None) -> None:
+    text = RUN_NULL if strategy is None else RUN_NULL + f"patchStrategy: {strategy}\n".encode()
+    good = compile_repo(repo(), OPTIONS, "c1")
+    broken = compile_repo(repo() | {"ops/web.yaml": text}, OPTIONS, "c2", previous=good)
+    web = key("ops/web.yaml", "web")
+    assert broken.desired.ops[web] == good.desired.ops[web], "the last good state is kept"
+    (error,) = broken.desired.invalid["ops/web.yaml"].errors
+    assert (error.path, error.line) == ("ops/web.yaml", 3)
+    assert error.message.startswith("nothing to run: `run: null` replaces the component's run")
+
+
+@pytest.mark.parametrize("strategy", ["isnull", "pre_merge"])
+def test_null_run_is_ignored_where_the_component_wins(strategy: str) -> None:
+    text = RUN_NULL + f"patchStrategy: {strategy}\n".encode()
+    result = compile_repo(repo() | {"ops/web.yaml": text}, OPTIONS, "c1")
+    assert not result.desired.invalid
+    web = result.desired.ops[key("ops/web.yaml", "web")]
+    assert web.effective["run"] == {"kind": "job", "container": {"image": "busybox"}}
+
+
+def test_null_run_without_a_component_says_nothing_provides_one() -> None:
+    text = b"kind: operation\nname: web\nrun: null\n"
+    (error,) = compile_repo(repo() | {"ops/web.yaml": text}, OPTIONS, "c1").desired.invalid["ops/web.yaml"].errors
+    assert error.message.startswith("nothing to run: no run section")
