@@ -305,7 +305,6 @@ def test_incremental_equals_cold_over_random_edits(edits: list[tuple[str, int]],
         assert result.dependents == cold.dependents
 
 
-
 # `run: null` next to a component's run: this crashed compose with an AttributeError (found by
 # comparing trees on mutated corpus files). Polyaxon 2.18's verdicts, strategy by strategy: the
 # null wins where the operation's values win ("the resolved Polyaxonfile has no run"), and is
