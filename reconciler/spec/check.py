@@ -7,6 +7,7 @@ of dependencies, param refs and event refs that is acyclic and refers only to it
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ from reconciler.spec.refs import (
 )
 from reconciler.spec.sections import EventTrigger
 from reconciler.spec.types import TypeCheckError, check_value
+
+log = logging.getLogger(__name__)
 
 _TEMPLATE_OPS = re.compile(r"{{\s*ops\.([-a-zA-Z0-9_]+)")
 
@@ -354,7 +357,22 @@ def _dag_written_at(spec: Polyaxonfile) -> tuple[Any, ...] | None:
 
 
 def check(parsed: Parsed) -> tuple[Checked | None, list[Located]]:
-    """Compile and check a parsed, resolved file."""
+    """Compile and check a parsed, resolved file.
+
+    A file the compiler fails on unexpectedly (a bug of ours, found by some input) is reported as
+    invalid like any other, so the rest of the repository is still reconciled and the file's last
+    good state kept; the traceback goes to the log."""
+    try:
+        return _check(parsed)
+    except RecursionError:
+        return None, [Located(parsed.path, None, None, "specification nested too deeply", "compile")]
+    except Exception as e:
+        log.exception("internal error compiling %s", parsed.path)
+        message = f"internal error while compiling this file ({type(e).__name__}); please report it"
+        return None, [Located(parsed.path, None, None, message, "compile")]
+
+
+def _check(parsed: Parsed) -> tuple[Checked | None, list[Located]]:
     spec = parsed.spec
     assert spec is not None
 

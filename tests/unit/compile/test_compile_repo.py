@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -343,3 +345,26 @@ def test_null_run_without_a_component_says_nothing_provides_one() -> None:
     text = b"kind: operation\nname: web\nrun: null\n"
     (error,) = compile_repo(repo() | {"ops/web.yaml": text}, OPTIONS, "c1").desired.invalid["ops/web.yaml"].errors
     assert error.message.startswith("nothing to run: no run section")
+
+
+def test_a_compiler_bug_on_one_file_leaves_the_others_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fault injection (the one stand-in here): compose fails on one file as the `run: null` bug
+    # did. That file is invalid and keeps its last good state; every other file compiles.
+    check_module = importlib.import_module("reconciler.spec.check")  # `reconciler.spec.check` is also a function
+    real = check_module.compose
+
+    def failing_on_web(spec, **kw):  # type: ignore[no-untyped-def]
+        if spec.name == "web":
+            raise AttributeError("'NoneType' object has no attribute 'get'")
+        return real(spec, **kw)
+
+    good = compile_repo(repo(), OPTIONS, "c1")
+    monkeypatch.setattr(check_module, "compose", failing_on_web)
+    named = SERVICE.replace(b"kind: operation\n", b"kind: operation\nname: web\n")
+    result = compile_repo(repo() | {"ops/web.yaml": named}, OPTIONS, "c2", previous=good)
+    (error,) = result.desired.invalid["ops/web.yaml"].errors
+    assert error.path == "ops/web.yaml"
+    assert "internal error while compiling this file (AttributeError)" in error.message
+    assert set(result.desired.invalid) == {"ops/web.yaml"}
+    assert result.desired.kept == {key("ops/web.yaml", "web")}
+    assert key("ops/train.yaml", "train") in result.desired.ops
