@@ -35,15 +35,22 @@ try:
     main()
 except SystemExit:
     pass
-print("\\n" + json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+print("\\n" + json.dumps(sorted(sys.modules)))
 """
 
 
-def imported(*argv: str, cwd: Path | None = None) -> set[str]:
+def probe(*argv: str, cwd: Path | None = None) -> tuple[str, set[str]]:
+    """What `reconciler *argv` printed, and every module it had imported when it ended."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(list(argv))], capture_output=True, text=True, timeout=120, cwd=cwd
     )
-    return set(json.loads(done.stdout.strip().splitlines()[-1])) & HEAVY
+    *printed, loaded = done.stdout.strip().splitlines()
+    return "\n".join(printed), set(json.loads(loaded))
+
+
+def imported(*argv: str, cwd: Path | None = None) -> set[str]:
+    """The heavy libraries among the modules `reconciler *argv` imports."""
+    return {m.split(".")[0] for m in probe(*argv, cwd=cwd)[1]} & HEAVY
 
 
 GOOD = """version: 1.1
@@ -80,3 +87,47 @@ def test_the_listed_help_is_each_commands_own() -> None:
         command = load(name)
         own = (command.help or "").strip().splitlines()[0]
         assert own == entry.help, name
+
+
+# What listing runs must not import: the daemon's wiring, the tracking store's aggregates a read
+# never touches, the migration tool (the schema revision is one SELECT), the HTTP client the
+# other `runs` commands use to reach the daemon, and the PostgreSQL dialect on a SQLite database.
+NOT_FOR_A_LISTING = {
+    "reconciler.commands.daemon",
+    "reconciler.tracking.store",
+    "reconciler.tracking.outbox",
+    "reconciler.tracking.leases",
+    "reconciler.tracking.handoffs",
+    "reconciler.tracking.subscriptions",
+    "reconciler.tracking.webhooks",
+    "reconciler.tracking.instance",
+    "reconciler.tracking.reports",
+    "alembic",
+    "urllib.request",
+}
+
+
+def test_listing_runs_imports_the_read_side_only(tmp_path: Path) -> None:
+    from reconciler.tracking import upgrade
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    (tmp_path / "cfg.yaml").write_text(f"database: {url}\n")
+    printed, loaded = probe("runs", "list", "--config", str(tmp_path / "cfg.yaml"))
+    assert printed.strip() == "no runs"  # it read the (empty) database
+    assert not loaded & NOT_FOR_A_LISTING, sorted(loaded & NOT_FOR_A_LISTING)
+
+
+def test_the_tracking_package_exports_what_its_modules_define() -> None:
+    """`reconciler.tracking` imports its names when first used (so a listing skips the rest):
+    each one in `__all__` must resolve to the object its module defines, and nothing else does."""
+    import importlib
+
+    import reconciler.tracking as tracking
+
+    exports = tracking._EXPORTS
+    assert sorted(exports) == sorted(tracking.__all__)
+    for name, (module, attribute) in exports.items():
+        assert getattr(tracking, name) is getattr(importlib.import_module(f"reconciler.tracking.{module}"), attribute)
+    with pytest.raises(AttributeError):
+        _ = tracking.NoSuchName  # type: ignore[attr-defined]
