@@ -7,9 +7,10 @@ server (the CLI must not pay for it).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.tracking import Run, ScheduleState
+if TYPE_CHECKING:  # rows are read by attribute: `runs list` never imports the table classes for this
+    from reconciler.tracking import Run, ScheduleState
 
 
 def run_row(run: Run, op_key: str) -> dict[str, Any]:

@@ -8,34 +8,18 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from reconciler.config import Settings, SettingsError, load_settings
+from reconciler.commands.settings import ConfigOption, settings_or_exit
+from reconciler.config import Settings
 
 if TYPE_CHECKING:
     from reconciler.backends import Backend
     from reconciler.daemon import Daemon
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Settings file (YAML).", dir_okay=False)]
-
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE = 0, 1, 2
-
-
-def settings_or_exit(config: Path | None) -> Settings:
-    if config is not None and not config.exists():
-        typer.echo(f"error: {config}: no such file", err=True)
-        raise typer.Exit(EXIT_USAGE)
-    try:
-        return load_settings(config)
-    except SettingsError as e:  # each line names its file, line, column and what is wrong
-        for error in e.errors:
-            typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    except OSError as e:
-        typer.echo(f"error: {config}: {e.strerror or e}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
 
 
 def kube_api_client(settings: Settings) -> Any:

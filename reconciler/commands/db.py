@@ -28,7 +28,7 @@ def _database_url(config: Path | None, db: str | None) -> str:
         raise typer.BadParameter("give --config or --db, not both")
     if db is not None:
         return db
-    from reconciler.commands.daemon import settings_or_exit
+    from reconciler.commands.settings import settings_or_exit
 
     return settings_or_exit(config).database
 

@@ -150,7 +150,7 @@ def _observed(settings: Settings) -> list[ObservedObject] | None:
 
 def _settings_for(config: Path | None, name: str | None, repo: str | None) -> Settings | None:
     """The daemon settings `plan` should use, or None to plan `--repo` on its own."""
-    from reconciler.commands.daemon import settings_or_exit
+    from reconciler.commands.settings import settings_or_exit
 
     if repo is not None and config is None:
         return None

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import typer
 
-from reconciler.commands.daemon import ConfigOption, settings_or_exit
+from reconciler.commands.settings import ConfigOption, settings_or_exit
 from reconciler.config import Settings
+
+if TYPE_CHECKING:
+    import urllib.request
 
 runs_app = typer.Typer(help="Runs the reconciler started, from the tracking database.", no_args_is_help=True)
 ops_app = typer.Typer(help="Operations compiled from the repos.", no_args_is_help=True)
@@ -27,14 +28,14 @@ FormatOption = Annotated[str, typer.Option("--format", help="text or json")]
 
 
 def _store(settings: Settings) -> Any:
-    from reconciler.tracking import DatabaseNotReady, Store, check_ready
+    from reconciler.tracking import DatabaseNotReady, Reader, check_ready
 
     try:
         check_ready(settings.database)
     except DatabaseNotReady as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
-    return Store.open(settings.database)
+    return Reader.open(settings.database)
 
 
 def emit_rows(rows: list[dict[str, Any]], output_format: str, nothing: str) -> bool:
@@ -128,6 +129,8 @@ def show_run(name: str, config: ConfigOption = None, output_format: FormatOption
 
 def _request(settings: Settings, path: str, method: str = "GET") -> urllib.request.Request:
     """A request to the daemon's API with the config's bearer token, if one is set (server.token_*)."""
+    import urllib.request  # here, not above: the commands that only read the database never call the daemon
+
     from reconciler.secrets import SecretMissing, read_secret
 
     host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "::") else settings.server.host
@@ -147,6 +150,9 @@ def _request(settings: Settings, path: str, method: str = "GET") -> urllib.reque
 def _follow(settings: Settings, name: str, tail: int | None) -> bool:
     """Print the run's log as the daemon streams it (server-sent events) until the run ends;
     False when no daemon answers."""
+    import urllib.error
+    import urllib.request
+
     path = f"/api/runs/{quote(name, safe='')}/logs?follow=true" + (f"&tail={tail}" if tail else "")
     try:
         response = urllib.request.urlopen(_request(settings, path), timeout=60)
@@ -175,6 +181,9 @@ def _follow(settings: Settings, name: str, tail: int | None) -> bool:
 
 def _api(settings: Settings, path: str, method: str = "GET") -> tuple[int, str] | None:
     """Call the daemon's API with the config's bearer token, if one is set (server.token_*)."""
+    import urllib.error
+    import urllib.request
+
     request = _request(settings, path, method)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from reconciler.commands.daemon import ConfigOption, settings_or_exit
 from reconciler.commands.runs import FormatOption, _check_format, _store, emit_rows
+from reconciler.commands.settings import ConfigOption, settings_or_exit
 from reconciler.views import schedule_row
 
 schedules_app = typer.Typer(help="Schedules registered from the repos.", no_args_is_help=True)

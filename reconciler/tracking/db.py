@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any, Self
 
 from sqlalchemy import Engine, insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
@@ -129,9 +127,13 @@ class Database:
             # One row as keywords: SQLAlchemy caches that statement, not a one-row VALUES list.
             values: Any = [dict(row) for row in chunk] if len(chunk) > 1 else dict(chunk[0])
             if self.dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
                 pg = pg_insert(table_).values(values)
                 stmt: Any = pg.on_conflict_do_nothing(index_elements=list(conflict) or None)
             else:
+                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
                 lite = sqlite_insert(table_).values(values)
                 stmt = lite.on_conflict_do_nothing(index_elements=list(conflict) or None)
             # RETURNING says which rows went in; rowcount is not reliable across drivers here.

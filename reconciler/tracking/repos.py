@@ -14,7 +14,7 @@ from reconciler.model import OpKey
 from reconciler.tracking.coltypes import UTCDateTime
 from reconciler.tracking.db import Database, table
 from reconciler.tracking.errors import NotFound
-from reconciler.tracking.tables import (
+from reconciler.tracking.tables_runs import (
     GitCommit,
     Operation,
     Repo,

@@ -27,14 +27,11 @@ from reconciler.tracking.coltypes import EnumText, UTCDateTime
 from reconciler.tracking.db import table
 from reconciler.tracking.errors import IllegalTransition, NotFound, RunNameConflict, TrackingError
 from reconciler.tracking.repos import ReposMixin
-from reconciler.tracking.tables import (
-    ConsumedTransition,
+from reconciler.tracking.tables_runs import (
     Operation,
     OrchestratedRun,
     Repo,
     Run,
-    RunMetric,
-    RunOutput,
     ScheduleTick,
     StatusChange,
 )
@@ -851,6 +848,8 @@ class RunsMixin(ReposMixin):
     def delete_runs(self, names: Iterable[str], session: Session | None = None) -> int:
         """Delete runs with their history and details; ticks and consumed events that point at
         them keep their row (so a tick still never fires twice) without the link."""
+        from reconciler.tracking.tables import ConsumedTransition, RunMetric, RunOutput  # not a reader's tables
+
         wanted = list(names)
         if not wanted:
             return 0

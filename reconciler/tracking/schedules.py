@@ -17,7 +17,7 @@ from reconciler.statuses import (
 from reconciler.tracking.db import table
 from reconciler.tracking.errors import NotFound
 from reconciler.tracking.runs import RunsMixin
-from reconciler.tracking.tables import (
+from reconciler.tracking.tables_runs import (
     Operation,
     Repo,
     Run,
