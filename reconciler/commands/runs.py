@@ -150,8 +150,13 @@ def _request(settings: Settings, path: str, method: str = "GET") -> urllib.reque
 def _follow(settings: Settings, name: str, tail: int | None) -> bool:
     """Print the run's log as the daemon streams it (server-sent events) until the run ends;
     False when no daemon answers."""
+    import gc
     import urllib.error
     import urllib.request
+
+    # `cli.main` runs the read commands with the cyclic collector off, which suits a command of
+    # a second; a follow may last for hours.
+    gc.enable()
 
     path = f"/api/runs/{quote(name, safe='')}/logs?follow=true" + (f"&tail={tail}" if tail else "")
     try:

@@ -5,6 +5,7 @@ to the heavy libraries it may load (deterministic: modules, not seconds). Measur
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,16 @@ def test_the_tracking_package_exports_what_its_modules_define() -> None:
         assert getattr(tracking, name) is getattr(importlib.import_module(f"reconciler.tracking.{module}"), attribute)
     with pytest.raises(AttributeError):
         _ = tracking.NoSuchName  # type: ignore[attr-defined]
+
+
+def test_following_a_log_turns_the_collector_back_on(tmp_path: Path) -> None:
+    # A follow may last for hours: cyclic garbage must not pile up for that long. No daemon
+    # answers on the closed port, so the follow ends at once, after the collector is back.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "cfg.yaml").write_text(f"database: sqlite:///{tmp_path / 'db.sqlite'}\nserver: {{port: {port}}}\n")
+    _, state = probe("runs", "logs", "some-run", "--follow", "--config", str(tmp_path / "cfg.yaml"))
+    assert state["collecting"]
+    listing = probe("runs", "list", "--config", str(tmp_path / "cfg.yaml"))[1]
+    assert not listing["collecting"]
