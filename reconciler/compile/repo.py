@@ -225,22 +225,19 @@ def _event_errors(entries: Mapping[str, FileEntry]) -> dict[str, list[Located]]:
     """Event refs name operations of the repo: a repo-wide check, redone on every compile.
 
     Only subscribers can get errors, so only their results are copied (the check appends to
-    them); the others are passed as they are and the check leaves them unchanged.
+    them); the other operations are passed by name.
     """
-    results: list[FileResult] = []
     copies: dict[str, FileResult] = {}
+    others: list[str] = []
     for path in sorted(entries):
         entry = entries[path]
         if entry.op is None:
             continue
         if entry.op.events and entry.result is not None:
-            copy = FileResult(path, parsed=entry.result.parsed, checked=entry.result.checked)
-            copies[path] = copy
-            results.append(copy)
+            copies[path] = FileResult(path, parsed=entry.result.parsed, checked=entry.result.checked)
         else:
-            name = entry.op.key.name
-            results.append(FileResult(path, parsed=Parsed(path, None, Polyaxonfile.model_construct(name=name))))
-    check_event_refs(results)
+            others.append(entry.op.key.name)
+    check_event_refs(copies.values(), others=others)
     return {path: r.errors for path, r in copies.items() if r.errors}
 
 

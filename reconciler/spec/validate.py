@@ -80,16 +80,21 @@ def _event_refs(result: FileResult) -> list[tuple[str, tuple[Any, ...]]]:
     return [(e.ref, ("events", i, "ref")) for i, e in enumerate(spec.events)]
 
 
-def check_event_refs(results: Iterable[FileResult], *, partial: Collection[str] = ()) -> None:
+def check_event_refs(
+    results: Iterable[FileResult], *, partial: Collection[str] = (), others: Collection[str] = ()
+) -> None:
     """Event refs outside a DAG must name an operation validated alongside, without cycles.
 
-    `results` should be a whole repository (the daemon, `plan`, `validate DIR`): a ref to an
-    operation none of them defines is an error. The paths in `partial` were validated without the
-    rest of their repository (`validate FILE`), so the operation they name may live in a file that
-    was not given: for them that is a warning naming the operation, not an error.
+    `results` and `others` (the names of more valid operations, which subscribe to nothing: the
+    compiler passes those as names only) should be a whole repository (the daemon, `plan`,
+    `validate DIR`): a ref to an operation none of them defines is an error. The paths in
+    `partial` were validated without the rest of their repository (`validate FILE`), so the
+    operation they name may live in a file that was not given: for them that is a warning naming
+    the operation, not an error.
     """
     results = [r for r in results if r.valid]
     names = {r.op_name: r for r in results}
+    known = names.keys() | set(others)
     partial = set(partial)
     graph: dict[str, set[str]] = {}
     for result in results:
@@ -100,7 +105,7 @@ def check_event_refs(results: Iterable[FileResult], *, partial: Collection[str] 
             if ref.startswith("runs."):
                 continue
             target = ref[4:]
-            if target not in names:
+            if target not in known:
                 if result.path in partial:
                     message = (
                         f"event ref {ref!r}: no operation {target!r} among the files given; "
