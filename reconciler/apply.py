@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -65,6 +67,8 @@ log = logging.getLogger(__name__)
 # Backend references written per transaction while a batch is being submitted: a crash loses at
 # most this many (their runs are submitted again, which is idempotent by name).
 REF_BATCH = 100
+# The longest a run waiting for its time (`NewRun.not_before`) is waited for in one sleep.
+MAX_WAIT_SECONDS = 60.0
 
 
 def utcnow() -> datetime:
@@ -276,24 +280,30 @@ class Applier:
         return outcome
 
     def create_many(self, runs: Sequence[NewRun], now: datetime) -> list[str | Exception | None]:
-        """Record then start runs: recorded in one transaction, then started `submit_concurrency`
-        at a time (`start_many`). For each, in order: None (started, or nothing to do), why the
-        backend refused it for good (recorded on the run), or the exception that kept it from
-        being recorded or started. A transient failure or a lost lease is raised once every run
-        already handed to the backend is recorded; the others stay recorded for a retry."""
-        items = [Recording(new.request, parent=new.parent, status=Status(new.status)) for new in runs]
-        with self.store.unit_of_work() as tx:
-            recorded = self.record_many(items, now, session=tx)
-        self._wake()
+        """Record then start runs: recorded in one transaction (unless `fresh`), then started
+        `submit_concurrency` at a time (`start_many`). For each, in order: None (started, or
+        nothing to do), why the backend refused it for good (recorded on the run), or the
+        exception that kept it from being recorded or started. A transient failure or a lost
+        lease is raised once every run already handed to the backend is recorded; the others stay
+        recorded for a retry."""
+        # A run recorded new by the transaction that handed it over (`NewRun.fresh`) is started
+        # as it is; the others are recorded (or found) first.
+        reading = [i for i, new in enumerate(runs) if not new.fresh]
         outcomes: list[str | Exception | None] = [None] * len(runs)
-        starting: list[int] = []
-        for i, result in enumerate(recorded):
-            if isinstance(result, Exception):
-                outcomes[i] = result
-                continue
-            run, new = result
-            if new or (run.backend_ref is None and run.status in (Status.CREATED, Status.ON_SCHEDULE)):
-                starting.append(i)
+        starting: list[int] = [i for i, new in enumerate(runs) if new.fresh]
+        if reading:
+            items = [Recording(runs[i].request, parent=runs[i].parent, status=Status(runs[i].status)) for i in reading]
+            with self.store.unit_of_work() as tx:
+                recorded = self.record_many(items, now, session=tx)
+            for i, result in zip(reading, recorded, strict=True):
+                if isinstance(result, Exception):
+                    outcomes[i] = result
+                    continue
+                run, new = result
+                if new or (run.backend_ref is None and run.status in (Status.CREATED, Status.ON_SCHEDULE)):
+                    starting.append(i)
+            starting.sort()
+        self._wake()
         started = self.start_many([runs[i].request for i in starting], now)
         for i, outcome in zip(starting, started, strict=True):
             outcomes[i] = outcome
@@ -615,20 +625,53 @@ class Applier:
             log.warning("%s: %s", notice.reason, notice.message, extra={"subject": notice.subject})
         for update in work.updates:
             self.transition(StatusTransition(update.run, update.status, now, update.reason, update.message))
+        # Runs due now first; a tick's run decided ahead of its time waits for it (`not_before`).
+        current = self.clock()
+        later = sorted((n for n in work.new_runs if _later(n, current)), key=_not_before)
+        self._create_by_repo([n for n in work.new_runs if not _later(n, current)], now)
+        for when, group in itertools.groupby(later, key=_not_before):
+            self._wait_until(when)
+            self._create_by_repo(list(group), max(now, when))
+        for name in work.stops:
+            self.stop(name)
+
+    def apply_batches(self, batches: Iterable[Work], now: datetime) -> None:
+        """`apply_work` for a pass that hands its work over a batch at a time (`Orchestrator.due`):
+        what is due is applied as each batch comes, and runs waiting for their time
+        (`not_before`) are held while the next batches are decided, then created together when
+        due (one stream of submits rather than a batch at a time)."""
+        held: list[NewRun] = []
+        for work in batches:
+            current = self.clock()
+            ready = [n for n in held if not _later(n, current)]
+            held = [n for n in held if _later(n, current)] + [n for n in work.new_runs if _later(n, current)]
+            due = tuple(ready) + tuple(n for n in work.new_runs if not _later(n, current))
+            self.apply_work(dataclasses.replace(work, new_runs=due), now)
+        if held:
+            self.apply_work(Work(new_runs=tuple(held)), now)
+
+    def _create_by_repo(self, runs: Sequence[NewRun], now: datetime) -> None:
         by_repo: dict[str, list[NewRun]] = {}
-        for new in work.new_runs:
+        for new in runs:
             by_repo.setdefault(new.request.op.repo, []).append(new)
-        for repo, runs in by_repo.items():
+        for repo, group in by_repo.items():
             try:
-                outcomes = self.create_many(runs, now)
+                outcomes = self.create_many(group, now)
             except NotOwner as e:  # its owner's resume() starts them
-                log.info("%d run(s) of %s not started here: %s", len(runs), repo, e)
+                log.info("%d run(s) of %s not started here: %s", len(group), repo, e)
                 continue
             for outcome in outcomes:
                 if isinstance(outcome, Exception):
                     raise outcome  # the item is retried; what was recorded is found again
-        for name in work.stops:
-            self.stop(name)
+
+    def _wait_until(self, when: datetime) -> None:
+        """Sleep until the clock says `when` (a few seconds at most: a tick's lead). Bounded, so a
+        clock that does not move (a test's) holds nobody for long."""
+        for _ in range(3):
+            left = (when - self.clock()).total_seconds()
+            if left <= 0:
+                return
+            time.sleep(min(left, MAX_WAIT_SECONDS))
 
     # --- plans ------------------------------------------------------------------------------------
 
@@ -747,6 +790,15 @@ class Applier:
                 spec_known=spec is not None,
             )
         self.store.set_backend_ref(run.name, obj.run, now)
+
+
+def _later(new: NewRun, now: datetime) -> bool:
+    return new.not_before is not None and new.not_before > now
+
+
+def _not_before(new: NewRun) -> datetime:
+    assert new.not_before is not None
+    return new.not_before
 
 
 def _batches(actions: Iterable[Action]) -> Iterator[list[Action]]:

@@ -517,10 +517,11 @@ class Daemon:
 
     def fire_ticks(self) -> None:
         """Fire, skip or record as missed what every schedule has due by now, a batch of
-        schedules at a time: each batch's runs are submitted before the next batch is decided."""
+        schedules at a time: each batch's runs are submitted before the next batch is decided.
+        Ticks due within the orchestrator's lead are decided too, and their runs created when
+        they are due (`Applier.apply_batches`)."""
         now = self.clock()
-        for work in self.orchestration.due(now, self.owns):
-            self.applier.apply_work(work, now)
+        self.applier.apply_batches(self.orchestration.due(now, self.owns), now)
 
     def _handle_ticks(self, _: FireTicks) -> float:
         self.fire_ticks()
