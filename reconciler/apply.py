@@ -27,10 +27,11 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -88,6 +89,8 @@ class Orchestration(Protocol):
     def start(self, run: RunRequest, now: datetime) -> Work: ...
 
     def on_transition(self, transition: StatusTransition, now: datetime) -> Work: ...
+
+    def on_transitions(self, transitions: Sequence[StatusTransition], now: datetime) -> Work: ...
 
     def on_report(self, run: str, now: datetime) -> Work: ...
 
@@ -155,6 +158,11 @@ class Applier:
         self.store = store
         self.submit_concurrency = max(1, submit_concurrency)
         self.clock = clock
+        # How the applier waits for a run's time (`NewRun.not_before`); a test moves its clock.
+        self.sleep: Callable[[float], None] = time.sleep
+        # The runs a thread of this process is starting (or holding until their time).
+        self._starting: set[str] = set()
+        self._starting_lock = threading.Lock()
         # The Polyaxon project of a repo's runs (its repo config `project`; empty: the repo name).
         self.project_of = project_of
         self.backend = backend
@@ -402,30 +410,29 @@ class Applier:
                     yield j, e
             return
         workers = min(self.submit_concurrency, len(runs))
-        pending = iter(enumerate(runs))
+        # Every run is queued at once and the workers take them as they free up, whatever the
+        # caller does with the results meanwhile (writing references waits on the database):
+        # the submits never wait for it. A failure that stops the batch turns the runs not yet
+        # begun into `_NotSubmitted`.
+        halt = threading.Event()
+
+        def submit(run: RunRequest) -> str:
+            if halt.is_set():
+                raise _NotSubmitted(run.name)
+            try:
+                return self._submit_one(run)
+            except (TransientBackendError, NotOwner):
+                halt.set()
+                raise
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="submit") as pool:
-            # Never more than `workers` submits queued: a failure stops the rest from starting.
-            running: dict[Future[str], int] = {}
-            stopped = False
-            while True:
-                while not stopped and len(running) < workers:
-                    nxt = next(pending, None)
-                    if nxt is None:
-                        break
-                    running[pool.submit(self._submit_one, nxt[1])] = nxt[0]
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    j = running.pop(future)
+            futures = {pool.submit(submit, run): j for j, run in enumerate(runs)}
+            try:
+                for future in as_completed(futures):
                     error = future.exception()
-                    if error is None:
-                        yield j, future.result()
-                    else:
-                        stopped = stopped or isinstance(error, (TransientBackendError, NotOwner))
-                        yield j, error
-            for j, run in pending:
-                yield j, _NotSubmitted(run.name)
+                    yield futures[future], (future.result() if error is None else error)
+            finally:
+                halt.set()  # the caller gave up (an error recording references): start no more
 
     def retry(self, run_name: str, now: datetime) -> str:
         """Run a finished run again, as a new run of the same operation and spec (cause `retry`,
@@ -580,6 +587,52 @@ class Applier:
             self.apply_work(self.orchestration.on_transition(transition, transition.at), transition.at)
         return True
 
+    def transitions(self, transitions: Sequence[StatusTransition]) -> list[bool]:
+        """`transition` for many, in order: their statuses (with their commit statuses) recorded
+        in one transaction, then what each causes. A backend's burst of first statuses (a
+        minute's thousand new Jobs) costs a transaction per batch rather than per run. A batch
+        with a note, or one whose transaction fails, is recorded one transition at a time."""
+        if len(transitions) <= 1 or any(t.note for t in transitions):
+            return [self.transition(t) for t in transitions]
+        changed = [False] * len(transitions)
+        try:
+            with self.store.unit_of_work() as tx:
+                ops: dict[int, OpKey] = {}
+                for i, t in enumerate(transitions):
+                    target = Status(t.status)
+                    try:
+                        change = self.store.transition(
+                            t.run, target, at=t.at, reason=t.reason or None, message=t.message or None, session=tx
+                        )
+                    except NotFound:
+                        continue  # not a run we track (yet): adoption records it
+                    except IllegalTransition as e:
+                        log.debug("run %s: %s", t.run, e)
+                        continue
+                    if change is None:
+                        continue
+                    changed[i] = True
+                    if self.reporter is not None:
+                        run = self.store.run(t.run, session=tx)
+                        assert run is not None
+                        if run.operation_id not in ops:
+                            ops[run.operation_id] = OpKey.parse(self.store.op_key_by_id(run.operation_id, session=tx))
+                        self._report(run, ops[run.operation_id], target, t.at, t.reason, t.message, tx)
+        except Exception:
+            log.warning("recording %d statuses together failed; one at a time", len(transitions), exc_info=True)
+            return [self.transition(t) for t in transitions]
+        recorded = [t for t, done in zip(transitions, changed, strict=True) if done]
+        if not recorded:
+            return changed
+        self._wake()
+        if self.metrics is not None:
+            for t in recorded:
+                self.metrics.runs_transitions.labels(status=str(t.status)).inc()
+        if self.orchestration is not None:
+            now = max(t.at for t in recorded)
+            self.apply_work(self.orchestration.on_transitions(recorded, now), now)
+        return changed
+
     def _note(self, transition: StatusTransition) -> bool:
         try:
             self.store.note(
@@ -618,9 +671,18 @@ class Applier:
     # --- what the orchestrator asks for -------------------------------------------------------
 
     def apply_work(self, work: Work | None, now: datetime) -> None:
-        """New runs (children, ticks, events), derived statuses, stops; notices are logged."""
+        """New runs (children, ticks, events), derived statuses, stops; notices are logged. A run
+        another thread of this process is starting already (a pass holding it until its tick,
+        when a resume finds it unsubmitted) is left to that thread."""
         if work is None:
             return
+        runs = self._claim(work.new_runs)
+        try:
+            self._apply_work(dataclasses.replace(work, new_runs=runs), now)
+        finally:
+            self._release(runs)
+
+    def _apply_work(self, work: Work, now: datetime) -> None:
         for notice in work.notices:
             log.warning("%s: %s", notice.reason, notice.message, extra={"subject": notice.subject})
         for update in work.updates:
@@ -641,14 +703,31 @@ class Applier:
         (`not_before`) are held while the next batches are decided, then created together when
         due (one stream of submits rather than a batch at a time)."""
         held: list[NewRun] = []
-        for work in batches:
-            current = self.clock()
-            ready = [n for n in held if not _later(n, current)]
-            held = [n for n in held if _later(n, current)] + [n for n in work.new_runs if _later(n, current)]
-            due = tuple(ready) + tuple(n for n in work.new_runs if not _later(n, current))
-            self.apply_work(dataclasses.replace(work, new_runs=due), now)
-        if held:
-            self.apply_work(Work(new_runs=tuple(held)), now)
+        claimed: list[NewRun] = []
+        try:
+            for work in batches:
+                runs = self._claim(work.new_runs)
+                claimed += runs
+                current = self.clock()
+                ready = [n for n in held if not _later(n, current)]
+                held = [n for n in held if _later(n, current)] + [n for n in runs if _later(n, current)]
+                due = tuple(ready) + tuple(n for n in runs if not _later(n, current))
+                self._apply_work(dataclasses.replace(work, new_runs=due), now)
+            if held:
+                self._apply_work(Work(new_runs=tuple(held)), now)
+        finally:
+            self._release(claimed)
+
+    def _claim(self, runs: Iterable[NewRun]) -> tuple[NewRun, ...]:
+        """The runs no other thread of this process is starting, now marked as this one's."""
+        with self._starting_lock:
+            mine = tuple(n for n in runs if n.request.name not in self._starting)
+            self._starting.update(n.request.name for n in mine)
+        return mine
+
+    def _release(self, runs: Iterable[NewRun]) -> None:
+        with self._starting_lock:
+            self._starting.difference_update(n.request.name for n in runs)
 
     def _create_by_repo(self, runs: Sequence[NewRun], now: datetime) -> None:
         by_repo: dict[str, list[NewRun]] = {}
@@ -671,7 +750,7 @@ class Applier:
             left = (when - self.clock()).total_seconds()
             if left <= 0:
                 return
-            time.sleep(min(left, MAX_WAIT_SECONDS))
+            self.sleep(min(left, MAX_WAIT_SECONDS))
 
     # --- plans ------------------------------------------------------------------------------------
 

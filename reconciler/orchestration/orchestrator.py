@@ -135,21 +135,37 @@ class Orchestrator:
 
     def on_transition(self, transition: StatusTransition, now: dt.datetime) -> Work:
         """What a recorded transition causes: subscribed runs, the parent's next step, hooks."""
-        run = self.ctx.store.run(transition.run)
-        if run is None or run.id is None:
-            return Work()
-        operation_id, parent = run.operation_id, run.parent
-        work = events.fire_pending(self.ctx, operation_id, now)
-        if is_done(transition.status):
-            # Read for a final status only: most transitions are not (every tick run's first
-            # one), and only a container's final one stops its children.
-            row = self.ctx.store.run_detail(run.id)
-            if row is not None and row.container is not None:
-                work += Work(stops=tree.active_children(self.ctx, transition.run))
-            if parent is not None:
-                work += tree.advance_parent(self.ctx, parent, now)
-            work += hooks.fire_hooks(self.ctx, transition.run, transition.status, now)
-        return work
+        return self.on_transitions([transition], now)
+
+    def on_transitions(self, transitions: Sequence[StatusTransition], now: dt.datetime) -> Work:
+        """`on_transition` for transitions recorded together (a backend's burst of first
+        statuses): their runs read in one query, and the subscriptions looked at only when
+        some operation has any."""
+        store = self.ctx.store
+        if len(transitions) == 1:
+            found = store.run(transitions[0].run)
+            runs = {found.name: found} if found is not None else {}
+            followed = True
+        else:
+            runs = {run.name: run for run in store.runs_named(t.run for t in transitions)}
+            followed = bool(store.subscriptions_following(None))
+        parts: list[Work] = []
+        for transition in transitions:
+            run = runs.get(transition.run)
+            if run is None or run.id is None:
+                continue
+            if followed:
+                parts.append(events.fire_pending(self.ctx, run.operation_id, now))
+            if is_done(transition.status):
+                # Read for a final status only: most transitions are not (every tick run's first
+                # one), and only a container's final one stops its children.
+                row = store.run_detail(run.id)
+                if row is not None and row.container is not None:
+                    parts.append(Work(stops=tree.active_children(self.ctx, transition.run)))
+                if run.parent is not None:
+                    parts.append(tree.advance_parent(self.ctx, run.parent, now))
+                parts.append(hooks.fire_hooks(self.ctx, transition.run, transition.status, now))
+        return Work.merge(parts)
 
     def on_report(self, run_name: str, now: dt.datetime) -> Work:
         """What a run's reported values cause: its parent's per-run stopping policy may stop it
