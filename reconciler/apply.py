@@ -88,8 +88,6 @@ class Orchestration(Protocol):
 
     def start(self, run: RunRequest, now: datetime) -> Work: ...
 
-    def on_transition(self, transition: StatusTransition, now: datetime) -> Work: ...
-
     def on_transitions(self, transitions: Sequence[StatusTransition], now: datetime) -> Work: ...
 
     def on_report(self, run: str, now: datetime) -> Work: ...
@@ -557,73 +555,59 @@ class Applier:
         orchestration are left as they are."""
         if transition.note:
             return self._note(transition)
-        target = Status(transition.status)
-        try:
-            with self.store.unit_of_work() as tx:
-                change = self.store.transition(
-                    transition.run,
-                    target,
-                    at=transition.at,
-                    reason=transition.reason or None,
-                    message=transition.message or None,
-                    session=tx,
-                )
-                if change is not None:
-                    run = self.store.run(transition.run, session=tx)
-                    assert run is not None
-                    op = OpKey.parse(self.store.op_key_by_id(run.operation_id, session=tx))
-                    self._report(run, op, target, transition.at, transition.reason, transition.message, tx)
-        except NotFound:
-            return False  # not a run we track (yet): adoption records it
-        except IllegalTransition as e:
-            log.debug("run %s: %s", transition.run, e)
-            return False
-        if change is None:
-            return False
-        self._wake()
-        if self.metrics is not None:
-            self.metrics.runs_transitions.labels(status=str(target)).inc()
-        if self.orchestration is not None:
-            self.apply_work(self.orchestration.on_transition(transition, transition.at), transition.at)
-        return True
+        [changed] = self._record_statuses([transition])
+        if changed:
+            self._follow([transition])
+        return changed
 
     def transitions(self, transitions: Sequence[StatusTransition]) -> list[bool]:
         """`transition` for many, in order: their statuses (with their commit statuses) recorded
-        in one transaction, then what each causes. A backend's burst of first statuses (a
+        in one transaction, then what they cause. A backend's burst of first statuses (a
         minute's thousand new Jobs) costs a transaction per batch rather than per run. A batch
         with a note, or one whose transaction fails, is recorded one transition at a time."""
         if len(transitions) <= 1 or any(t.note for t in transitions):
             return [self.transition(t) for t in transitions]
-        changed = [False] * len(transitions)
         try:
-            with self.store.unit_of_work() as tx:
-                ops: dict[int, OpKey] = {}
-                for i, t in enumerate(transitions):
-                    target = Status(t.status)
-                    try:
-                        change = self.store.transition(
-                            t.run, target, at=t.at, reason=t.reason or None, message=t.message or None, session=tx
-                        )
-                    except NotFound:
-                        continue  # not a run we track (yet): adoption records it
-                    except IllegalTransition as e:
-                        log.debug("run %s: %s", t.run, e)
-                        continue
-                    if change is None:
-                        continue
-                    changed[i] = True
-                    if self.reporter is not None:
-                        run = self.store.run(t.run, session=tx)
-                        assert run is not None
-                        if run.operation_id not in ops:
-                            ops[run.operation_id] = OpKey.parse(self.store.op_key_by_id(run.operation_id, session=tx))
-                        self._report(run, ops[run.operation_id], target, t.at, t.reason, t.message, tx)
+            changed = self._record_statuses(transitions)
         except Exception:
             log.warning("recording %d statuses together failed; one at a time", len(transitions), exc_info=True)
             return [self.transition(t) for t in transitions]
         recorded = [t for t, done in zip(transitions, changed, strict=True) if done]
-        if not recorded:
-            return changed
+        if recorded:
+            self._follow(recorded)
+        return changed
+
+    def _record_statuses(self, transitions: Sequence[StatusTransition]) -> list[bool]:
+        """Each status with its commit status, in one transaction; whether each changed the run
+        (a run not tracked, or a change the lifecycle forbids, changes nothing)."""
+        changed = [False] * len(transitions)
+        with self.store.unit_of_work() as tx:
+            ops: dict[int, OpKey] = {}
+            for i, t in enumerate(transitions):
+                target = Status(t.status)
+                try:
+                    change = self.store.transition(
+                        t.run, target, at=t.at, reason=t.reason or None, message=t.message or None, session=tx
+                    )
+                except NotFound:
+                    continue  # not a run we track (yet): adoption records it
+                except IllegalTransition as e:
+                    log.debug("run %s: %s", t.run, e)
+                    continue
+                if change is None:
+                    continue
+                changed[i] = True
+                if self.reporter is not None:
+                    run = self.store.run(t.run, session=tx)
+                    assert run is not None
+                    if run.operation_id not in ops:
+                        ops[run.operation_id] = OpKey.parse(self.store.op_key_by_id(run.operation_id, session=tx))
+                    self._report(run, ops[run.operation_id], target, t.at, t.reason, t.message, tx)
+        return changed
+
+    def _follow(self, recorded: Sequence[StatusTransition]) -> None:
+        """What recorded transitions cause: the forge woken, subscribed runs, the parents' next
+        steps, hooks."""
         self._wake()
         if self.metrics is not None:
             for t in recorded:
@@ -631,7 +615,6 @@ class Applier:
         if self.orchestration is not None:
             now = max(t.at for t in recorded)
             self.apply_work(self.orchestration.on_transitions(recorded, now), now)
-        return changed
 
     def _note(self, transition: StatusTransition) -> bool:
         try:
