@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -65,6 +68,8 @@ log = logging.getLogger(__name__)
 # Backend references written per transaction while a batch is being submitted: a crash loses at
 # most this many (their runs are submitted again, which is idempotent by name).
 REF_BATCH = 100
+# The longest a run waiting for its time (`NewRun.not_before`) is waited for in one sleep.
+MAX_WAIT_SECONDS = 60.0
 
 
 def utcnow() -> datetime:
@@ -83,7 +88,7 @@ class Orchestration(Protocol):
 
     def start(self, run: RunRequest, now: datetime) -> Work: ...
 
-    def on_transition(self, transition: StatusTransition, now: datetime) -> Work: ...
+    def on_transitions(self, transitions: Sequence[StatusTransition], now: datetime) -> Work: ...
 
     def on_report(self, run: str, now: datetime) -> Work: ...
 
@@ -151,6 +156,11 @@ class Applier:
         self.store = store
         self.submit_concurrency = max(1, submit_concurrency)
         self.clock = clock
+        # How the applier waits for a run's time (`NewRun.not_before`); a test moves its clock.
+        self.sleep: Callable[[float], None] = time.sleep
+        # The runs a thread of this process is starting (or holding until their time).
+        self._starting: set[str] = set()
+        self._starting_lock = threading.Lock()
         # The Polyaxon project of a repo's runs (its repo config `project`; empty: the repo name).
         self.project_of = project_of
         self.backend = backend
@@ -276,24 +286,30 @@ class Applier:
         return outcome
 
     def create_many(self, runs: Sequence[NewRun], now: datetime) -> list[str | Exception | None]:
-        """Record then start runs: recorded in one transaction, then started `submit_concurrency`
-        at a time (`start_many`). For each, in order: None (started, or nothing to do), why the
-        backend refused it for good (recorded on the run), or the exception that kept it from
-        being recorded or started. A transient failure or a lost lease is raised once every run
-        already handed to the backend is recorded; the others stay recorded for a retry."""
-        items = [Recording(new.request, parent=new.parent, status=Status(new.status)) for new in runs]
-        with self.store.unit_of_work() as tx:
-            recorded = self.record_many(items, now, session=tx)
-        self._wake()
+        """Record then start runs: recorded in one transaction (unless `fresh`), then started
+        `submit_concurrency` at a time (`start_many`). For each, in order: None (started, or
+        nothing to do), why the backend refused it for good (recorded on the run), or the
+        exception that kept it from being recorded or started. A transient failure or a lost
+        lease is raised once every run already handed to the backend is recorded; the others stay
+        recorded for a retry."""
+        # A run recorded new by the transaction that handed it over (`NewRun.fresh`) is started
+        # as it is; the others are recorded (or found) first.
+        reading = [i for i, new in enumerate(runs) if not new.fresh]
         outcomes: list[str | Exception | None] = [None] * len(runs)
-        starting: list[int] = []
-        for i, result in enumerate(recorded):
-            if isinstance(result, Exception):
-                outcomes[i] = result
-                continue
-            run, new = result
-            if new or (run.backend_ref is None and run.status in (Status.CREATED, Status.ON_SCHEDULE)):
-                starting.append(i)
+        starting: list[int] = [i for i, new in enumerate(runs) if new.fresh]
+        if reading:
+            items = [Recording(runs[i].request, parent=runs[i].parent, status=Status(runs[i].status)) for i in reading]
+            with self.store.unit_of_work() as tx:
+                recorded = self.record_many(items, now, session=tx)
+            for i, result in zip(reading, recorded, strict=True):
+                if isinstance(result, Exception):
+                    outcomes[i] = result
+                    continue
+                run, new = result
+                if new or (run.backend_ref is None and run.status in (Status.CREATED, Status.ON_SCHEDULE)):
+                    starting.append(i)
+            starting.sort()
+        self._wake()
         started = self.start_many([runs[i].request for i in starting], now)
         for i, outcome in zip(starting, started, strict=True):
             outcomes[i] = outcome
@@ -392,30 +408,29 @@ class Applier:
                     yield j, e
             return
         workers = min(self.submit_concurrency, len(runs))
-        pending = iter(enumerate(runs))
+        # Every run is queued at once and the workers take them as they free up, whatever the
+        # caller does with the results meanwhile (writing references waits on the database):
+        # the submits never wait for it. A failure that stops the batch turns the runs not yet
+        # begun into `_NotSubmitted`.
+        halt = threading.Event()
+
+        def submit(run: RunRequest) -> str:
+            if halt.is_set():
+                raise _NotSubmitted(run.name)
+            try:
+                return self._submit_one(run)
+            except (TransientBackendError, NotOwner):
+                halt.set()
+                raise
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="submit") as pool:
-            # Never more than `workers` submits queued: a failure stops the rest from starting.
-            running: dict[Future[str], int] = {}
-            stopped = False
-            while True:
-                while not stopped and len(running) < workers:
-                    nxt = next(pending, None)
-                    if nxt is None:
-                        break
-                    running[pool.submit(self._submit_one, nxt[1])] = nxt[0]
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    j = running.pop(future)
+            futures = {pool.submit(submit, run): j for j, run in enumerate(runs)}
+            try:
+                for future in as_completed(futures):
                     error = future.exception()
-                    if error is None:
-                        yield j, future.result()
-                    else:
-                        stopped = stopped or isinstance(error, (TransientBackendError, NotOwner))
-                        yield j, error
-            for j, run in pending:
-                yield j, _NotSubmitted(run.name)
+                    yield futures[future], (future.result() if error is None else error)
+            finally:
+                halt.set()  # the caller gave up (an error recording references): start no more
 
     def retry(self, run_name: str, now: datetime) -> str:
         """Run a finished run again, as a new run of the same operation and spec (cause `retry`,
@@ -540,35 +555,66 @@ class Applier:
         orchestration are left as they are."""
         if transition.note:
             return self._note(transition)
-        target = Status(transition.status)
+        [changed] = self._record_statuses([transition])
+        if changed:
+            self._follow([transition])
+        return changed
+
+    def transitions(self, transitions: Sequence[StatusTransition]) -> list[bool]:
+        """`transition` for many, in order: their statuses (with their commit statuses) recorded
+        in one transaction, then what they cause. A backend's burst of first statuses (a
+        minute's thousand new Jobs) costs a transaction per batch rather than per run. A batch
+        with a note, or one whose transaction fails, is recorded one transition at a time."""
+        if len(transitions) <= 1 or any(t.note for t in transitions):
+            return [self.transition(t) for t in transitions]
         try:
-            with self.store.unit_of_work() as tx:
-                change = self.store.transition(
-                    transition.run,
-                    target,
-                    at=transition.at,
-                    reason=transition.reason or None,
-                    message=transition.message or None,
-                    session=tx,
-                )
-                if change is not None:
-                    run = self.store.run(transition.run, session=tx)
+            changed = self._record_statuses(transitions)
+        except Exception:
+            log.warning("recording %d statuses together failed; one at a time", len(transitions), exc_info=True)
+            return [self.transition(t) for t in transitions]
+        recorded = [t for t, done in zip(transitions, changed, strict=True) if done]
+        if recorded:
+            self._follow(recorded)
+        return changed
+
+    def _record_statuses(self, transitions: Sequence[StatusTransition]) -> list[bool]:
+        """Each status with its commit status, in one transaction; whether each changed the run
+        (a run not tracked, or a change the lifecycle forbids, changes nothing)."""
+        changed = [False] * len(transitions)
+        with self.store.unit_of_work() as tx:
+            ops: dict[int, OpKey] = {}
+            for i, t in enumerate(transitions):
+                target = Status(t.status)
+                try:
+                    change = self.store.transition(
+                        t.run, target, at=t.at, reason=t.reason or None, message=t.message or None, session=tx
+                    )
+                except NotFound:
+                    continue  # not a run we track (yet): adoption records it
+                except IllegalTransition as e:
+                    log.debug("run %s: %s", t.run, e)
+                    continue
+                if change is None:
+                    continue
+                changed[i] = True
+                if self.reporter is not None:
+                    run = self.store.run(t.run, session=tx)
                     assert run is not None
-                    op = OpKey.parse(self.store.op_key_by_id(run.operation_id, session=tx))
-                    self._report(run, op, target, transition.at, transition.reason, transition.message, tx)
-        except NotFound:
-            return False  # not a run we track (yet): adoption records it
-        except IllegalTransition as e:
-            log.debug("run %s: %s", transition.run, e)
-            return False
-        if change is None:
-            return False
+                    if run.operation_id not in ops:
+                        ops[run.operation_id] = OpKey.parse(self.store.op_key_by_id(run.operation_id, session=tx))
+                    self._report(run, ops[run.operation_id], target, t.at, t.reason, t.message, tx)
+        return changed
+
+    def _follow(self, recorded: Sequence[StatusTransition]) -> None:
+        """What recorded transitions cause: the forge woken, subscribed runs, the parents' next
+        steps, hooks."""
         self._wake()
         if self.metrics is not None:
-            self.metrics.runs_transitions.labels(status=str(target)).inc()
+            for t in recorded:
+                self.metrics.runs_transitions.labels(status=str(t.status)).inc()
         if self.orchestration is not None:
-            self.apply_work(self.orchestration.on_transition(transition, transition.at), transition.at)
-        return True
+            now = max(t.at for t in recorded)
+            self.apply_work(self.orchestration.on_transitions(recorded, now), now)
 
     def _note(self, transition: StatusTransition) -> bool:
         try:
@@ -608,27 +654,86 @@ class Applier:
     # --- what the orchestrator asks for -------------------------------------------------------
 
     def apply_work(self, work: Work | None, now: datetime) -> None:
-        """New runs (children, ticks, events), derived statuses, stops; notices are logged."""
+        """New runs (children, ticks, events), derived statuses, stops; notices are logged. A run
+        another thread of this process is starting already (a pass holding it until its tick,
+        when a resume finds it unsubmitted) is left to that thread."""
         if work is None:
             return
+        runs = self._claim(work.new_runs)
+        try:
+            self._apply_work(dataclasses.replace(work, new_runs=runs), now)
+        finally:
+            self._release(runs)
+
+    def _apply_work(self, work: Work, now: datetime) -> None:
         for notice in work.notices:
             log.warning("%s: %s", notice.reason, notice.message, extra={"subject": notice.subject})
         for update in work.updates:
             self.transition(StatusTransition(update.run, update.status, now, update.reason, update.message))
+        # Runs due now first; a tick's run decided ahead of its time waits for it (`not_before`).
+        current = self.clock()
+        later = sorted((n for n in work.new_runs if _later(n, current)), key=_not_before)
+        self._create_by_repo([n for n in work.new_runs if not _later(n, current)], now)
+        for when, group in itertools.groupby(later, key=_not_before):
+            self._wait_until(when)
+            self._create_by_repo(list(group), max(now, when))
+        for name in work.stops:
+            self.stop(name)
+
+    def apply_batches(self, batches: Iterable[Work], now: datetime) -> None:
+        """`apply_work` for a pass that hands its work over a batch at a time (`Orchestrator.due`):
+        what is due is applied as each batch comes, and runs waiting for their time
+        (`not_before`) are held while the next batches are decided, then created together when
+        due (one stream of submits rather than a batch at a time)."""
+        held: list[NewRun] = []
+        claimed: list[NewRun] = []
+        try:
+            for work in batches:
+                runs = self._claim(work.new_runs)
+                claimed += runs
+                current = self.clock()
+                ready = [n for n in held if not _later(n, current)]
+                held = [n for n in held if _later(n, current)] + [n for n in runs if _later(n, current)]
+                due = tuple(ready) + tuple(n for n in runs if not _later(n, current))
+                self._apply_work(dataclasses.replace(work, new_runs=due), now)
+            if held:
+                self._apply_work(Work(new_runs=tuple(held)), now)
+        finally:
+            self._release(claimed)
+
+    def _claim(self, runs: Iterable[NewRun]) -> tuple[NewRun, ...]:
+        """The runs no other thread of this process is starting, now marked as this one's."""
+        with self._starting_lock:
+            mine = tuple(n for n in runs if n.request.name not in self._starting)
+            self._starting.update(n.request.name for n in mine)
+        return mine
+
+    def _release(self, runs: Iterable[NewRun]) -> None:
+        with self._starting_lock:
+            self._starting.difference_update(n.request.name for n in runs)
+
+    def _create_by_repo(self, runs: Sequence[NewRun], now: datetime) -> None:
         by_repo: dict[str, list[NewRun]] = {}
-        for new in work.new_runs:
+        for new in runs:
             by_repo.setdefault(new.request.op.repo, []).append(new)
-        for repo, runs in by_repo.items():
+        for repo, group in by_repo.items():
             try:
-                outcomes = self.create_many(runs, now)
+                outcomes = self.create_many(group, now)
             except NotOwner as e:  # its owner's resume() starts them
-                log.info("%d run(s) of %s not started here: %s", len(runs), repo, e)
+                log.info("%d run(s) of %s not started here: %s", len(group), repo, e)
                 continue
             for outcome in outcomes:
                 if isinstance(outcome, Exception):
                     raise outcome  # the item is retried; what was recorded is found again
-        for name in work.stops:
-            self.stop(name)
+
+    def _wait_until(self, when: datetime) -> None:
+        """Sleep until the clock says `when` (a few seconds at most: a tick's lead). Bounded, so a
+        clock that does not move (a test's) holds nobody for long."""
+        for _ in range(3):
+            left = (when - self.clock()).total_seconds()
+            if left <= 0:
+                return
+            self.sleep(min(left, MAX_WAIT_SECONDS))
 
     # --- plans ------------------------------------------------------------------------------------
 
@@ -747,6 +852,15 @@ class Applier:
                 spec_known=spec is not None,
             )
         self.store.set_backend_ref(run.name, obj.run, now)
+
+
+def _later(new: NewRun, now: datetime) -> bool:
+    return new.not_before is not None and new.not_before > now
+
+
+def _not_before(new: NewRun) -> datetime:
+    assert new.not_before is not None
+    return new.not_before
 
 
 def _batches(actions: Iterable[Action]) -> Iterator[list[Action]]:

@@ -63,6 +63,10 @@ log = logging.getLogger("reconciler")
 # Failed fetches in a row (each retried by the work queue after a short backoff) after which
 # /readyz reports the repo: enough to ride out one dropped connection.
 FAILED_FETCHES_UNREADY = 3
+# The status observer records transitions that come together in one transaction, this many at
+# most; one that comes alone is recorded after the backend has been quiet this long (seconds).
+OBSERVED_BATCH = 100
+OBSERVED_QUIET = 0.05
 
 
 def utcnow() -> datetime:
@@ -426,6 +430,10 @@ class Daemon:
     def record_transition(self, transition: StatusTransition) -> None:
         self.applier.transition(transition)
 
+    def record_transitions(self, transitions: list[StatusTransition]) -> None:
+        if transitions:
+            self.applier.transitions(transitions)
+
     def _record_report(self, report: RunReport) -> None:
         """Values a backend read from a run as it ran (the local outputs file): as if POSTed."""
         points = [Point(name, step, value) for name, step, value in report.metrics]
@@ -517,10 +525,11 @@ class Daemon:
 
     def fire_ticks(self) -> None:
         """Fire, skip or record as missed what every schedule has due by now, a batch of
-        schedules at a time: each batch's runs are submitted before the next batch is decided."""
+        schedules at a time: each batch's runs are submitted before the next batch is decided.
+        Ticks due within the orchestrator's lead are decided too, and their runs created when
+        they are due (`Applier.apply_batches`)."""
         now = self.clock()
-        for work in self.orchestration.due(now, self.owns):
-            self.applier.apply_work(work, now)
+        self.applier.apply_batches(self.orchestration.due(now, self.owns), now)
 
     def _handle_ticks(self, _: FireTicks) -> float:
         self.fire_ticks()
@@ -558,17 +567,28 @@ class Daemon:
         return 1.0 if len(names) > policy.batch else policy.interval_seconds
 
     def _observer(self) -> None:
+        """Record what the backend observes. Transitions that come together (a minute's new Jobs
+        each seen once) are recorded together (`Applier.transitions`: a transaction per
+        `OBSERVED_BATCH`, not per run); one alone is recorded once the backend has been quiet for
+        `OBSERVED_QUIET` seconds."""
         while not self._stop.is_set():
+            batch: list[StatusTransition] = []
             try:
-                for event in self.backend.observe(timeout=1.0):
+                for event in self.backend.observe(timeout=OBSERVED_QUIET):
                     if self.sharding is not None and not self.sharding.owns_run(event.run):
                         continue  # another replica's run: its owner records it
                     if isinstance(event, RunReport):
+                        self.record_transitions(batch)  # in the order they happened
+                        batch = []
                         self._record_report(event)
                     else:
-                        self.record_transition(event)
+                        batch.append(event)
+                        if len(batch) >= OBSERVED_BATCH:
+                            self.record_transitions(batch)
+                            batch = []
                     if self._stop.is_set():
                         break
+                self.record_transitions(batch)
             except Exception:
                 log.exception("observing the backend failed; retrying")
                 self._stop.wait(1.0)

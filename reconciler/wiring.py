@@ -8,7 +8,7 @@ and matrices through the orchestrator), so the applier is made first and given t
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from reconciler.daemon import Daemon, utcnow
 from reconciler.forge_wiring import build_forge_wiring
 from reconciler.metrics import Metrics
 from reconciler.orchestration import Orchestrator, Timer
+from reconciler.orchestration.ticking import TICK_LEAD
 from reconciler.runtokens import ENV_TOKEN, ENV_URL, RunTokens
 from reconciler.shard_wiring import build_shard_wiring
 from reconciler.source import Backoff, GitSource
@@ -89,6 +90,9 @@ def build_daemon(
         timer=Timer(store.job_store() if settings.sharding is None else None, lambda: holder[0].wake_ticks())
         if timer
         else None,
+        # Ticks decided (and their runs recorded) ahead of time, created when due; without the
+        # timer (one pass, or a test moving the clock itself) a tick is decided when it is due.
+        lead=TICK_LEAD if timer else timedelta(0),
     )
     applier.orchestration = orchestrator
     forge = build_forge_wiring(

@@ -25,6 +25,7 @@ the runs of a repo with a forge.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from reconciler.model import Cause, OpKey, RunRequest
 from reconciler.orchestration import tree
 from reconciler.orchestration.registry import options_of, registered_at
-from reconciler.orchestration.specs import Recording, ScheduleOptions, request_for, schedule_spec
+from reconciler.orchestration.specs import Recording, ScheduleOptions, container_of, request_for, schedule_spec
 from reconciler.orchestration.tree import Context
 from reconciler.orchestration.work import Notice, Work
 from reconciler.scheduling.ticks import PastRun, ScheduleSpec, TickDecision, decide, reads_runs, tick_cause_id
@@ -43,6 +44,11 @@ from reconciler.tracking import Run, ScheduleMove, ScheduleState, TickRow, Track
 # after their tick (a batch of schedules every minute takes tens of milliseconds to decide),
 # large enough that a batch's fixed statements are a small share of its cost.
 TICK_BATCH = 100
+# How long before its tick a schedule is decided and its run recorded (`due(ahead=...)`), so that
+# at the tick only the run's object is left to create: a minute's thousand ticks cost about a
+# second of deciding and recording, which the ticks otherwise waited for. The timer wakes the
+# daemon this long before the earliest tick.
+TICK_LEAD = dt.timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -69,18 +75,31 @@ def tick_request(key: OpKey, state: ScheduleState, at: dt.datetime, options: Sch
 
 
 def due(
-    ctx: Context, now: dt.datetime, owns: Callable[[str], bool] | None = None, batch: int | None = None
+    ctx: Context,
+    now: dt.datetime,
+    owns: Callable[[str], bool] | None = None,
+    batch: int | None = None,
+    ahead: dt.timedelta = dt.timedelta(0),
 ) -> Iterator[Batch]:
     """Handle every schedule due at `now`, `batch` (default `TICK_BATCH`) schedules per
     transaction; each batch is yielded once committed. `owns(repo)` leaves other replicas' repos
-    to their owners."""
+    to their owners. `ahead`: ticks due up to this long after `now` are decided now too (see
+    `fire`), so their runs are ready to submit the moment they are due."""
     batch = batch or TICK_BATCH
-    rows = [(row.operation_id, OpKey.parse(row.op_key).repo) for row in ctx.store.due_ticks(now)]
+    rows = [(row.operation_id, OpKey.parse(row.op_key).repo) for row in ctx.store.due_ticks(now + ahead)]
     mine = [(oid, repo) for oid, repo in rows if owns is None or owns(repo)]
     for start in range(0, len(mine), batch):
         # Asked again per batch: a pass can outlast a lease (the fence in `record` would refuse
         # the repo's runs and roll the whole batch back with them).
-        yield fire(ctx, [oid for oid, repo in mine[start : start + batch] if owns is None or owns(repo)], now)
+        ids = [oid for oid, repo in mine[start : start + batch] if owns is None or owns(repo)]
+        yield fire(ctx, ids, now, ahead=ahead)
+
+
+def early(state: ScheduleState, spec: ScheduleSpec, options: ScheduleOptions) -> bool:
+    """Whether a tick of this schedule may be decided before it is due: only when the decision
+    cannot change in between (it reads no runs: concurrency allow, no `dependsOnPast`) and
+    the tick's run is a leaf (a DAG or matrix would start its children at once)."""
+    return not reads_runs(spec, options.concurrency) and container_of(state.spec or {}) is None
 
 
 @dataclass
@@ -91,17 +110,22 @@ class _Decided:
     decision: TickDecision
 
 
-def fire(ctx: Context, operation_ids: Sequence[int], now: dt.datetime) -> Batch:
+def fire(ctx: Context, operation_ids: Sequence[int], now: dt.datetime, ahead: dt.timedelta = dt.timedelta(0)) -> Batch:
     """Decide the due ticks of these schedules and record what the decisions imply, in one
     transaction. A schedule that is not due any more (another daemon or call handled it) is left
-    as it is."""
+    as it is.
+
+    A schedule whose next tick is due within `ahead` of `now` is decided as of that tick when it
+    may be (`early`): the tick is claimed and its run recorded now, and the run is returned with
+    `not_before` set to the tick, so the daemon creates its object when the tick is due, not
+    before. The others wait until they are due."""
     parts: list[Work] = []
     wakeups: dict[OpKey, dt.datetime | None] = {}
     moves: list[ScheduleMove] = []
     with ctx.store.unit_of_work() as s:
-        pending: list[tuple[OpKey, ScheduleState, ScheduleOptions, ScheduleSpec]] = []
+        pending: list[tuple[OpKey, ScheduleState, ScheduleOptions, ScheduleSpec, dt.datetime]] = []
         for op_key, state in ctx.store.lock_schedules(operation_ids, s):
-            if state.next_tick_at is None or state.next_tick_at > now or state.schedule is None:
+            if state.next_tick_at is None or state.next_tick_at > now + ahead or state.schedule is None:
                 continue
             key = OpKey.parse(op_key)
             # What the repo config said when the schedule was registered: right after a restart,
@@ -116,9 +140,15 @@ def fire(ctx: Context, operation_ids: Sequence[int], now: dt.datetime) -> Batch:
                     Work(notices=(Notice(op_key, "InvalidSchedule", f"the schedule cannot be evaluated: {e}"),))
                 )
                 continue
-            pending.append((key, state, options, spec))
+            # The instant the schedule is decided at: now, or its next tick when it is early.
+            at = now
+            if state.next_tick_at > now:
+                if not early(state, spec, options):
+                    continue  # decided when it is due
+                at = state.next_tick_at
+            pending.append((key, state, options, spec, at))
         runs = ctx.store.schedule_runs(
-            [state.operation_id for _, state, options, spec in pending if reads_runs(spec, options.concurrency)], s
+            [state.operation_id for _, state, options, spec, _ in pending if reads_runs(spec, options.concurrency)], s
         )
         decided = [
             _Decided(
@@ -127,7 +157,7 @@ def fire(ctx: Context, operation_ids: Sequence[int], now: dt.datetime) -> Batch:
                 options,
                 decide(
                     spec,
-                    now=now,
+                    now=at,
                     registered_at=registered_at(state),
                     last_tick=state.last_tick_at,
                     runs_so_far=state.run_count,
@@ -136,7 +166,7 @@ def fire(ctx: Context, operation_ids: Sequence[int], now: dt.datetime) -> Batch:
                     starting_deadline=options.starting_deadline,
                 ),
             )
-            for key, state, options, spec in pending
+            for key, state, options, spec, at in pending
         ]
         claimed = ctx.store.claim_ticks([row for d in decided for row in _tick_rows(d)], now, s)
         # The runs of the claimed ticks, recorded together (the applier's `record_many`: a few
@@ -174,7 +204,16 @@ def fire(ctx: Context, operation_ids: Sequence[int], now: dt.datetime) -> Batch:
                 item, run, new = recorded[(oid, decision.fire)]
                 assert run.id is not None
                 links.append((oid, decision.fire, run.id))
-                parts += (tree.launched(ctx, s, item.request, run, new, now=now), Work(stops=decision.stop))
+                launched = tree.launched(ctx, s, item.request, run, new, now=now)
+                # Recorded new just now: started without being read again, and not before its tick.
+                not_before = decision.fire if decision.fire > now else None
+                launched = dataclasses.replace(
+                    launched,
+                    new_runs=tuple(
+                        dataclasses.replace(n, not_before=not_before, fresh=True) for n in launched.new_runs
+                    ),
+                )
+                parts += (launched, Work(stops=decision.stop))
             nxt = None if decision.finished else decision.next_wakeup
             last = decision.handled_until if decision.handled_until is not None else d.state.last_tick_at
             moves.append(ScheduleMove(oid, last, nxt, 1 if fired else 0))
@@ -206,4 +245,4 @@ def _tick_rows(d: _Decided) -> list[TickRow]:
     return rows
 
 
-__all__ = ["TICK_BATCH", "Batch", "due", "fire", "tick_request"]
+__all__ = ["TICK_BATCH", "TICK_LEAD", "Batch", "due", "early", "fire", "tick_request"]

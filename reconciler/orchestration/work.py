@@ -9,6 +9,7 @@ children here, and their derived status comes back as a `StatusUpdate`.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,6 +23,11 @@ class NewRun:
     request: RunRequest
     status: str = "created"  # or "on_schedule"
     parent: str | None = None  # the DAG or matrix run it belongs to, or the run a hook follows
+    # Not handed to a backend before this instant: a tick decided ahead of its time (its run is
+    # recorded early; its object is created when the tick is due, never before).
+    not_before: dt.datetime | None = None
+    # Recorded new by the transaction that returned it: started without being read again.
+    fresh: bool = False
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,16 @@ def tick_cause_id(at: dt.datetime) -> str:
     return "schedule:" + at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def tick_of_cause(cause_id: str) -> dt.datetime | None:
+    """The tick instant a `tick_cause_id` names; None for anything else."""
+    if not cause_id.startswith("schedule:"):
+        return None
+    try:
+        return dt.datetime.strptime(cause_id[len("schedule:") :], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 # --- tick arithmetic ---------------------------------------------------------------------------
 
 
@@ -457,5 +467,6 @@ __all__ = [
     "next_ticks",
     "reads_runs",
     "tick_cause_id",
+    "tick_of_cause",
     "zone",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import urllib.request
+from collections.abc import Sequence
 
 import pytest
 
@@ -140,11 +141,11 @@ def test_starting_twice_or_resuming_creates_nothing_new(h: DaemonHarness, monkey
     h.record(pre, "running", T0 + M)
 
     # The child's end is recorded, and the daemon dies before handing it to the orchestrator.
-    def crash(transition: StatusTransition, now: dt.datetime) -> None:
+    def crash(transitions: Sequence[StatusTransition], now: dt.datetime) -> None:
         raise RuntimeError("power cut")
 
     with monkeypatch.context() as m:
-        m.setattr(h.daemon.orchestration, "on_transition", crash)
+        m.setattr(h.daemon.orchestration, "on_transitions", crash)
         with pytest.raises(RuntimeError, match="power cut"):
             h.record(pre, "succeeded", T0 + 2 * M)
     assert h.status(pre) == "succeeded" and h.by_op("pipeline.train") == []

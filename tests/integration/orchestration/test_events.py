@@ -5,6 +5,7 @@ subscriptions fire nothing, and a transition recorded just before a crash fires 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import pytest
 
@@ -92,11 +93,11 @@ def test_a_transition_recorded_before_a_crash_fires_on_resume(
     h.set_outputs(a, {"loss": 0.5})
 
     # a's success is recorded, and the daemon dies before acting on it.
-    def crash(transition: StatusTransition, now: dt.datetime) -> None:
+    def crash(transitions: Sequence[StatusTransition], now: dt.datetime) -> None:
         raise RuntimeError("power cut")
 
     with monkeypatch.context() as m:
-        m.setattr(h.daemon.orchestration, "on_transition", crash)
+        m.setattr(h.daemon.orchestration, "on_transitions", crash)
         with pytest.raises(RuntimeError, match="power cut"):
             h.record(a, "succeeded", T0 + M)
     assert h.status(a) == "succeeded" and h.by_op("b") == []

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from reconciler.model import OpKey
 from reconciler.orchestration import Timer
+from reconciler.orchestration.ticking import TICK_LEAD
 from reconciler.orchestration.timer import JOB_ID
 from reconciler.tracking import Store, upgrade
 from reconciler.tracking.db import APSCHEDULER_TABLE as TABLE
@@ -128,20 +129,21 @@ def test_the_daemon_keeps_one_timer_job_at_the_earliest_next_tick(
     # In the future, so the running timer holds the job rather than firing it.
     base = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) + dt.timedelta(days=1)
     hour, half = dt.timedelta(hours=1), dt.timedelta(minutes=30)
+    lead = TICK_LEAD  # the timer wakes the daemon this long before a tick, to decide it ahead
     with daemon_harness(tmp_path, db_url, git_repo_factory, start=base, timer=True) as h:
         timer = h.daemon.orchestration.timer
         assert timer is not None
         timer.start()
         h.apply_git(hourly, base)
-        assert timer.wakeup() == base + hour
+        assert timer.wakeup() == base + hour - lead
         h.apply_git({**hourly, **at_half_past}, base + dt.timedelta(minutes=10))
-        assert timer.wakeup() == base + half  # the new schedule ticks first
+        assert timer.wakeup() == base + half - lead  # the new schedule ticks first
         timer.fire()  # as the job does at base + 30 min
         h.fire_ticks(base + half)
-        assert timer.wakeup() == base + hour
+        assert timer.wakeup() == base + hour - lead
         timer.fire()
         h.fire_ticks(base + hour)
-        assert timer.wakeup() == base + hour + half
+        assert timer.wakeup() == base + hour + half - lead
         assert list(stored_jobs(h.store)) == [JOB_ID]
         # A restarted daemon finds its wake-up in the database.
         h.restart()
@@ -150,4 +152,4 @@ def test_the_daemon_keeps_one_timer_job_at_the_earliest_next_tick(
         timer.stop()
         restarted.start()
         h.daemon.orchestration.arm_timer()
-        assert restarted.wakeup() == base + hour + half
+        assert restarted.wakeup() == base + hour + half - lead
