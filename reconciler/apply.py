@@ -28,7 +28,6 @@ import dataclasses
 import itertools
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -156,8 +155,11 @@ class Applier:
         self.store = store
         self.submit_concurrency = max(1, submit_concurrency)
         self.clock = clock
-        # How the applier waits for a run's time (`NewRun.not_before`); a test moves its clock.
-        self.sleep: Callable[[float], None] = time.sleep
+        # Set when the daemon stops: a wait for a run's time (`NewRun.not_before`) ends at once.
+        self.stopping = threading.Event()
+        # How the applier waits for a run's time: True when the wait was cut short. A test's
+        # moves its clock.
+        self.sleep: Callable[[float], bool | None] = self.stopping.wait
         # The runs a thread of this process is starting (or holding until their time).
         self._starting: set[str] = set()
         self._starting_lock = threading.Lock()
@@ -675,7 +677,10 @@ class Applier:
         later = sorted((n for n in work.new_runs if _later(n, current)), key=_not_before)
         self._create_by_repo([n for n in work.new_runs if not _later(n, current)], now)
         for when, group in itertools.groupby(later, key=_not_before):
-            self._wait_until(when)
+            if not self._wait_until(when):
+                # Recorded, not created: `resume` creates them at their time, never before.
+                log.info("runs due at %s left to the next resume", when.isoformat())
+                break
             self._create_by_repo(list(group), max(now, when))
         for name in work.stops:
             self.stop(name)
@@ -726,14 +731,16 @@ class Applier:
                 if isinstance(outcome, Exception):
                     raise outcome  # the item is retried; what was recorded is found again
 
-    def _wait_until(self, when: datetime) -> None:
-        """Sleep until the clock says `when` (a few seconds at most: a tick's lead). Bounded, so a
-        clock that does not move (a test's) holds nobody for long."""
+    def _wait_until(self, when: datetime) -> bool:
+        """Wait until the clock says `when` (a few seconds at most: a tick's lead): True then.
+        False when the daemon is stopping, or the clock is still short of `when` after a few
+        waits (a clock stepped back, a test's that does not move)."""
         for _ in range(3):
-            left = (when - self.clock()).total_seconds()
-            if left <= 0:
-                return
-            self.sleep(min(left, MAX_WAIT_SECONDS))
+            if when <= self.clock():
+                return True
+            if self.sleep(min((when - self.clock()).total_seconds(), MAX_WAIT_SECONDS)) or self.stopping.is_set():
+                return False
+        return when <= self.clock()
 
     # --- plans ------------------------------------------------------------------------------------
 

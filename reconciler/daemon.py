@@ -866,6 +866,7 @@ class Daemon:
     def stop(self, deadline: float = 30.0) -> None:
         """Stop taking work, let in-flight reconciles finish within `deadline`, then close."""
         self._stop.set()
+        self.applier.stopping.set()  # runs held for their tick stay recorded for the next resume
         if self.orchestration.timer is not None:
             self.orchestration.timer.stop()
         self.queue.shut_down()

@@ -91,3 +91,30 @@ def test_a_run_recorded_ahead_is_not_created_early_by_a_resume(h: DaemonHarness,
     assert len(moments) == 3 and min(moments) >= TICK
     h.resume(TICK + M)
     assert len(moments) == 3
+
+
+def test_a_daemon_stopping_while_runs_wait_for_their_tick_leaves_them_to_a_resume(
+    h: DaemonHarness, moments: list[dt.datetime]
+) -> None:
+    h.apply_git(every_minute(3), T0)
+    h.daemon.applier.sleep = h.daemon.applier.stopping.wait  # the production wait, not the clock's
+    h.daemon.applier.stopping.set()  # what Daemon.stop does: the wait ends at once
+    h.fire_ticks(EARLY)
+    # Claimed and recorded, but never created before the tick, not even by a daemon leaving.
+    assert moments == []
+    assert [t.outcome for t in h.store.ticks("r:ops/tick-000.yaml#tick-000")] == ["fired"]
+    restarted = h.restart()
+    restarted.applier.sleep = lambda seconds: sleep(h, seconds)
+    h.resume(EARLY + dt.timedelta(seconds=1))
+    assert len(moments) == 3 and min(moments) >= TICK
+
+
+def test_a_clock_that_does_not_reach_the_tick_creates_nothing_early(
+    h: DaemonHarness, moments: list[dt.datetime]
+) -> None:
+    h.apply_git(every_minute(2), T0)
+    h.daemon.applier.sleep = lambda seconds: None  # the clock does not move (stepped back, say)
+    h.fire_ticks(EARLY)
+    assert moments == []
+    h.resume(TICK)
+    assert moments == [TICK, TICK]
