@@ -244,6 +244,9 @@ class Shard:
             return
         with self._lock:
             self._owned.update(got)
+        # Published before the hand-over below, which may take a while: the gauge says who owns a
+        # repo from the moment the fence lets this replica act on it.
+        self._publish()
         log.info("took repos", extra={"repos": sorted(got), "members": len(self._members)})
         try:
             self.on_acquired(sorted(got))

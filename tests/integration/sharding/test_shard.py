@@ -16,6 +16,7 @@ import pytest
 from reconciler.metrics import Metrics
 from reconciler.sharding import DatabaseLeases, NotOwner, Shard, assign
 from reconciler.tracking import Store
+from tests.e2e.harness import metric
 from tests.infra.wait import wait_until
 
 pytestmark = pytest.mark.postgres
@@ -167,3 +168,19 @@ def test_stopping_gives_the_repos_back_at_once(stores: list[Store]) -> None:
     b.step()  # one round, no lease to wait for
     b.step()
     assert set(b.owned()) == set(REPOS)
+
+
+def test_the_owned_gauge_reads_1_before_the_daemon_is_told_it_took_a_repo(stores: list[Store]) -> None:
+    """The hand-over (`on_acquired`) may run a while; the gauge must not lag behind the fence."""
+    metrics = Metrics()
+    shard = make(stores[0], "a", metrics)
+    seen: dict[str, float] = {}
+
+    def acquired(repos: list[str]) -> None:
+        exposed = metrics.exposition().decode()
+        for repo in repos:
+            seen[repo] = metric(exposed, "reconciler_repo_owned", repo=repo)
+
+    shard.on_acquired = acquired
+    wait_until(lambda: rounds(shard, times=1) or len(shard.owned()) == len(REPOS), what="a to own every repo")
+    assert seen == dict.fromkeys(REPOS, 1.0)
