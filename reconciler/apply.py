@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
 from reconciler.backends import Backend, BackendError, PermanentBackendError, TransientBackendError
@@ -54,7 +54,7 @@ from reconciler.model import run_name as run_name_of
 from reconciler.orchestration import Work
 from reconciler.orchestration.specs import Recording, container_of
 from reconciler.orchestration.tree import ORCHESTRATED
-from reconciler.orchestration.work import NewRun
+from reconciler.orchestration.work import NewRun, StatusUpdate
 from reconciler.plan.actions import Action, ActionKind
 from reconciler.runtokens import RunTokens
 from reconciler.sharding import NotOwner
@@ -67,6 +67,9 @@ log = logging.getLogger(__name__)
 # Backend references written per transaction while a batch is being submitted: a crash loses at
 # most this many (their runs are submitted again, which is idempotent by name).
 REF_BATCH = 100
+# How long a run withdrawn before any thread claimed it is remembered (a claim in flight when it
+# was withdrawn comes within this time).
+WITHDRAWN_KEPT = timedelta(minutes=5)
 # The longest a run waiting for its time (`NewRun.not_before`) is waited for in one sleep.
 MAX_WAIT_SECONDS = 60.0
 
@@ -162,6 +165,12 @@ class Applier:
         self.sleep: Callable[[float], bool | None] = self.stopping.wait
         # The runs a thread of this process is starting (or holding until their time).
         self._starting: set[str] = set()
+        # Among those, the ones held until their time (`NewRun.not_before`) and not handed to the
+        # backend yet: what a withdrawal (`Work.withdrawals`) may still take back.
+        self._held: set[str] = set()
+        # Runs taken back before any thread of this process claimed them, with when: a claim
+        # that comes after (a pass's batch in flight, a resume's stale read) drops them.
+        self._withdrawn: dict[str, datetime] = {}
         self._starting_lock = threading.Lock()
         # The Polyaxon project of a repo's runs (its repo config `project`; empty: the repo name).
         self.project_of = project_of
@@ -670,18 +679,19 @@ class Applier:
     def _apply_work(self, work: Work, now: datetime) -> None:
         for notice in work.notices:
             log.warning("%s: %s", notice.reason, notice.message, extra={"subject": notice.subject})
+        self._withdraw(work.withdrawals, now)
         for update in work.updates:
             self.transition(StatusTransition(update.run, update.status, now, update.reason, update.message))
         # Runs due now first; a tick's run decided ahead of its time waits for it (`not_before`).
         current = self.clock()
         later = sorted((n for n in work.new_runs if _later(n, current)), key=_not_before)
-        self._create_by_repo([n for n in work.new_runs if not _later(n, current)], now)
+        self._create_by_repo(self._release_held([n for n in work.new_runs if not _later(n, current)]), now)
         for when, group in itertools.groupby(later, key=_not_before):
             if not self._wait_until(when):
                 # Recorded, not created: `resume` creates them at their time, never before.
                 log.info("runs due at %s left to the next resume", when.isoformat())
                 break
-            self._create_by_repo(list(group), max(now, when))
+            self._create_by_repo(self._release_held(list(group)), max(now, when))
         for name in work.stops:
             self.stop(name)
 
@@ -707,15 +717,61 @@ class Applier:
             self._release(claimed)
 
     def _claim(self, runs: Iterable[NewRun]) -> tuple[NewRun, ...]:
-        """The runs no other thread of this process is starting, now marked as this one's."""
+        """The runs no other thread of this process is starting (nor withdrawn), now marked as
+        this one's; those waiting for their time are held (a withdrawal may take them back)."""
         with self._starting_lock:
-            mine = tuple(n for n in runs if n.request.name not in self._starting)
+            mine = tuple(
+                n for n in runs if n.request.name not in self._starting and n.request.name not in self._withdrawn
+            )
             self._starting.update(n.request.name for n in mine)
+            self._held.update(n.request.name for n in mine if n.not_before is not None)
         return mine
 
     def _release(self, runs: Iterable[NewRun]) -> None:
         with self._starting_lock:
-            self._starting.difference_update(n.request.name for n in runs)
+            names = [n.request.name for n in runs]
+            self._starting.difference_update(names)
+            self._held.difference_update(names)
+
+    def _release_held(self, runs: Sequence[NewRun]) -> list[NewRun]:
+        """The runs to hand to the backend now: held ones still held (not withdrawn meanwhile),
+        no longer withdrawable from here on."""
+        with self._starting_lock:
+            out = [n for n in runs if n.not_before is None or n.request.name in self._held]
+            self._held.difference_update(n.request.name for n in out)
+        return out
+
+    def _withdraw(self, withdrawals: Sequence[StatusUpdate], now: datetime) -> None:
+        """Take back runs recorded for a tick to come whose schedule changed since: skipped with
+        their reason, their tick too. One a thread is handing to the backend already (its tick
+        came) is left to run: the change came after its tick."""
+        if not withdrawals:
+            return
+        taken: list[StatusUpdate] = []
+        with self._starting_lock:
+            for name, tick in list(self._withdrawn.items()):
+                if tick < now - WITHDRAWN_KEPT:
+                    del self._withdrawn[name]
+            for update in withdrawals:
+                if update.run in self._held:
+                    self._held.discard(update.run)
+                elif update.run in self._starting:
+                    log.info("run %s was due and is starting: %s (it stays)", update.run, update.message)
+                    continue
+                else:
+                    self._withdrawn[update.run] = now
+                taken.append(update)
+        skipped: dict[str, tuple[str, str]] = {}
+        for update in taken:
+            try:
+                self.transition(StatusTransition(update.run, Status(update.status), now, update.reason, update.message))
+            except IllegalTransition as e:  # it moved on meanwhile (another replica, a stop)
+                log.info("run %s not taken back: %s", update.run, e)
+                continue
+            skipped[update.run] = (update.reason, update.message)
+        self.store.skip_ticks_of(skipped)
+        if skipped:
+            log.info("took back %d run(s) of ticks to come whose schedule changed", len(skipped))
 
     def _create_by_repo(self, runs: Sequence[NewRun], now: datetime) -> None:
         by_repo: dict[str, list[NewRun]] = {}

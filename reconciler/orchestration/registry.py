@@ -5,7 +5,9 @@ its run later from the database alone (Git may have moved on; the daemon may hav
 A schedule whose timing changed starts afresh at `now` (a new schedule never fires ticks from
 before it existed); ticks of the old timing that were due and not yet handled are recorded as
 missed, never dropped silently. A change of the spec alone keeps the tick history: the next tick
-simply runs the new spec.
+simply runs the new spec. A tick decided ahead of its time (`ticking.TICK_LEAD`) with what the
+schedule was before a change or removal is taken back (`Work.withdrawals`): its run and tick end
+skipped, and the applier leaves alone only a run it is handing over already (its tick came).
 
 Schedules are registered and removed `REGISTER_BATCH` at a time, each batch in one transaction
 with its rows locked together, so a commit of ten thousand schedules costs a few dozen
@@ -25,7 +27,7 @@ from pydantic import ValidationError
 from reconciler.model import DesiredOp, DesiredState, Mode, OpKey
 from reconciler.orchestration.specs import ScheduleOptions, schedule_spec
 from reconciler.orchestration.tree import Context
-from reconciler.orchestration.work import Notice, Work
+from reconciler.orchestration.work import Notice, StatusUpdate, Work
 from reconciler.plan.actions import Action, ActionKind
 from reconciler.plan.state import TrackedSchedule, TrackedSubscription
 from reconciler.scheduling.ticks import (
@@ -35,6 +37,7 @@ from reconciler.scheduling.ticks import (
     ScheduleSpec,
     anchored,
     iter_ticks,
+    tick_of_cause,
 )
 from reconciler.statuses import Status
 from reconciler.tracking import ScheduleState, Store, TickRow, Tx
@@ -141,6 +144,22 @@ def miss_due(
     return [row], [Notice(str(key), "MissedTicks", text)]
 
 
+def withdrawals(
+    ctx: Context, operation_ids: Iterable[int], now: dt.datetime, reason: str, why: str, s: Tx
+) -> tuple[StatusUpdate, ...]:
+    """The runs of ticks still to come that were decided ahead (`ticking.TICK_LEAD`) with what
+    these schedules were before this change: each is taken back, skipped with `reason` and
+    "`why` before its tick at ...". Their ticks stay claimed: a tick decided is never decided
+    twice, so the tick is skipped, and the next one runs what Git has now."""
+    out: list[StatusUpdate] = []
+    for run in ctx.store.unsubmitted_tick_runs(operation_ids, session=s):
+        tick = tick_of_cause(run.cause_id)
+        if tick is not None and tick > now:
+            message = f"{why} before its tick at {tick.isoformat()}"
+            out.append(StatusUpdate(run.name, str(Status.SKIPPED), reason, message))
+    return tuple(out)
+
+
 def register_schedules(
     ctx: Context, ops: Sequence[DesiredOp], now: dt.datetime
 ) -> tuple[Work, dict[OpKey, dt.datetime | None]]:
@@ -175,7 +194,10 @@ def register_schedules(
             wakeups[op.key] = state.next_tick_at
         ctx.store.claim_ticks(missed, now, s)
         ctx.store.save(*states.values(), session=s)
-    return Work(notices=tuple(notices)), wakeups
+        commits = sorted({op.commit[:12] for op in ops if op.commit})
+        why = f"its schedule changed (commit {', '.join(commits)})" if commits else "its schedule changed"
+        taken = withdrawals(ctx, [state.operation_id for state in states.values()], now, "ScheduleChanged", why, s)
+    return Work(notices=tuple(notices), withdrawals=taken), wakeups
 
 
 def remove_schedules(ctx: Context, keys: Sequence[OpKey], now: dt.datetime) -> Work:
@@ -191,8 +213,10 @@ def remove_schedules(ctx: Context, keys: Sequence[OpKey], now: dt.datetime) -> W
             missed += rows
             notices += said
         ctx.store.claim_ticks(missed, now, s)
-        ctx.store.delete_schedules([state.operation_id for _, state in locked], s)
-    return Work(notices=tuple(notices))
+        ids = [state.operation_id for _, state in locked]
+        taken = withdrawals(ctx, ids, now, "ScheduleRemoved", "its schedule was removed from Git", s)
+        ctx.store.delete_schedules(ids, s)
+    return Work(notices=tuple(notices), withdrawals=taken)
 
 
 def _kinds(raw: Iterable[Any]) -> set[Status]:

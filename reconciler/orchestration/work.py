@@ -55,6 +55,9 @@ class Work:
     updates: tuple[StatusUpdate, ...] = ()
     stops: tuple[str, ...] = ()  # runs to stop (replace policy, early stopping, a stopped parent)
     notices: tuple[Notice, ...] = ()
+    # Runs recorded for a tick still to come whose schedule changed or went away since: each is
+    # taken back with its final status (skipped) unless it is being handed to the backend already.
+    withdrawals: tuple[StatusUpdate, ...] = ()
 
     @staticmethod
     def merge(parts: Iterable[Work]) -> Work:
@@ -65,19 +68,21 @@ class Work:
         updates: list[StatusUpdate] = []
         stops: dict[str, None] = {}
         notices: list[Notice] = []
+        withdrawals: list[StatusUpdate] = []
         for part in parts:
             new_runs += part.new_runs
             updates += part.updates
             stops.update(dict.fromkeys(part.stops))
             notices += part.notices
-        return Work(tuple(new_runs), tuple(updates), tuple(stops), tuple(notices))
+            withdrawals += part.withdrawals
+        return Work(tuple(new_runs), tuple(updates), tuple(stops), tuple(notices), tuple(withdrawals))
 
     def __add__(self, other: Work) -> Work:
         return Work.merge((self, other))
 
     @property
     def empty(self) -> bool:
-        return not (self.new_runs or self.updates or self.stops or self.notices)
+        return not (self.new_runs or self.updates or self.stops or self.notices or self.withdrawals)
 
 
 __all__ = ["NewRun", "Notice", "StatusUpdate", "Work"]

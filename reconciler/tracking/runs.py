@@ -734,6 +734,23 @@ class RunsMixin(ReposMixin):
             numbers = [c.removeprefix(prefix) for c in s.execute(stmt).scalars()]
         return max((int(n) for n in numbers if n.isdigit()), default=0)
 
+    def unsubmitted_tick_runs(self, operation_ids: Iterable[int], session: Session | None = None) -> list[Run]:
+        """The runs of these operations' ticks recorded and not handed to a backend yet (a tick
+        decided ahead of its time, waiting for it), read through the (operation, cause) index."""
+        ids = sorted(set(operation_ids))
+        r = _t(Run).c
+        found: list[Run] = []
+        with self._read(session) as s:
+            for start in range(0, len(ids), 500):
+                stmt = select(Run).where(
+                    r.operation_id.in_(ids[start : start + 500]),
+                    r.cause == str(Cause.SCHEDULE),
+                    r.backend_ref.is_(None),
+                    r.status.in_([str(Status.CREATED), str(Status.ON_SCHEDULE)]),
+                )
+                found += s.execute(stmt).scalars()
+        return found
+
     def unsubmitted_runs(self, session: Session | None = None) -> list[Run]:
         """Runs recorded but never handed to a backend or expanded (a crash between the two steps)."""
         r = _t(Run).c

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, func, select, update
@@ -161,6 +161,21 @@ class SchedulesMixin(RunsMixin):
             session.connection().execute(
                 _ATTACH_TICK_RUN, [{"b_id": op_id, "b_at": at, "b_run": run_id} for op_id, at, run_id in links]
             )
+
+    def skip_ticks_of(self, runs: Mapping[str, tuple[str, str]], session: Session | None = None) -> None:
+        """The ticks these runs were recorded for, taken back before their time: skipped, with
+        the (reason, message) given per run name."""
+        if not runs:
+            return
+        t, r = _t(ScheduleTick), _t(Run)
+        stmt = (
+            update(t)
+            .where(t.c.run_id == select(r.c.id).where(r.c.name == bindparam("b_name")).scalar_subquery())
+            .values(outcome="skipped", reason=bindparam("b_reason"), message=bindparam("b_message"))
+        )
+        params = [{"b_name": name, "b_reason": why[0], "b_message": why[1]} for name, why in runs.items()]
+        with self._tx(session) as s:
+            s.connection().execute(stmt, params)
 
     def advance_schedules(self, moves: Sequence[ScheduleMove], now: dt.datetime, session: Session) -> None:
         """Move each schedule to its new watermark and next tick, counting the runs fired: one

@@ -10,9 +10,11 @@ waits in real time), and the scripted backend notes the clock at each submit."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
+from reconciler.model import RunRequest
 from reconciler.orchestration import ticking
 from tests.infra.daemon import DaemonHarness
 from tests.integration.orchestration.conftest import T0
@@ -118,3 +120,107 @@ def test_a_clock_that_does_not_reach_the_tick_creates_nothing_early(
     assert moments == []
     h.resume(TICK)
     assert moments == [TICK, TICK]
+
+
+# --- a schedule changed or removed between the decision and its tick -------------------------
+
+TICK_000 = "r:ops/tick-000.yaml#tick-000"
+TICK_001 = "r:ops/tick-001.yaml#tick-001"
+
+
+def commit_while_held(h: DaemonHarness, files: dict[str, str]) -> None:
+    """The applier's first wait for a held tick: `files` are committed and reconciled (a push in
+    the seconds before the tick), then the clock moves on as it would."""
+    done: list[bool] = []
+
+    def sleep_then(seconds: float) -> None:
+        if not done:
+            done.append(True)
+            h.apply_git(files, h.clock() + dt.timedelta(seconds=1))
+        sleep(h, seconds)
+
+    h.daemon.applier.sleep = sleep_then
+
+
+def tick_run(h: DaemonHarness, op_key: str, at: dt.datetime = TICK) -> str:
+    [run] = [r for r in h.store.runs_by_op(op_key) if r.cause_id == f"schedule:{at:%Y-%m-%dT%H:%M:%SZ}"]
+    return run.name
+
+
+def test_a_schedule_removed_while_its_tick_is_held_does_not_run_it(
+    h: DaemonHarness, moments: list[dt.datetime]
+) -> None:
+    h.apply_git(every_minute(2), T0)
+    commit_while_held(h, every_minute(1))  # tick-001 removed from Git
+    h.fire_ticks(EARLY)
+    assert [r.op.name for r in h.submitted] == ["tick-000"] and min(moments) >= TICK
+    taken = h.run(tick_run(h, TICK_001))
+    assert (taken.status, taken.backend_ref) == ("skipped", None)
+    last = h.store.history(taken)[-1]
+    assert (last.status, last.reason) == ("skipped", "ScheduleRemoved")
+    assert last.message == f"its schedule was removed from Git before its tick at {TICK.isoformat()}"
+    [tick] = h.store.ticks(TICK_001)
+    assert (tick.outcome, tick.reason) == ("skipped", "ScheduleRemoved")
+    # Nothing brings it back: not a resume, not the pass at the tick.
+    h.resume(TICK + dt.timedelta(seconds=1))
+    h.fire_ticks(TICK + M)
+    assert "tick-001" not in [r.op.name for r in h.submitted]
+
+
+def test_a_spec_changed_while_its_tick_is_held_skips_that_tick_and_the_next_runs_the_new_spec(
+    h: DaemonHarness, moments: list[dt.datetime]
+) -> None:
+    h.apply_git(every_minute(2), T0)
+    changed = every_minute(2)
+    changed["ops/tick-000.yaml"] = changed["ops/tick-000.yaml"].replace('"echo 0"', '"echo changed"')
+    commit_while_held(h, changed)
+    h.fire_ticks(EARLY)
+    assert [r.op.name for r in h.submitted] == ["tick-001"]  # the unchanged one runs at its tick
+    taken = h.run(tick_run(h, TICK_000))
+    last = h.store.history(taken)[-1]
+    assert (taken.status, last.reason) == ("skipped", "ScheduleChanged")
+    assert (last.message or "").startswith("its schedule changed (commit ")
+    h.fire_ticks(TICK + M)
+    [new] = [r for r in h.by_op("tick-000")]
+    assert new.cause_id == f"schedule:{TICK + M:%Y-%m-%dT%H:%M:%SZ}"
+    assert "echo changed" in json.dumps(new.effective)
+
+
+def test_a_change_that_comes_as_the_run_is_handed_over_leaves_it_running(
+    h: DaemonHarness, moments: list[dt.datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tick came: the run is being submitted when a removal is reconciled by another
+    worker whose pass began just before the tick (its `now` is a second short of it, so it
+    asks for the run back). It is not taken back; the removal counts from the next tick."""
+    h.apply_git(every_minute(1), T0)
+    real = h.scripted.submit
+    removed: list[bool] = []
+
+    def submit(run: RunRequest) -> str:
+        if not removed:
+            removed.append(True)
+            at = h.clock()
+            h.apply_git({}, at - dt.timedelta(seconds=1))
+            h.clock.set(at)
+        return real(run)
+
+    monkeypatch.setattr(h.scripted, "submit", submit)
+    h.fire_ticks(EARLY)
+    assert removed == [True] and [r.op.name for r in h.submitted] == ["tick-000"]
+    run = h.run(tick_run(h, TICK_000))
+    assert run.status != "skipped" and run.backend_ref is not None
+    assert [t.outcome for t in h.store.ticks(TICK_000)] == ["fired"]
+
+
+def test_a_run_recorded_ahead_and_not_yet_held_is_taken_back_and_a_resume_leaves_it(
+    h: DaemonHarness, moments: list[dt.datetime]
+) -> None:
+    h.apply_git(every_minute(2), T0)
+    works = list(h.daemon.orchestration.due(EARLY))  # decided and recorded; the daemon then stops
+    assert sum(len(w.new_runs) for w in works) == 2
+    restarted = h.restart()
+    restarted.applier.sleep = lambda seconds: sleep(h, seconds)
+    h.apply_git(every_minute(1), EARLY + dt.timedelta(seconds=1))
+    assert h.status(tick_run(h, TICK_001)) == "skipped"
+    h.resume(EARLY + dt.timedelta(seconds=2))
+    assert [r.op.name for r in h.submitted] == ["tick-000"] and min(moments) >= TICK
