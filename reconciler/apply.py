@@ -749,8 +749,8 @@ class Applier:
             return
         taken: list[StatusUpdate] = []
         with self._starting_lock:
-            for name, tick in list(self._withdrawn.items()):
-                if tick < now - WITHDRAWN_KEPT:
+            for name, at in list(self._withdrawn.items()):
+                if at < now - WITHDRAWN_KEPT:
                     del self._withdrawn[name]
             for update in withdrawals:
                 if update.run in self._held:
