@@ -41,6 +41,10 @@ class ForgeConfig(_Strict):
     token_env: str | None = None
     webhook_secret_file: Path | None = None
     webhook_secret_env: str | None = None
+    # How often the open pull requests are listed from the forge's API, to check a head no
+    # webhook announced (a delivery lost, the daemon down) and stop the previews of pull requests
+    # closed meanwhile; 0: webhooks only.
+    pull_request_sweep_seconds: float = Field(default=300.0, ge=0)
 
 
 class RepoConfig(_Strict):

@@ -88,6 +88,13 @@ class CheckPullRequest:
 
 
 @dataclass(frozen=True)
+class SweepPullRequests:
+    """List a repo's open pull requests from its forge: what webhooks missed (`forge.pulls.sweep`)."""
+
+    repo: str
+
+
+@dataclass(frozen=True)
 class FireTicks:
     """Due schedules: woken by the timer at each next tick; a slow poll is the fallback."""
 
@@ -107,12 +114,13 @@ class Retention:
     """Forget finished runs past the retention settings, with their files."""
 
 
-WorkItem = ReconcileRepo | CheckPullRequest | FireTicks | Resume | Gauges | Retention
+WorkItem = ReconcileRepo | CheckPullRequest | SweepPullRequests | FireTicks | Resume | Gauges | Retention
 
 # The metric label of each kind of item.
 KIND: Mapping[type, str] = {
     ReconcileRepo: "reconcile",
     CheckPullRequest: "pull_request",
+    SweepPullRequests: "pull_request_sweep",
     FireTicks: "ticks",
     Resume: "resume",
     Gauges: "gauges",
@@ -190,6 +198,7 @@ class Daemon:
         self._handlers: dict[type, Callable[[Any], float | None]] = {
             ReconcileRepo: self._handle_reconcile,
             CheckPullRequest: self._handle_pull_request,
+            SweepPullRequests: self._handle_sweep,
             FireTicks: self._handle_ticks,
             Resume: self._handle_resume,
             Gauges: self._handle_gauges,
@@ -669,6 +678,8 @@ class Daemon:
             self.queue.add(ReconcileRepo(name))
         for item in (FireTicks(), Resume(), Gauges(), Retention()):
             self.queue.add(item)
+        for name in self._swept_repos():
+            self.queue.add(SweepPullRequests(name))
         if self.orchestration.timer is not None:
             self.orchestration.timer.start()
             self.orchestration.arm_timer(self.owns)
@@ -764,6 +775,31 @@ class Daemon:
             if self._pull_requests.get(item) is event:
                 self._pull_requests.pop(item, None)
         return None
+
+    def _swept_repos(self) -> list[str]:
+        """Repos whose open pull requests are listed now and then (`pull_request_sweep_seconds`)."""
+        if self.forge.pulls is None:
+            return []
+        return [
+            name
+            for name, state in self.repos.items()
+            if state.config.forge is not None
+            and state.config.forge.pull_request_sweep_seconds > 0
+            and name in self.forge.pulls.clients
+        ]
+
+    def _handle_sweep(self, item: SweepPullRequests) -> float | None:
+        forge = self.repos[item.repo].config.forge
+        if forge is None or self.forge.pulls is None:
+            return None
+        if self.owns(item.repo):  # another replica's repo: its owner sweeps it
+            for event in self.forge.pulls.sweep(item.repo):
+                log.info(
+                    "pull request found by listing the forge",
+                    extra={"repo": item.repo, "pr": event.number, "action": event.action, "head": event.head_sha[:12]},
+                )
+                self.pull_request_event(item.repo, event)
+        return forge.pull_request_sweep_seconds
 
     def _event_for(self, repo: str, head_sha: str) -> Any:
         with self._pull_lock:
@@ -911,6 +947,8 @@ def _describe(item: WorkItem) -> str:
         return f"repo {item.repo}"
     if isinstance(item, CheckPullRequest):
         return f"pull request {item.repo}#{item.number}"
+    if isinstance(item, SweepPullRequests):
+        return f"open pull requests of {item.repo}"
     return KIND[type(item)]
 
 
@@ -932,5 +970,6 @@ __all__ = [
     "ReconcileResult",
     "Resume",
     "Retention",
+    "SweepPullRequests",
     "WorkItem",
 ]

@@ -8,7 +8,7 @@ lacks a field we need. The forges name the same things differently (GitLab's mer
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -175,6 +175,49 @@ def _hub_pull(provider: str, payload: Any, actions: Mapping[str, PrAction]) -> E
         title=_optional_text(pull, "title") or "",
         fork=_hub_fork(provider, pull),
     )
+
+
+def open_pull_request(provider: str, pull: Any, project: str) -> PullRequestEvent:
+    """A pull request as the forge's API lists it (`GET .../pulls`; GitLab: `.../merge_requests`,
+    whose objects differ from its webhooks'), as the event a push to it sends: its head gets
+    checked. What it says comes from the API with our token, like the labels the gate reads."""
+    if provider == "gitlab":
+        return PullRequestEvent(
+            provider="gitlab",
+            projects=(project,),
+            number=_number(pull, "iid"),
+            action="synchronize",
+            head_sha=_text(pull, "sha"),
+            head_ref=_text(pull, "source_branch"),
+            base_ref=_text(pull, "target_branch"),
+            base_sha=_optional_text(pull, "diff_refs", "base_sha"),
+            title=_optional_text(pull, "title") or "",
+            fork=not _same(_field(pull, "source_project_id"), _field(pull, "target_project_id")),
+        )
+    return PullRequestEvent(
+        provider=provider,
+        projects=(project,),
+        number=_number(pull, "number"),
+        action="synchronize",
+        head_sha=_text(pull, "head", "sha"),
+        head_ref=_text(pull, "head", "ref"),
+        base_ref=_text(pull, "base", "ref"),
+        base_sha=_optional_text(pull, "base", "sha"),
+        title=_optional_text(pull, "title") or "",
+        fork=_hub_fork(provider, pull),
+    )
+
+
+def open_pull_requests(provider: str, items: Iterable[Any], project: str) -> tuple[list[PullRequestEvent], list[str]]:
+    """`open_pull_request` of each listed item, and what is wrong with each one left out."""
+    found: list[PullRequestEvent] = []
+    problems: list[str] = []
+    for item in items:
+        try:
+            found.append(open_pull_request(provider, item, project))
+        except MalformedPayload as e:
+            problems.append(str(e))
+    return found, problems
 
 
 _GITHUB_ACTIONS: dict[str, PrAction] = {

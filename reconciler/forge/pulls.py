@@ -58,6 +58,13 @@ class PrOutcome:
     cleaned: tuple[str, ...] = ()
 
 
+def closed(provider: str, number: int) -> PullRequestEvent:
+    """The event of a pull request found closed without its webhook (only its number is known)."""
+    return PullRequestEvent(
+        provider=provider, projects=(), number=number, action="closed", head_sha="", head_ref="", base_ref=""
+    )
+
+
 def marker(repo: str) -> str:
     return f"<!-- polyaxon-reconciler:plan:{repo} -->"
 
@@ -111,6 +118,8 @@ class PullRequestChecks:
         self.clock = clock
         self.on_status_queued = on_status_queued
         self._comment_ids: dict[tuple[str, int], int] = {}
+        # The head each open pull request was last checked at, since this process started.
+        self._checked: dict[tuple[str, int], str] = {}
         self._locks: dict[tuple[str, int], threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -124,6 +133,8 @@ class PullRequestChecks:
             if event.closing:
                 cleaned = self.previews.cleanup(repo, event.number, now) if self.previews else []
                 self._comment_ids.pop((repo, event.number), None)
+                with self._locks_guard:
+                    self._checked.pop((repo, event.number), None)
                 if cleaned:
                     self.on_status_queued()
                 return PrOutcome(cleaned=tuple(cleaned))
@@ -155,7 +166,26 @@ class PullRequestChecks:
                 )
             body = comment_body(repo, event, result, started, withheld)
             comment_id = self.upsert_comment(repo, event.number, body)
+            with self._locks_guard:
+                self._checked[(repo, event.number)] = event.head_sha
             return PrOutcome(validated=True, comment_id=comment_id, previews=started)
+
+    def sweep(self, repo: str) -> list[PullRequestEvent]:
+        """What the forge's list of open pull requests says webhooks did not: each open one
+        whose head this process has not checked yet (at start-up: every open one), and a
+        closing event for each pull request with previews still running that is not open any
+        more. The daemon handles them as it handles webhooks."""
+        client = self.clients[repo]
+        found = client.open_pull_requests()
+        open_now = {event.number for event in found}
+        with self._locks_guard:  # the workers checking pull requests write it meanwhile
+            for key in [k for k in self._checked if k[0] == repo and k[1] not in open_now]:
+                del self._checked[key]  # closed or merged (its webhook, if any, came first)
+            due = [event for event in found if self._checked.get((repo, event.number)) != event.head_sha]
+        if self.previews is not None:
+            for number in sorted(self.store.previewed_pull_requests(repo) - open_now):
+                due.append(closed(client.provider, number))
+        return due
 
     def gate(self, repo: str, event: PullRequestEvent, result: PrCheckResult) -> PreviewGate:
         """May this pull request run the previews its base branch opts in (reconciler.forge.trust)?"""

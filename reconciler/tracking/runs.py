@@ -774,6 +774,19 @@ class RunsMixin(ReposMixin):
         with self._read(session) as s:
             return [str(n) for n in s.execute(stmt).scalars()]
 
+    def previewed_pull_requests(self, repo: str, session: Session | None = None) -> set[int]:
+        """The pull requests of `repo` with a preview run not done yet."""
+        r, o, p = _t(Run).c, _t(Operation).c, _t(Repo).c
+        stmt = (
+            select(r.cause_id)
+            .join(Operation, o.id == r.operation_id)
+            .join(Repo, p.id == o.repo_id)
+            .where(p.name == repo, r.cause == str(Cause.PREVIEW), r.status.not_in(sorted(str(s) for s in DONE)))
+        )
+        with self._read(session) as s:
+            causes = list(s.execute(stmt).scalars())
+        return {n for n in map(preview_number, causes) if n is not None}
+
     def preview_runs(self, repo: str, number: int, session: Session | None = None) -> list[Run]:
         """Every preview run of pull request `number` of `repo`, oldest first."""
         r, o, p = _t(Run).c, _t(Operation).c, _t(Repo).c
@@ -889,6 +902,12 @@ class RunsMixin(ReposMixin):
 
 def preview_cause_prefix(number: int) -> str:
     return f"pr-{number}@"
+
+
+def preview_number(cause_id: str) -> int | None:
+    """The pull request a preview's cause id (`preview_cause`) names; None for anything else."""
+    number, at, _ = cause_id.removeprefix("pr-").partition("@")
+    return int(number) if cause_id.startswith("pr-") and at and number.isdigit() else None
 
 
 def preview_cause(number: int, head_sha: str) -> str:

@@ -317,14 +317,24 @@ class ForgeServer:
         title: str | None = None,
         state: Literal["open", "closed"] = "open",
         labels: Sequence[str] = (),
+        fork: bool = False,
     ) -> dict[str, Any]:
-        """Make pull request (GitLab: merge request) ``number`` exist, as the forge answers it."""
+        """Make pull request (GitLab: merge request) ``number`` exist, as the forge answers it;
+        ``fork``: its head lives in another repository (a stranger's copy)."""
         with self._lock:
             key = (provider, self._repo_key(provider, repo))
             pulls = [p for p in self._store.pulls.get(key, []) if self._pull_number(provider, p) != number]
             pull = self._make_pull(
                 provider, repo, number, head_sha, head_ref, base_ref, base_sha or "0" * 40, title, state
             )
+            if fork and provider == "github":
+                head_repo = copy.deepcopy(pull["base"]["repo"])
+                head_repo.update(id=int(head_repo["id"]) + 1000, full_name="mallory/" + repo.split("/")[-1])
+                pull["head"]["repo"] = head_repo
+            elif fork and provider == "gitea":
+                pull["head"]["repo_id"] = 2
+            elif fork:
+                pull["source_project_id"] = 9999
             pull["labels"] = [self._label(provider, name, i) for i, name in enumerate(labels, 1)]
             pulls.append(pull)
             self._store.pulls[key] = pulls

@@ -1,17 +1,22 @@
 """The interface every forge provider implements, and the plain values that cross it.
 
-A provider is a thin translation of four operations (post a commit status, read a commit's
-statuses back, keep one comment on a pull request, read a pull request's labels) into one
-forge's REST calls. It holds no state beyond its HTTP connection pool: retries, backoff and
+A provider is a thin translation of five operations (post a commit status, read a commit's
+statuses back, keep one comment on a pull request, read a pull request's labels, list the open
+pull requests) into one forge's REST calls. It holds no state beyond its HTTP connection pool: retries, backoff and
 rate-limit pauses belong to the outbox worker, so every provider gets them the same way.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from reconciler.forge.events import PullRequestEvent, open_pull_requests
 from reconciler.statuses import CommitState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,13 +67,28 @@ class CommentProvider(Protocol):
 
 
 class PullRequestProvider(CommentProvider, Protocol):
+    provider: str
+
     def pull_request_labels(self, number: int) -> frozenset[str]:
         """The labels pull request `number` has now, as the forge's API says (never a webhook's)."""
+        ...
+
+    def open_pull_requests(self) -> list[PullRequestEvent]:
+        """The pull requests open now, as the forge's API lists them, each as the event a push
+        to it sends (what a missed webhook would have said)."""
         ...
 
 
 class ForgeClient(StatusProvider, PullRequestProvider, Protocol):
     def close(self) -> None: ...
+
+
+def listed(provider: str, items: Iterable[Any], project: str) -> list[PullRequestEvent]:
+    """The open pull requests among a forge's list; one it describes oddly is left out, logged."""
+    found, problems = open_pull_requests(provider, items, project)
+    for problem in problems:
+        log.warning("an open pull request of %s is left out: %s", project, problem)
+    return found
 
 
 def clip(text: str | None, limit: int) -> str | None:

@@ -10,7 +10,8 @@ from urllib.parse import quote
 
 import httpx
 
-from reconciler.forge.statuses.base import Comment, CommitStatus
+from reconciler.forge.events import PullRequestEvent
+from reconciler.forge.statuses.base import Comment, CommitStatus, listed
 from reconciler.forge.statuses.github import label_names, owner_repo
 from reconciler.forge.statuses.http import RepoStatusesClient
 from reconciler.statuses import CommitState
@@ -33,6 +34,7 @@ class GiteaClient(RepoStatusesClient):
         timeout: httpx.Timeout | float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        self.project = project
         self.repo_path = "/repos/" + owner_repo(project)
         super().__init__(api_url, {"Authorization": f"token {token}"}, token, timeout=timeout, transport=transport)
 
@@ -65,3 +67,7 @@ class GiteaClient(RepoStatusesClient):
     def pull_request_labels(self, number: int) -> frozenset[str]:
         pull = self.http.json("GET", f"{self.repo_path}/pulls/{number}") or {}
         return label_names(pull.get("labels"))
+
+    def open_pull_requests(self) -> list[PullRequestEvent]:
+        items = self.http.pages(f"{self.repo_path}/pulls", {"state": "open", "limit": 50})
+        return listed(self.provider, items, self.project)

@@ -11,7 +11,8 @@ from urllib.parse import quote
 
 import httpx
 
-from reconciler.forge.statuses.base import Comment, CommitStatus
+from reconciler.forge.events import PullRequestEvent
+from reconciler.forge.statuses.base import Comment, CommitStatus, listed
 from reconciler.forge.statuses.http import RepoStatusesClient
 from reconciler.statuses import CommitState
 
@@ -38,6 +39,7 @@ class GitHubClient(RepoStatusesClient):
         timeout: httpx.Timeout | float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        self.project = project
         self.repo_path = "/repos/" + owner_repo(project)
         headers = {
             "Authorization": f"Bearer {token}",
@@ -74,6 +76,10 @@ class GitHubClient(RepoStatusesClient):
     def pull_request_labels(self, number: int) -> frozenset[str]:
         pull = self.http.json("GET", f"{self.repo_path}/pulls/{number}") or {}
         return label_names(pull.get("labels"))
+
+    def open_pull_requests(self) -> list[PullRequestEvent]:
+        items = self.http.pages(f"{self.repo_path}/pulls", {"state": "open", "per_page": 100})
+        return listed(self.provider, items, self.project)
 
 
 def label_names(labels: object) -> frozenset[str]:

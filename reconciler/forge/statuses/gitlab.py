@@ -14,7 +14,8 @@ from urllib.parse import quote
 import httpx
 
 from reconciler.forge.errors import PermanentForgeError
-from reconciler.forge.statuses.base import Comment, CommitStatus
+from reconciler.forge.events import PullRequestEvent
+from reconciler.forge.statuses.base import Comment, CommitStatus, listed
 from reconciler.forge.statuses.http import HttpForgeClient
 from reconciler.statuses import CommitState
 
@@ -53,6 +54,7 @@ class GitLabClient(HttpForgeClient):
     ) -> None:
         if not project.strip("/"):
             raise ValueError("a GitLab project is a numeric id or a group/name path")
+        self.project = project
         self.project_path = "/projects/" + quote(project.strip("/"), safe="")
         super().__init__(
             api_url or DEFAULT_API_URL, {"PRIVATE-TOKEN": token}, token, timeout=timeout, transport=transport
@@ -107,3 +109,7 @@ class GitLabClient(HttpForgeClient):
             return frozenset()
         # Names by default; objects with a `name` when asked `with_labels_details`.
         return frozenset(str(i["name"] if isinstance(i, dict) else i) for i in labels if i)
+
+    def open_pull_requests(self) -> list[PullRequestEvent]:
+        items = self.http.pages(f"{self.project_path}/merge_requests", {"state": "opened", "per_page": 100})
+        return listed(self.provider, items, self.project)

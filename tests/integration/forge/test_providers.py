@@ -84,6 +84,26 @@ def test_list_follows_pages(forge_server: Any, provider: Any) -> None:
     assert len(forge_server.requests(provider, "GET")) >= 2
 
 
+def test_open_pull_requests_are_listed_across_pages_with_forks_marked(forge_server: Any, provider: Any) -> None:
+    project = PROJECTS[provider]
+    for number in range(1, 131):
+        forge_server.add_pull_request(provider, project, number, head_sha=f"{number:040x}", head_ref=f"b{number}")
+    forge_server.add_pull_request(provider, project, 131, head_sha="c" * 40, state="closed")
+    forge_server.add_pull_request(provider, project, 132, head_sha="d" * 40, fork=True)
+    # The local server checks each page of 100 full pull requests against the forge's schema:
+    # seconds on a loaded machine, so more room than the default.
+    client = make_client(forge_server, provider, timeout=60.0)
+    try:
+        found = {event.number: event for event in client.open_pull_requests()}
+    finally:
+        client.close()
+    assert sorted(found) == [*range(1, 131), 132]
+    assert len(forge_server.requests(provider, "GET", r"/(pulls|merge_requests)$")) >= 2
+    assert (found[7].head_sha, found[7].head_ref, found[7].base_ref) == (f"{7:040x}", "b7", "main")
+    assert found[7].action == "synchronize" and not found[7].closing
+    assert [n for n, e in found.items() if e.fork] == [132]
+
+
 def test_server_errors_are_transient(forge_server: Any, provider: Any) -> None:
     forge_server.fail_next(1, status=502, provider=provider)
     client = make_client(forge_server, provider)

@@ -111,7 +111,9 @@ def forged_daemon(
     provider: Any,
     sender: WebhookSender,
     base_files: dict[str, str],
+    forge_options: dict[str, Any] | None = None,
 ) -> Iterator[Forged]:
+    """`forge_options`: more of the repo's `forge` settings."""
     assert sender.secret is not None
     forge = {
         "provider": provider,
@@ -119,6 +121,7 @@ def forged_daemon(
         "api_url": forge_server.url(provider),
         "token_file": str(secret_file(tmp_path / "forge-token", forge_server.tokens[provider])),
         "webhook_secret_file": str(secret_file(tmp_path / "webhook-secret", sender.secret)),
+        **(forge_options or {}),
     }
     with daemon_harness(
         tmp_path,

@@ -69,6 +69,11 @@ def test_real_gitea_webhooks_statuses_and_comment(gitea_server: Any, store: Stor
         wait_until(lambda: calls.pulls, timeout=30, what="gitea's pull request delivery accepted")
         (_, event), *_ = calls.pulls
         assert (event.action, event.number, event.head_sha) == ("opened", pull["number"], pull["head"]["sha"])
+        # Listed from Gitea's own API, the open pull request reads as its webhook did.
+        [listed] = client.open_pull_requests()
+        assert (listed.number, listed.head_sha, listed.head_ref, listed.base_ref, listed.fork) == (
+            event.number, event.head_sha, event.head_ref, event.base_ref, False
+        )  # fmt: skip
 
         # The status of the PR head and the plan comment, through the outbox and the checker.
         checks = PullRequestChecks(
