@@ -789,11 +789,14 @@ class Daemon:
         ]
 
     def _handle_sweep(self, item: SweepPullRequests) -> float | None:
-        forge = self.repos[item.repo].config.forge
+        config = self.repos[item.repo].config
+        forge = config.forge
         if forge is None or self.forge.pulls is None:
             return None
         if self.owns(item.repo):  # another replica's repo: its owner sweeps it
             for event in self.forge.pulls.sweep(item.repo):
+                if not event.closing and event.base_ref != config.branch:
+                    continue  # into another branch: its webhook is ignored too
                 log.info(
                     "pull request found by listing the forge",
                     extra={"repo": item.repo, "pr": event.number, "action": event.action, "head": event.head_sha[:12]},

@@ -58,10 +58,14 @@ def test_a_pull_request_no_webhook_announced_is_checked_once_and_its_previews_en
     assert f"+ create {REPO}:ops/train.yaml#train (job)" in comment["body"]
     [preview] = wait(lambda: h.store.preview_runs(REPO, 9), what="the preview")
     assert preview.commit_sha == head
-    # Listed again and again, the same head is not checked again.
+    # Listed again and again, the same head is not checked again; one into another branch is
+    # left alone, as its webhook would be.
+    other = forged.push_head(5, "for release", {"ops/eval.yaml": op("eval", "true")})
+    forge_server.add_pull_request(provider, project, 5, head_sha=other, base_ref="release")
     listed = len(forge_server.requests(provider, "GET", LISTS))
     wait(lambda: len(forge_server.requests(provider, "GET", LISTS)) >= listed + 3, what="three more listings")
     assert validates(forge_server, provider, head) == ["success"]
+    assert validates(forge_server, provider, other) == [] and forge_server.comments(provider, project, 5) == []
     assert len(forge_server.comments(provider, project, 9)) == 1 and len(h.store.preview_runs(REPO, 9)) == 1
     # Merged or closed without a webhook: the next listing stops its previews.
     forge_server.add_pull_request(provider, project, 9, head_sha=head, base_sha=forged.base, state="closed")
