@@ -795,7 +795,7 @@ class Daemon:
             return None
         if self.owns(item.repo):  # another replica's repo: its owner sweeps it
             for event in self.forge.pulls.sweep(item.repo):
-                if not event.closing and event.base_ref != config.branch:
+                if not event.closing and not event.into(config.branch):
                     continue  # into another branch: its webhook is ignored too
                 log.info(
                     "pull request found by listing the forge",

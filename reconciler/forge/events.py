@@ -58,6 +58,10 @@ class PullRequestEvent:
     def closing(self) -> bool:
         return self.action == "closed"
 
+    def into(self, branch: str) -> bool:
+        """Whether it asks to merge into `branch` (the only pull requests a repo's branch checks)."""
+        return self.base_ref == branch
+
 
 @dataclass(frozen=True)
 class PingEvent:

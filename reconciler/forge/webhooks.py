@@ -211,7 +211,7 @@ def webhook_routes(
         assert isinstance(event, PullRequestEvent)
         checked = []
         for target in hits:
-            if event.base_ref == target.branch:
+            if event.into(target.branch):
                 on_pull_request(target.repo, event)
                 checked.append(target.repo)
         if not checked:

@@ -16,6 +16,7 @@ import pytest
 
 from reconciler.model import RunRequest
 from reconciler.orchestration import ticking
+from reconciler.scheduling.ticks import tick_cause_id
 from tests.infra.daemon import DaemonHarness
 from tests.integration.orchestration.conftest import T0
 from tests.integration.orchestration.test_tick_batches import every_minute
@@ -143,7 +144,7 @@ def commit_while_held(h: DaemonHarness, files: dict[str, str]) -> None:
 
 
 def tick_run(h: DaemonHarness, op_key: str, at: dt.datetime = TICK) -> str:
-    [run] = [r for r in h.store.runs_by_op(op_key) if r.cause_id == f"schedule:{at:%Y-%m-%dT%H:%M:%SZ}"]
+    [run] = [r for r in h.store.runs_by_op(op_key) if r.cause_id == tick_cause_id(at)]
     return run.name
 
 
@@ -182,7 +183,7 @@ def test_a_spec_changed_while_its_tick_is_held_skips_that_tick_and_the_next_runs
     assert (last.message or "").startswith("its schedule changed (commit ")
     h.fire_ticks(TICK + M)
     [new] = [r for r in h.by_op("tick-000")]
-    assert new.cause_id == f"schedule:{TICK + M:%Y-%m-%dT%H:%M:%SZ}"
+    assert new.cause_id == tick_cause_id(TICK + M)
     assert "echo changed" in json.dumps(new.effective)
 
 
